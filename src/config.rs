@@ -1,0 +1,299 @@
+//! Settings: built-in defaults, then a TOML file, then `BERTH_*` environment
+//! variables, then command-line flags, each overriding the one before.
+//! Everything is checked here, so the server never starts half-configured:
+//! a bad value stops start-up with one line naming the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The settings as a file or the environment spell them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Where the embedded defaults keep their data.
+    pub data_dir: PathBuf,
+    /// `sqlite:<path>` or `postgres://...`; default `sqlite:<data_dir>/berth.db`.
+    pub database_url: Option<String>,
+    /// A filesystem path; default `<data_dir>/blobs`.
+    pub storage: Option<String>,
+    /// External base URL used in `Location` headers, e.g. `https://registry.example`.
+    pub public_url: Option<String>,
+    /// Size of the database connection pool.
+    pub database_max_connections: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:5000".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            storage: None,
+            public_url: None,
+            database_max_connections: 16,
+        }
+    }
+}
+
+const SETTING_NAMES: [&str; 6] = [
+    "listen",
+    "data_dir",
+    "database_url",
+    "storage",
+    "public_url",
+    "database_max_connections",
+];
+
+/// Values given as command-line flags; unset ones leave lower layers alone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    Filesystem(PathBuf),
+}
+
+/// Settings after checking: what the server runs with.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub storage: StorageConfig,
+    pub public_url: Option<String>,
+    pub database_max_connections: u32,
+}
+
+/// `Debug` that never prints credentials embedded in the database URL.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("storage", &self.storage)
+            .field("public_url", &self.public_url)
+            .field("database_max_connections", &self.database_max_connections)
+            .finish()
+    }
+}
+
+/// Replaces a URL's password with `***`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub reason: String,
+}
+
+fn bad(setting: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Loads settings from every layer. `file` is the `--config`/`BERTH_CONFIG` path.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(bad(
+                    "config",
+                    format!("file {} does not exist", file.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let figment = figment
+            .merge(Env::prefixed("BERTH_").only(&SETTING_NAMES))
+            .merge(Serialized::defaults(overrides));
+        let settings: Settings = figment.extract().map_err(|e| {
+            let setting = if e.path.is_empty() {
+                "config".to_string()
+            } else {
+                e.path.join(".")
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            bad(&setting, format!("{}{source}", e.kind))
+        })?;
+        settings.check()
+    }
+}
+
+impl Settings {
+    pub fn check(self) -> Result<Config, ConfigError> {
+        let listen = self.listen.parse::<SocketAddr>().map_err(|_| {
+            bad(
+                "listen",
+                format!("`{}` is not an address such as 0.0.0.0:5000", self.listen),
+            )
+        })?;
+        let database_url = self
+            .database_url
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("berth.db").display()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "database_url",
+                format!(
+                    "`{}` must start with sqlite: or postgres://",
+                    redact_url(&database_url)
+                ),
+            ));
+        }
+        let storage = match self.storage {
+            None => StorageConfig::Filesystem(self.data_dir.join("blobs")),
+            Some(s) if s.contains("://") => {
+                return Err(bad(
+                    "storage",
+                    format!("`{s}`: only filesystem paths are supported"),
+                ));
+            }
+            Some(s) if s.trim().is_empty() => return Err(bad("storage", "is empty")),
+            Some(s) => StorageConfig::Filesystem(PathBuf::from(s)),
+        };
+        let public_url = match self.public_url.filter(|u| !u.is_empty()) {
+            None => None,
+            Some(raw) => {
+                let url = url::Url::parse(&raw)
+                    .map_err(|e| bad("public_url", format!("`{raw}`: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https")
+                    || url.query().is_some()
+                    || url.host().is_none()
+                {
+                    return Err(bad(
+                        "public_url",
+                        format!("`{raw}` must be an http(s) URL without a query"),
+                    ));
+                }
+                Some(raw.trim_end_matches('/').to_string())
+            }
+        };
+        if self.database_max_connections == 0 {
+            return Err(bad("database_max_connections", "must be at least 1"));
+        }
+        Ok(Config {
+            listen,
+            database_url,
+            storage,
+            public_url,
+            database_max_connections: self.database_max_connections,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_use_the_data_dir() {
+        let config = Settings::default().check().unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:5000");
+        assert_eq!(config.database_url, "sqlite:./data/berth.db");
+        assert_eq!(
+            config.storage,
+            StorageConfig::Filesystem(PathBuf::from("./data/blobs"))
+        );
+        assert_eq!(config.public_url, None);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases: [(fn(&mut Settings), &str); 5] = [
+            (|s| s.listen = "nope".into(), "listen"),
+            (
+                |s| s.database_url = Some("mysql://x".into()),
+                "database_url",
+            ),
+            (|s| s.storage = Some("ftp://x".into()), "storage"),
+            (
+                |s| s.public_url = Some("registry.example".into()),
+                "public_url",
+            ),
+            (
+                |s| s.database_max_connections = 0,
+                "database_max_connections",
+            ),
+        ];
+        for (change, setting) in cases {
+            let mut settings = Settings::default();
+            change(&mut settings);
+            assert_eq!(settings.check().unwrap_err().setting, setting);
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        let config = Settings {
+            database_url: Some("postgres://u:secret@h/db".into()),
+            ..Settings::default()
+        }
+        .check()
+        .unwrap();
+        assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("berth.toml", "listen = \"127.0.0.1:6000\"\npublic_url = \"https://file.example\"\ndata_dir = \"/srv\"")?;
+            jail.set_env("BERTH_PUBLIC_URL", "https://env.example/");
+            let config = Config::load(
+                Some(Path::new("berth.toml")),
+                Overrides {
+                    listen: Some("127.0.0.1:7000".into()),
+                    ..Overrides::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
+            assert_eq!(config.public_url.as_deref(), Some("https://env.example"));
+            assert_eq!(config.database_url, "sqlite:/srv/berth.db");
+            jail.create_file("typo.toml", "lisen = \"x\"")?;
+            let err = Config::load(Some(Path::new("typo.toml")), Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("lisen"), "{err}");
+            let err =
+                Config::load(Some(Path::new("missing.toml")), Overrides::default()).unwrap_err();
+            assert_eq!(err.setting, "config");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,56 @@
+//! `GET /v2/_catalog` and `GET /v2/<name>/tags/list`, both paginated with
+//! `n` and `last` and a `Link` header to the next page.
+
+use axum::Json;
+use axum::extract::Request;
+use axum::http::{Uri, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::headers::query_value;
+use super::{ApiResult, AppState};
+use crate::oci::{ErrorCode, RepositoryName};
+use crate::registry::ListPage;
+
+fn pagination(uri: &Uri) -> Result<(Option<u32>, Option<String>), ApiError> {
+    let n = match query_value(uri, "n") {
+        Some(n) => Some(n.parse::<u32>().map_err(|_| {
+            ApiError::new(ErrorCode::Unsupported)
+                .status(axum::http::StatusCode::BAD_REQUEST)
+                .message(format!("`n` must be a non-negative integer, not `{n}`"))
+        })?),
+        None => None,
+    };
+    Ok((n, query_value(uri, "last")))
+}
+
+fn with_link(path: &str, page: &ListPage, body: serde_json::Value) -> ApiResult {
+    let mut response = Json(body).into_response();
+    if let Some(last) = &page.next_last {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("n", &page.page_size.to_string())
+            .append_pair("last", last)
+            .finish();
+        let link = format!("<{path}?{query}>; rel=\"next\"");
+        response.headers_mut().insert(
+            header::LINK,
+            link.parse().expect("encoded link is a valid header"),
+        );
+    }
+    Ok(response)
+}
+
+pub async fn list_repositories(state: &AppState, request: Request) -> ApiResult {
+    let (n, last) = pagination(request.uri())?;
+    let page = state.registry.list_repositories(n, last.as_deref()).await?;
+    let body = json!({"repositories": page.names});
+    with_link("/v2/_catalog", &page, body)
+}
+
+pub async fn list_tags(state: &AppState, name: &RepositoryName, request: Request) -> ApiResult {
+    let (n, last) = pagination(request.uri())?;
+    let page = state.registry.list_tags(name, n, last.as_deref()).await?;
+    let body = json!({"name": name.as_str(), "tags": page.names});
+    with_link(&format!("/v2/{name}/tags/list"), &page, body)
+}

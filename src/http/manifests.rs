@@ -1,0 +1,135 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode, header};
+use axum::response::IntoResponse;
+
+use super::error::ApiError;
+use super::headers::{
+    DOCKER_CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG, content_length, content_type, query_values,
+};
+use super::{ApiResult, AppState, parse_digest};
+use crate::oci::manifest::MAX_MANIFEST_BYTES;
+use crate::oci::name::ReferenceError;
+use crate::oci::{ErrorCode, Reference, RepositoryName, Tag};
+use crate::registry::RegistryError;
+
+fn parse_reference(raw: &str) -> Result<Reference, ApiError> {
+    Reference::parse(raw).map_err(|e| match e {
+        ReferenceError::Digest(_) => parse_digest(raw).expect_err("digest parse failed before"),
+        ReferenceError::Tag(e) => ApiError::new(ErrorCode::TagInvalid)
+            .message(e.to_string())
+            .detail(serde_json::json!({"tag": raw})),
+    })
+}
+
+fn parse_tag(raw: &str) -> Result<Tag, ApiError> {
+    raw.parse().map_err(|e: crate::oci::name::NameError| {
+        ApiError::new(ErrorCode::TagInvalid)
+            .message(e.to_string())
+            .detail(serde_json::json!({"tag": raw}))
+    })
+}
+
+pub async fn get_manifest(
+    state: &AppState,
+    name: &RepositoryName,
+    reference: &str,
+    request: Request,
+) -> ApiResult {
+    let reference = parse_reference(reference)?;
+    let manifest = state.registry.get_manifest(name, &reference).await?;
+    let headers = [
+        (header::CONTENT_TYPE, manifest.media_type),
+        (header::CONTENT_LENGTH, manifest.payload.len().to_string()),
+        (DOCKER_CONTENT_DIGEST, manifest.digest.to_string()),
+    ];
+    let body = if request.method() == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(manifest.payload)
+    };
+    Ok((headers, body).into_response())
+}
+
+pub async fn put_manifest(
+    state: &AppState,
+    name: &RepositoryName,
+    reference: &str,
+    request: Request,
+) -> ApiResult {
+    let reference = parse_reference(reference)?;
+    let extra_tags = query_values(request.uri(), "tag")
+        .iter()
+        .map(|t| parse_tag(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let too_large = || ApiError::from(RegistryError::ManifestTooLarge(MAX_MANIFEST_BYTES));
+    if content_length(request.headers()).is_some_and(|l| l > MAX_MANIFEST_BYTES as u64) {
+        return Err(too_large());
+    }
+    let media_type = content_type(request.headers()).map(str::to_string);
+    // Manifests are small and hashed whole; the limit keeps the buffer bounded.
+    let body = axum::body::to_bytes(request.into_body(), MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|_| too_large())?;
+    let pushed = state
+        .registry
+        .put_manifest(name, &reference, media_type.as_deref(), &body, extra_tags)
+        .await?;
+    let mut response = (
+        StatusCode::CREATED,
+        [
+            (
+                header::LOCATION,
+                state.location(&format!("/v2/{name}/manifests/{}", pushed.digest)),
+            ),
+            (DOCKER_CONTENT_DIGEST, pushed.digest.to_string()),
+            (header::CONTENT_LENGTH, "0".to_string()),
+        ],
+    )
+        .into_response();
+    if let Some(subject) = &pushed.subject {
+        response.headers_mut().insert(
+            OCI_SUBJECT,
+            subject
+                .as_str()
+                .parse()
+                .expect("digests are valid header values"),
+        );
+    }
+    if matches!(reference, Reference::Digest(_)) {
+        for tag in &pushed.tags {
+            response.headers_mut().append(
+                OCI_TAG,
+                tag.as_str().parse().expect("tags are valid header values"),
+            );
+        }
+    }
+    Ok(response)
+}
+
+pub async fn delete_manifest(
+    state: &AppState,
+    name: &RepositoryName,
+    reference: &str,
+) -> ApiResult {
+    let reference = parse_reference(reference)?;
+    state.registry.delete_manifest(name, &reference).await?;
+    Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_references_get_the_right_code() {
+        let err = parse_reference("sha256:nothex")
+            .unwrap_err()
+            .into_response();
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert!(parse_reference("-bad").is_err());
+        assert!(parse_reference("good").is_ok());
+    }
+}

@@ -1,0 +1,180 @@
+//! The HTTP face of the registry: routing, request parsing, response headers
+//! and error bodies. Handlers stay thin: they validate what the client sent,
+//! call `registry`, and shape the answer.
+//!
+//! Calls `registry` and `oci`; never the stores directly.
+
+mod blobs;
+mod catalog;
+mod error;
+mod headers;
+mod manifests;
+mod referrers;
+mod route;
+mod uploads;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::oci::{Digest, ErrorCode, RepositoryName};
+use crate::registry::Registry;
+pub use error::ApiError;
+use route::Route;
+
+pub type ApiResult = Result<Response, ApiError>;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    /// External base URL (no trailing slash) for `Location` headers; relative locations when unset.
+    pub public_url: Option<String>,
+}
+
+impl AppState {
+    fn location(&self, path: &str) -> String {
+        match &self.public_url {
+            Some(base) => format!("{base}{path}"),
+            None => path.to_string(),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v2/", any(api_base))
+        .route("/v2", any(api_base))
+        .route("/v2/{*rest}", any(dispatch))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
+        .with_state(state)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            headers::DOCKER_DISTRIBUTION_API_VERSION,
+            HeaderValue::from_static("registry/2.0"),
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+}
+
+async fn api_base(method: Method) -> ApiResult {
+    match method {
+        Method::GET | Method::HEAD => {
+            Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
+        }
+        _ => Err(ApiError::new(ErrorCode::MethodNotAllowed)),
+    }
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.registry.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        }
+    }
+}
+
+fn parse_name(raw: &str) -> Result<RepositoryName, ApiError> {
+    raw.parse().map_err(|e: crate::oci::name::NameError| {
+        ApiError::new(ErrorCode::NameInvalid)
+            .message(e.to_string())
+            .detail(serde_json::json!({"name": raw}))
+    })
+}
+
+fn parse_digest(raw: &str) -> Result<Digest, ApiError> {
+    raw.parse().map_err(|e: crate::oci::digest::DigestError| {
+        ApiError::new(ErrorCode::DigestInvalid)
+            .message(e.to_string())
+            .detail(serde_json::json!({"digest": raw}))
+    })
+}
+
+fn method_not_allowed() -> ApiResult {
+    Err(ApiError::new(ErrorCode::MethodNotAllowed))
+}
+
+/// Every `/v2/<name>/...` request: the path is parsed once into a route,
+/// then the method picks the handler.
+async fn dispatch(State(state): State<AppState>, request: Request) -> ApiResult {
+    let path = request
+        .uri()
+        .path()
+        .strip_prefix("/v2/")
+        .unwrap_or("")
+        .to_string();
+    let Some(route) = route::parse(&path) else {
+        return Err(ApiError::new(ErrorCode::NotFound));
+    };
+    let method = request.method().clone();
+    match route {
+        Route::Catalog => match method {
+            Method::GET | Method::HEAD => catalog::list_repositories(&state, request).await,
+            _ => method_not_allowed(),
+        },
+        Route::Tags { name } => {
+            let name = parse_name(name)?;
+            match method {
+                Method::GET | Method::HEAD => catalog::list_tags(&state, &name, request).await,
+                _ => method_not_allowed(),
+            }
+        }
+        Route::Manifest { name, reference } => {
+            let name = parse_name(name)?;
+            match method {
+                Method::GET | Method::HEAD => {
+                    manifests::get_manifest(&state, &name, reference, request).await
+                }
+                Method::PUT => manifests::put_manifest(&state, &name, reference, request).await,
+                Method::DELETE => manifests::delete_manifest(&state, &name, reference).await,
+                _ => method_not_allowed(),
+            }
+        }
+        Route::Referrers { name, digest } => {
+            let name = parse_name(name)?;
+            match method {
+                Method::GET | Method::HEAD => {
+                    referrers::list_referrers(&state, &name, digest, request).await
+                }
+                _ => method_not_allowed(),
+            }
+        }
+        Route::Blob { name, digest } => {
+            let name = parse_name(name)?;
+            match method {
+                Method::GET | Method::HEAD => blobs::get_blob(&state, &name, digest, request).await,
+                Method::DELETE => blobs::delete_blob(&state, &name, digest).await,
+                _ => method_not_allowed(),
+            }
+        }
+        Route::UploadStart { name } => {
+            let name = parse_name(name)?;
+            match method {
+                Method::POST => uploads::start_upload(&state, &name, request).await,
+                _ => method_not_allowed(),
+            }
+        }
+        Route::Upload { name, id } => {
+            let name = parse_name(name)?;
+            match method {
+                Method::GET | Method::HEAD => uploads::upload_status(&state, &name, id).await,
+                Method::PATCH => uploads::append_chunk(&state, &name, id, request).await,
+                Method::PUT => uploads::finish_upload(&state, &name, id, request).await,
+                Method::DELETE => uploads::cancel_upload(&state, &name, id).await,
+                _ => method_not_allowed(),
+            }
+        }
+    }
+}

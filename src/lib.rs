@@ -1,0 +1,12 @@
+//! Berth, an OCI container image registry.
+//!
+//! The direction of calls: `http → registry → {metadata, storage} → oci`.
+//! `config` and `server` wire the pieces together at start-up.
+
+pub mod config;
+pub mod http;
+pub mod metadata;
+pub mod oci;
+pub mod registry;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,245 @@
+//! The metadata store: repositories, blobs and their links, manifests and
+//! their edges, tags and upload sessions, kept in SQL.
+//!
+//! Called by `registry`; calls nothing else in the crate but `oci`. Every
+//! method is one atomic operation (its own transaction where it writes more
+//! than one row), so callers never hold a transaction across an await on
+//! the network or on blob storage.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::oci::manifest::ParsedManifest;
+use crate::oci::{Digest, RepositoryName, Tag};
+
+pub use postgres::PostgresMetadataStore;
+pub use sqlite::SqliteMetadataStore;
+
+pub type MetadataResult<T> = Result<T, MetadataError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// An upload session as stored: how many bytes have been accepted, the hash
+/// state after them, and whatever the blob store needs to continue it.
+#[derive(Debug, Clone)]
+pub struct UploadSession {
+    pub id: String,
+    pub received: u64,
+    pub hash_state: Vec<u8>,
+    pub storage_state: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub payload: Vec<u8>,
+}
+
+/// A manifest whose `subject` is the digest asked about.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    /// JSON object text, as parsed from the manifest.
+    pub annotations: Option<String>,
+}
+
+/// A manifest about to be stored: its exact bytes and what was read from them.
+pub struct NewManifest<'a> {
+    pub digest: &'a Digest,
+    pub payload: &'a [u8],
+    pub parsed: &'a ParsedManifest,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PutManifestOutcome {
+    Stored,
+    /// A blob or child manifest it refers to is not in the repository; nothing was written.
+    MissingReference(Digest),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    /// Still used by this manifest in the repository; nothing was deleted.
+    ReferencedBy(Digest),
+}
+
+/// One page of names (tags or repositories) in lexical byte order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub names: Vec<String>,
+    /// True when names after the last one exist.
+    pub more: bool,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> MetadataResult<()>;
+
+    /// Size of `digest` if it is linked to `repository`; `None` otherwise
+    /// (including when the blob exists only in other repositories).
+    async fn linked_blob_size(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> MetadataResult<Option<u64>>;
+
+    /// Links a blob readable in `from` into `repository` (a cross-repository
+    /// mount). Returns its size, or `None` when `from` has no such blob.
+    /// Idempotent.
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> MetadataResult<Option<u64>>;
+
+    /// Removes the link of a blob from a repository, unless a manifest of
+    /// that repository still refers to it. The bytes stay in blob storage.
+    async fn unlink_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> MetadataResult<DeleteOutcome>;
+
+    /// Records a new upload session, creating the repository if needed.
+    async fn create_upload(
+        &self,
+        repository: &RepositoryName,
+        session: &UploadSession,
+    ) -> MetadataResult<()>;
+
+    /// The session `id` if it exists and belongs to `repository`.
+    async fn upload(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+    ) -> MetadataResult<Option<UploadSession>>;
+
+    /// Moves a session from `expected_received` bytes to `session.received`,
+    /// saving its new hash and storage state. Returns false, changing nothing,
+    /// when the session is gone or its offset is no longer `expected_received`
+    /// (a concurrent or replayed chunk).
+    async fn advance_upload(
+        &self,
+        session: &UploadSession,
+        expected_received: u64,
+    ) -> MetadataResult<bool>;
+
+    /// Forgets an upload session. Returns false when there was none.
+    async fn delete_upload(&self, repository: &RepositoryName, id: &str) -> MetadataResult<bool>;
+
+    /// Records a verified blob whose bytes are already committed to storage,
+    /// links it to `repository` and ends upload `upload_id`, atomically.
+    /// Idempotent: the blob may already exist, globally or in the repository.
+    async fn commit_blob(
+        &self,
+        repository: &RepositoryName,
+        upload_id: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> MetadataResult<()>;
+
+    /// Stores a manifest (if not already there) with its edges, and points
+    /// `tags` at it, after checking inside the same transaction that every
+    /// required blob and child manifest is in the repository.
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        manifest: &NewManifest<'_>,
+        tags: &[Tag],
+    ) -> MetadataResult<PutManifestOutcome>;
+
+    async fn manifest_by_digest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> MetadataResult<Option<StoredManifest>>;
+
+    async fn manifest_by_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> MetadataResult<Option<StoredManifest>>;
+
+    /// Deletes a manifest and every tag pointing at it, unless an index in the
+    /// repository still lists it as a child.
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> MetadataResult<DeleteOutcome>;
+
+    /// Deletes one tag; the manifest stays.
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> MetadataResult<DeleteOutcome>;
+
+    /// Tags after `last`, at most `limit`; `None` when the repository is unknown.
+    async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> MetadataResult<Option<Page>>;
+
+    /// Repositories holding at least one manifest, after `last`, at most `limit`.
+    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> MetadataResult<Page>;
+
+    /// Manifests of `repository` whose subject is `subject`, optionally only
+    /// those of one artifact type, ordered by digest.
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> MetadataResult<Vec<Referrer>>;
+}
+
+/// Connects to the database named by `url` (`sqlite:` or `postgres://`) and
+/// brings its schema up to date.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+) -> MetadataResult<std::sync::Arc<dyn MetadataStore>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(
+            SqliteMetadataStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Ok(std::sync::Arc::new(
+            PostgresMetadataStore::connect(url, max_connections).await?,
+        ))
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_digest(text: String) -> MetadataResult<Digest> {
+    text.parse()
+        .map_err(|_| MetadataError::Corrupt(format!("digest `{text}`")))
+}

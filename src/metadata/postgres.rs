@@ -1,0 +1,41 @@
+//! PostgreSQL, for several instances sharing one database.
+//!
+//! Migrations take PostgreSQL's advisory lock (sqlx does this), so instances
+//! starting together apply them once. Concurrent writers are ordered by row
+//! locks and unique constraints, never by anything held in one process.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::sql::sql_metadata_store;
+use super::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PostgresMetadataStore {
+    read: PgPool,
+    write: PgPool,
+}
+
+impl PostgresMetadataStore {
+    pub async fn connect(url: &str, max_connections: u32) -> MetadataResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            read: pool.clone(),
+            write: pool,
+        })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.write.begin().await
+    }
+}
+
+sql_metadata_store!(PostgresMetadataStore, Postgres);

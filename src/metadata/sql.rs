@@ -1,0 +1,465 @@
+//! The SQL shared by both engines. PostgreSQL and SQLite accept the same
+//! statements here (`$N` placeholders, `ON CONFLICT`, `RETURNING`), so one
+//! text serves both; the macro only stamps it out for each engine's types.
+//! What differs between engines (connecting, pools, how a write transaction
+//! begins) lives in `sqlite.rs` and `postgres.rs`, each store providing
+//! `read` and `write` pools and a `begin_write` method.
+
+macro_rules! sql_metadata_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            async fn repository_id<'e, E>(executor: E, name: &RepositoryName) -> Result<Option<i64>, sqlx::Error>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+                    .bind(name.as_str())
+                    .fetch_optional(executor)
+                    .await
+            }
+
+            /// Create-or-find: a concurrent creator of the same name makes the
+            /// insert a no-op, and the select then sees its row.
+            async fn ensure_repository(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                name: &RepositoryName,
+            ) -> Result<i64, sqlx::Error> {
+                sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                    .bind(name.as_str())
+                    .bind(unix_now())
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+                    .bind(name.as_str())
+                    .fetch_one(&mut *conn)
+                    .await
+            }
+
+            fn manifest_from_row(row: (String, String, Vec<u8>)) -> MetadataResult<StoredManifest> {
+                let (digest, media_type, payload) = row;
+                Ok(StoredManifest {
+                    digest: parse_digest(digest)?,
+                    media_type,
+                    payload,
+                })
+            }
+
+            fn page(mut names: Vec<String>, limit: u32) -> Page {
+                let more = names.len() > limit as usize;
+                names.truncate(limit as usize);
+                Page { names, more }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl MetadataStore for $store {
+            async fn ping(&self) -> MetadataResult<()> {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+                Ok(())
+            }
+
+            async fn linked_blob_size(&self, repository: &RepositoryName, digest: &Digest) -> MetadataResult<Option<u64>> {
+                let size: Option<i64> = sqlx::query_scalar(
+                    "SELECT b.size FROM repository_blobs rb \
+                     JOIN repositories r ON r.id = rb.repository_id \
+                     JOIN blobs b ON b.digest = rb.blob_digest \
+                     WHERE r.name = $1 AND rb.blob_digest = $2",
+                )
+                .bind(repository.as_str())
+                .bind(digest.as_str())
+                .fetch_optional(&self.read)
+                .await?;
+                Ok(size.map(|s| s as u64))
+            }
+
+            async fn mount_blob(
+                &self,
+                repository: &RepositoryName,
+                from: &RepositoryName,
+                digest: &Digest,
+            ) -> MetadataResult<Option<u64>> {
+                let mut tx = self.begin_write().await?;
+                let size: Option<i64> = sqlx::query_scalar(
+                    "SELECT b.size FROM repository_blobs rb \
+                     JOIN repositories r ON r.id = rb.repository_id \
+                     JOIN blobs b ON b.digest = rb.blob_digest \
+                     WHERE r.name = $1 AND rb.blob_digest = $2",
+                )
+                .bind(from.as_str())
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(size) = size else {
+                    return Ok(None);
+                };
+                let repository_id = Self::ensure_repository(&mut tx, repository).await?;
+                sqlx::query(
+                    "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (repository_id, blob_digest) DO NOTHING",
+                )
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .bind(unix_now())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(size as u64))
+            }
+
+            async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> MetadataResult<DeleteOutcome> {
+                let mut tx = self.begin_write().await?;
+                let Some(repository_id) = Self::repository_id(&mut *tx, repository).await? else {
+                    return Ok(DeleteOutcome::NotFound);
+                };
+                let user: Option<String> = sqlx::query_scalar(
+                    "SELECT m.digest FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id \
+                     WHERE m.repository_id = $1 AND mb.blob_digest = $2 ORDER BY m.digest LIMIT 1",
+                )
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(user) = user {
+                    return Ok(DeleteOutcome::ReferencedBy(parse_digest(user)?));
+                }
+                let deleted = sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2")
+                    .bind(repository_id)
+                    .bind(digest.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(if deleted > 0 { DeleteOutcome::Deleted } else { DeleteOutcome::NotFound })
+            }
+
+            async fn create_upload(&self, repository: &RepositoryName, session: &UploadSession) -> MetadataResult<()> {
+                let mut tx = self.begin_write().await?;
+                let repository_id = Self::ensure_repository(&mut tx, repository).await?;
+                let now = unix_now();
+                sqlx::query(
+                    "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                )
+                .bind(&session.id)
+                .bind(repository_id)
+                .bind(session.received as i64)
+                .bind(&session.hash_state)
+                .bind(&session.storage_state)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn upload(&self, repository: &RepositoryName, id: &str) -> MetadataResult<Option<UploadSession>> {
+                let row: Option<(String, i64, Vec<u8>, String)> = sqlx::query_as(
+                    "SELECT u.id, u.received, u.hash_state, u.storage_state FROM uploads u \
+                     JOIN repositories r ON r.id = u.repository_id WHERE r.name = $1 AND u.id = $2",
+                )
+                .bind(repository.as_str())
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+                Ok(row.map(|(id, received, hash_state, storage_state)| UploadSession {
+                    id,
+                    received: received as u64,
+                    hash_state,
+                    storage_state,
+                }))
+            }
+
+            async fn advance_upload(&self, session: &UploadSession, expected_received: u64) -> MetadataResult<bool> {
+                let updated = sqlx::query(
+                    "UPDATE uploads SET received = $1, hash_state = $2, storage_state = $3, updated_at = $4 \
+                     WHERE id = $5 AND received = $6",
+                )
+                .bind(session.received as i64)
+                .bind(&session.hash_state)
+                .bind(&session.storage_state)
+                .bind(unix_now())
+                .bind(&session.id)
+                .bind(expected_received as i64)
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+                Ok(updated == 1)
+            }
+
+            async fn delete_upload(&self, repository: &RepositoryName, id: &str) -> MetadataResult<bool> {
+                let deleted = sqlx::query(
+                    "DELETE FROM uploads WHERE id = $1 AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+                )
+                .bind(id)
+                .bind(repository.as_str())
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+                Ok(deleted > 0)
+            }
+
+            async fn commit_blob(
+                &self,
+                repository: &RepositoryName,
+                upload_id: &str,
+                digest: &Digest,
+                size: u64,
+            ) -> MetadataResult<()> {
+                let mut tx = self.begin_write().await?;
+                let now = unix_now();
+                sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+                    .bind(digest.as_str())
+                    .bind(size as i64)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let repository_id = Self::ensure_repository(&mut tx, repository).await?;
+                sqlx::query(
+                    "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (repository_id, blob_digest) DO NOTHING",
+                )
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM uploads WHERE id = $1")
+                    .bind(upload_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn put_manifest(
+                &self,
+                repository: &RepositoryName,
+                manifest: &NewManifest<'_>,
+                tags: &[Tag],
+            ) -> MetadataResult<PutManifestOutcome> {
+                let mut tx = self.begin_write().await?;
+                let repository_id = Self::ensure_repository(&mut tx, repository).await?;
+                let mut blob_edges = Vec::with_capacity(manifest.parsed.blobs.len());
+                for blob in &manifest.parsed.blobs {
+                    let linked: Option<i64> = sqlx::query_scalar(
+                        "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2",
+                    )
+                    .bind(repository_id)
+                    .bind(blob.digest.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match (linked, blob.required) {
+                        (Some(_), _) => blob_edges.push(&blob.digest),
+                        (None, true) => return Ok(PutManifestOutcome::MissingReference(blob.digest.clone())),
+                        (None, false) => {}
+                    }
+                }
+                let mut child_ids = Vec::with_capacity(manifest.parsed.children.len());
+                for child in &manifest.parsed.children {
+                    let id: Option<i64> =
+                        sqlx::query_scalar("SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2")
+                            .bind(repository_id)
+                            .bind(child.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    match id {
+                        Some(id) => child_ids.push(id),
+                        None => return Ok(PutManifestOutcome::MissingReference(child.clone())),
+                    }
+                }
+
+                let now = unix_now();
+                sqlx::query(
+                    "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (repository_id, digest) DO NOTHING",
+                )
+                .bind(repository_id)
+                .bind(manifest.digest.as_str())
+                .bind(&manifest.parsed.media_type)
+                .bind(manifest.parsed.artifact_type.as_deref())
+                .bind(manifest.parsed.subject.as_ref().map(|d| d.as_str()))
+                .bind(manifest.parsed.annotations.as_deref())
+                .bind(manifest.payload)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let manifest_id: i64 = sqlx::query_scalar("SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2")
+                    .bind(repository_id)
+                    .bind(manifest.digest.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                for digest in blob_edges {
+                    sqlx::query(
+                        "INSERT INTO manifest_blobs (manifest_id, blob_digest) VALUES ($1, $2) \
+                         ON CONFLICT (manifest_id, blob_digest) DO NOTHING",
+                    )
+                    .bind(manifest_id)
+                    .bind(digest.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for child_id in child_ids {
+                    sqlx::query(
+                        "INSERT INTO manifest_references (parent_id, child_id) VALUES ($1, $2) \
+                         ON CONFLICT (parent_id, child_id) DO NOTHING",
+                    )
+                    .bind(manifest_id)
+                    .bind(child_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for tag in tags {
+                    // The WHERE skips rewriting a tag that already points here.
+                    sqlx::query(
+                        "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (repository_id, name) DO UPDATE \
+                         SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
+                         WHERE tags.manifest_id <> excluded.manifest_id",
+                    )
+                    .bind(repository_id)
+                    .bind(tag.as_str())
+                    .bind(manifest_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(PutManifestOutcome::Stored)
+            }
+
+            async fn manifest_by_digest(
+                &self,
+                repository: &RepositoryName,
+                digest: &Digest,
+            ) -> MetadataResult<Option<StoredManifest>> {
+                let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.payload FROM manifests m \
+                     JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
+                )
+                .bind(repository.as_str())
+                .bind(digest.as_str())
+                .fetch_optional(&self.read)
+                .await?;
+                row.map(Self::manifest_from_row).transpose()
+            }
+
+            async fn manifest_by_tag(&self, repository: &RepositoryName, tag: &Tag) -> MetadataResult<Option<StoredManifest>> {
+                let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.payload FROM tags t \
+                     JOIN repositories r ON r.id = t.repository_id \
+                     JOIN manifests m ON m.id = t.manifest_id WHERE r.name = $1 AND t.name = $2",
+                )
+                .bind(repository.as_str())
+                .bind(tag.as_str())
+                .fetch_optional(&self.read)
+                .await?;
+                row.map(Self::manifest_from_row).transpose()
+            }
+
+            async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> MetadataResult<DeleteOutcome> {
+                let mut tx = self.begin_write().await?;
+                let id: Option<i64> = sqlx::query_scalar(
+                    "SELECT m.id FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                     WHERE r.name = $1 AND m.digest = $2",
+                )
+                .bind(repository.as_str())
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(id) = id else {
+                    return Ok(DeleteOutcome::NotFound);
+                };
+                let parent: Option<String> = sqlx::query_scalar(
+                    "SELECT p.digest FROM manifest_references mr JOIN manifests p ON p.id = mr.parent_id \
+                     WHERE mr.child_id = $1 ORDER BY p.digest LIMIT 1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(parent) = parent {
+                    return Ok(DeleteOutcome::ReferencedBy(parse_digest(parent)?));
+                }
+                sqlx::query("DELETE FROM manifests WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(DeleteOutcome::Deleted)
+            }
+
+            async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> MetadataResult<DeleteOutcome> {
+                let deleted = sqlx::query(
+                    "DELETE FROM tags WHERE name = $1 AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+                )
+                .bind(tag.as_str())
+                .bind(repository.as_str())
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+                Ok(if deleted > 0 { DeleteOutcome::Deleted } else { DeleteOutcome::NotFound })
+            }
+
+            async fn list_tags(
+                &self,
+                repository: &RepositoryName,
+                last: Option<&str>,
+                limit: u32,
+            ) -> MetadataResult<Option<Page>> {
+                let Some(repository_id) = Self::repository_id(&self.read, repository).await? else {
+                    return Ok(None);
+                };
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+                )
+                .bind(repository_id)
+                .bind(last.unwrap_or(""))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.read)
+                .await?;
+                Ok(Some(Self::page(names, limit)))
+            }
+
+            async fn list_repositories(&self, last: Option<&str>, limit: u32) -> MetadataResult<Page> {
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM repositories r WHERE name > $1 \
+                     AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) \
+                     ORDER BY name LIMIT $2",
+                )
+                .bind(last.unwrap_or(""))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.read)
+                .await?;
+                Ok(Self::page(names, limit))
+            }
+
+            async fn referrers(
+                &self,
+                repository: &RepositoryName,
+                subject: &Digest,
+                artifact_type: Option<&str>,
+            ) -> MetadataResult<Vec<Referrer>> {
+                let rows: Vec<(String, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT m.digest, m.media_type, CAST(LENGTH(m.payload) AS BIGINT), m.artifact_type, m.annotations FROM manifests m \
+                     JOIN repositories r ON r.id = m.repository_id \
+                     WHERE r.name = $1 AND m.subject_digest = $2 AND ($3 IS NULL OR m.artifact_type = $3) \
+                     ORDER BY m.digest",
+                )
+                .bind(repository.as_str())
+                .bind(subject.as_str())
+                .bind(artifact_type)
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(digest, media_type, size, artifact_type, annotations)| {
+                        Ok(Referrer {
+                            digest: parse_digest(digest)?,
+                            media_type,
+                            size: size as u64,
+                            artifact_type,
+                            annotations,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+pub(crate) use sql_metadata_store;

@@ -1,0 +1,65 @@
+//! SQLite, the embedded default for a single machine.
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of one
+//! connection (no `SQLITE_BUSY` between our own writers) and start with
+//! `BEGIN IMMEDIATE` (another process, such as an admin command, waits on the
+//! busy timeout instead of failing mid-transaction). Reads use their own pool
+//! and, in WAL mode, never wait for the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::sql::sql_metadata_store;
+use super::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteMetadataStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl SqliteMetadataStore {
+    pub async fn connect(url: &str, max_connections: u32) -> MetadataResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            if let Some(parent) = options
+                .get_filename()
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| MetadataError::Database(sqlx::Error::Io(e)))?;
+            }
+        }
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&write).await?;
+        let read = if in_memory {
+            write.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .connect_with(options)
+                .await?
+        };
+        Ok(Self { read, write })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.write.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+sql_metadata_store!(SqliteMetadataStore, Sqlite);

@@ -1,0 +1,15 @@
+//! The OCI vocabulary: digests, repository names, tags, references, byte
+//! ranges, manifest parsing and the spec's error catalogue.
+//!
+//! Depends on nothing else in the crate; everything here is pure and unit
+//! tested, so the layers above can trust a value once it has been parsed.
+
+pub mod digest;
+pub mod error_code;
+pub mod manifest;
+pub mod name;
+pub mod range;
+
+pub use digest::{Algorithm, BlobHasher, Digest};
+pub use error_code::ErrorCode;
+pub use name::{Reference, RepositoryName, Tag};

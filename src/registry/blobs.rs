@@ -1,0 +1,135 @@
+//! Reading, mounting and unlinking blobs. Existence and size come from
+//! metadata alone; storage is touched only to stream bytes.
+
+use bytes::Bytes;
+
+use super::{Registry, RegistryError, RegistryResult};
+use crate::metadata::DeleteOutcome;
+use crate::oci::range::{ByteRange, RangeRequest, parse_download_range};
+use crate::oci::{Digest, RepositoryName};
+use crate::storage::{ByteStream, StorageError};
+
+#[derive(Debug, Clone)]
+pub struct BlobStat {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+pub enum BlobBody {
+    Stream(ByteStream),
+    /// Small content served from metadata (a manifest fetched through the blob endpoint).
+    Bytes(Bytes),
+}
+
+pub struct BlobRead {
+    pub size: u64,
+    pub range: Option<ByteRange>,
+    pub body: BlobBody,
+}
+
+enum Located {
+    Stored(u64),
+    Manifest(Vec<u8>),
+}
+
+impl Registry {
+    /// Looks the blob up in this repository. Manifests are content too, and
+    /// clients may fetch them through the blob endpoint, as the reference
+    /// registry allows.
+    async fn locate_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> RegistryResult<Located> {
+        if let Some(size) = self.metadata.linked_blob_size(repository, digest).await? {
+            return Ok(Located::Stored(size));
+        }
+        match self.metadata.manifest_by_digest(repository, digest).await? {
+            Some(manifest) => Ok(Located::Manifest(manifest.payload)),
+            None => Err(RegistryError::BlobUnknown(digest.clone())),
+        }
+    }
+
+    pub async fn stat_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> RegistryResult<BlobStat> {
+        let size = match self.locate_blob(repository, digest).await? {
+            Located::Stored(size) => size,
+            Located::Manifest(payload) => payload.len() as u64,
+        };
+        Ok(BlobStat {
+            digest: digest.clone(),
+            size,
+        })
+    }
+
+    /// Opens a blob for reading, honouring a `Range` header value.
+    pub async fn read_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        range_header: Option<&str>,
+    ) -> RegistryResult<BlobRead> {
+        let located = self.locate_blob(repository, digest).await?;
+        let size = match &located {
+            Located::Stored(size) => *size,
+            Located::Manifest(payload) => payload.len() as u64,
+        };
+        let range = match parse_download_range(range_header, size) {
+            RangeRequest::Whole => None,
+            RangeRequest::Partial(range) => Some(range),
+            RangeRequest::Unsatisfiable => return Err(RegistryError::RangeNotSatisfiable { size }),
+        };
+        let body = match located {
+            Located::Stored(_) => match self.blobs.get(digest, range).await {
+                Ok(stream) => BlobBody::Stream(stream),
+                Err(StorageError::NotFound) => {
+                    tracing::error!(%digest, "blob is recorded in metadata but missing from storage");
+                    return Err(RegistryError::BlobUnknown(digest.clone()));
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Located::Manifest(payload) => {
+                let bytes = Bytes::from(payload);
+                BlobBody::Bytes(match range {
+                    Some(r) => bytes.slice(r.start as usize..=r.end as usize),
+                    None => bytes,
+                })
+            }
+        };
+        Ok(BlobRead { size, range, body })
+    }
+
+    /// Links a blob of `from` into `repository`. `None` when `from` cannot
+    /// provide it; the caller then falls back to a normal upload.
+    pub async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: &RepositoryName,
+    ) -> RegistryResult<Option<BlobStat>> {
+        let size = self.metadata.mount_blob(repository, from, digest).await?;
+        Ok(size.map(|size| BlobStat {
+            digest: digest.clone(),
+            size,
+        }))
+    }
+
+    /// Unlinks a blob from a repository. Refused while a manifest of the
+    /// repository still refers to it, so a tagged image can never lose a layer.
+    pub async fn delete_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> RegistryResult<()> {
+        match self.metadata.unlink_blob(repository, digest).await? {
+            DeleteOutcome::Deleted => Ok(()),
+            DeleteOutcome::NotFound => Err(RegistryError::BlobUnknown(digest.clone())),
+            DeleteOutcome::ReferencedBy(manifest) => Err(RegistryError::InUse(format!(
+                "blob {digest} is used by manifest {manifest}; delete that manifest first"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Manifests, tags, the catalog and referrers. Manifests are stored byte for
+//! byte; every blob and child they name must already be in the repository,
+//! which the metadata store checks in the same transaction that stores them.
+
+use super::{Registry, RegistryError, RegistryResult};
+use crate::metadata::{
+    DeleteOutcome, NewManifest, Page, PutManifestOutcome, Referrer, StoredManifest,
+};
+use crate::oci::manifest::{self, MAX_MANIFEST_BYTES};
+use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag};
+
+/// The most names one page of tags or repositories holds, whatever `n` asks.
+pub const MAX_PAGE: u32 = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+    pub tags: Vec<Tag>,
+}
+
+/// A page of names; `next_last` is set when another page follows.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub names: Vec<String>,
+    pub next_last: Option<String>,
+    pub page_size: u32,
+}
+
+fn list_page(page: Page, page_size: u32) -> ListPage {
+    let next_last = if page.more {
+        page.names.last().cloned()
+    } else {
+        None
+    };
+    ListPage {
+        names: page.names,
+        next_last,
+        page_size,
+    }
+}
+
+impl Registry {
+    /// Stores a manifest under `reference` (a tag, or a digest that must match
+    /// the body) and any `extra_tags` (the `?tag=` query of a push by digest).
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: &[u8],
+        extra_tags: Vec<Tag>,
+    ) -> RegistryResult<PushedManifest> {
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::ManifestTooLarge(MAX_MANIFEST_BYTES));
+        }
+        let algorithm = match reference {
+            Reference::Digest(d) => d.algorithm(),
+            Reference::Tag(_) => Algorithm::Sha256,
+        };
+        let digest = Digest::of_bytes(algorithm, body);
+        if let Reference::Digest(expected) = reference {
+            if *expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let parsed =
+            manifest::parse(body, content_type).map_err(|e| RegistryError::ManifestInvalid(e.0))?;
+        let mut tags = extra_tags;
+        if let Reference::Tag(tag) = reference {
+            tags.insert(0, tag.clone());
+        }
+        tags.dedup();
+        let new = NewManifest {
+            digest: &digest,
+            payload: body,
+            parsed: &parsed,
+        };
+        match self.metadata.put_manifest(repository, &new, &tags).await? {
+            PutManifestOutcome::Stored => Ok(PushedManifest {
+                digest,
+                subject: parsed.subject,
+                tags,
+            }),
+            PutManifestOutcome::MissingReference(missing) => {
+                Err(RegistryError::ManifestReferenceUnknown(missing))
+            }
+        }
+    }
+
+    pub async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> RegistryResult<StoredManifest> {
+        let found = match reference {
+            Reference::Digest(d) => self.metadata.manifest_by_digest(repository, d).await?,
+            Reference::Tag(t) => self.metadata.manifest_by_tag(repository, t).await?,
+        };
+        found.ok_or(RegistryError::ManifestUnknown)
+    }
+
+    /// By digest: deletes the manifest and its tags. By tag: deletes the tag only.
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> RegistryResult<()> {
+        let outcome = match reference {
+            Reference::Digest(d) => self.metadata.delete_manifest(repository, d).await?,
+            Reference::Tag(t) => self.metadata.delete_tag(repository, t).await?,
+        };
+        match outcome {
+            DeleteOutcome::Deleted => Ok(()),
+            DeleteOutcome::NotFound => Err(RegistryError::ManifestUnknown),
+            DeleteOutcome::ReferencedBy(index) => Err(RegistryError::InUse(format!(
+                "manifest {reference} is listed by index {index}; delete that index first"
+            ))),
+        }
+    }
+
+    pub async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        n: Option<u32>,
+        last: Option<&str>,
+    ) -> RegistryResult<ListPage> {
+        let page_size = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        if page_size == 0 {
+            // Still answer NAME_UNKNOWN for an unknown repository.
+            self.metadata
+                .list_tags(repository, None, 0)
+                .await?
+                .ok_or(RegistryError::RepositoryUnknown)?;
+            return Ok(list_page(
+                Page {
+                    names: vec![],
+                    more: false,
+                },
+                0,
+            ));
+        }
+        let page = self
+            .metadata
+            .list_tags(repository, last, page_size)
+            .await?
+            .ok_or(RegistryError::RepositoryUnknown)?;
+        Ok(list_page(page, page_size))
+    }
+
+    pub async fn list_repositories(
+        &self,
+        n: Option<u32>,
+        last: Option<&str>,
+    ) -> RegistryResult<ListPage> {
+        let page_size = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        if page_size == 0 {
+            return Ok(list_page(
+                Page {
+                    names: vec![],
+                    more: false,
+                },
+                0,
+            ));
+        }
+        Ok(list_page(
+            self.metadata.list_repositories(last, page_size).await?,
+            page_size,
+        ))
+    }
+
+    pub async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> RegistryResult<Vec<Referrer>> {
+        Ok(self
+            .metadata
+            .referrers(repository, subject, artifact_type)
+            .await?)
+    }
+}

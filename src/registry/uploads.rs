@@ -1,0 +1,293 @@
+//! Upload sessions: start, append chunks, finish with a digest check, cancel.
+//!
+//! A session's offset, hash state and storage state live in the metadata
+//! store and advance with a compare-and-set on the offset, so a chunk that
+//! arrives out of order, twice, or after a restart is refused or resumed
+//! correctly. The digest is computed while the bytes stream to storage and
+//! never by reading the blob back (except to check an algorithm other than
+//! the one the session hashed with).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use futures_util::StreamExt;
+
+use super::{BlobStat, Registry, RegistryError, RegistryResult};
+use crate::metadata::UploadSession;
+use crate::oci::range::ByteRange;
+use crate::oci::{Algorithm, BlobHasher, Digest, RepositoryName};
+use crate::storage::{AppendError, ByteStream, StagedUpload};
+
+/// Where an upload stands, as reported to the client.
+#[derive(Debug, Clone)]
+pub struct UploadState {
+    pub id: String,
+    pub received: u64,
+}
+
+/// One request body of an upload, with what the client announced about it.
+pub struct ChunkBody {
+    pub range: Option<ByteRange>,
+    pub content_length: Option<u64>,
+    pub stream: ByteStream,
+}
+
+/// Serializes requests on one session within this process, so two racing
+/// chunks never write the same staging bytes; across processes the offset
+/// compare-and-set in the metadata store decides.
+#[derive(Default)]
+pub(super) struct UploadLocks(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl UploadLocks {
+    fn get(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.0.lock().expect("upload lock map poisoned");
+        if let Some(lock) = locks.get(id).and_then(Weak::upgrade) {
+            return lock;
+        }
+        if locks.len() >= 1024 {
+            locks.retain(|_, lock| lock.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(id.to_string(), Arc::downgrade(&lock));
+        lock
+    }
+}
+
+fn staged(session: &UploadSession) -> StagedUpload {
+    StagedUpload {
+        id: session.id.clone(),
+        storage_state: session.storage_state.clone(),
+    }
+}
+
+fn state(session: &UploadSession) -> UploadState {
+    UploadState {
+        id: session.id.clone(),
+        received: session.received,
+    }
+}
+
+impl Registry {
+    pub async fn start_upload(&self, repository: &RepositoryName) -> RegistryResult<UploadState> {
+        let session = self.new_session(repository, Algorithm::Sha256).await?;
+        Ok(state(&session))
+    }
+
+    async fn new_session(
+        &self,
+        repository: &RepositoryName,
+        algorithm: Algorithm,
+    ) -> RegistryResult<UploadSession> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let storage_state = self.blobs.begin_upload(&id).await?;
+        let session = UploadSession {
+            id,
+            received: 0,
+            hash_state: BlobHasher::new(algorithm).save(),
+            storage_state,
+        };
+        if let Err(e) = self.metadata.create_upload(repository, &session).await {
+            let _ = self.blobs.abort_upload(&staged(&session)).await;
+            return Err(e.into());
+        }
+        Ok(session)
+    }
+
+    async fn session(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+    ) -> RegistryResult<UploadSession> {
+        self.metadata
+            .upload(repository, id)
+            .await?
+            .ok_or(RegistryError::UploadUnknown)
+    }
+
+    pub async fn upload_status(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+    ) -> RegistryResult<UploadState> {
+        Ok(state(&self.session(repository, id).await?))
+    }
+
+    pub async fn append_chunk(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+        chunk: ChunkBody,
+    ) -> RegistryResult<UploadState> {
+        let lock = self.upload_locks.get(id);
+        let _guard = lock.lock().await;
+        let session = self.session(repository, id).await?;
+        let session = self.append_locked(repository, session, chunk).await?;
+        Ok(state(&session))
+    }
+
+    /// Completes an upload, with an optional last chunk, if its content has `digest`.
+    pub async fn finish_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        last_chunk: Option<ChunkBody>,
+    ) -> RegistryResult<BlobStat> {
+        let lock = self.upload_locks.get(id);
+        let _guard = lock.lock().await;
+        let mut session = self.session(repository, id).await?;
+        if let Some(chunk) = last_chunk {
+            session = self.append_locked(repository, session, chunk).await?;
+        }
+        self.commit_session(repository, session, digest).await
+    }
+
+    /// A whole blob in one request (`POST ...?digest=`).
+    pub async fn upload_monolithic(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        body: ChunkBody,
+    ) -> RegistryResult<BlobStat> {
+        let session = self.new_session(repository, digest.algorithm()).await?;
+        let result = match self.append_locked(repository, session.clone(), body).await {
+            Ok(session) => self.commit_session(repository, session, digest).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.discard(repository, &session).await;
+        }
+        result
+    }
+
+    pub async fn cancel_upload(&self, repository: &RepositoryName, id: &str) -> RegistryResult<()> {
+        let lock = self.upload_locks.get(id);
+        let _guard = lock.lock().await;
+        let session = self.session(repository, id).await?;
+        self.discard(repository, &session).await;
+        Ok(())
+    }
+
+    /// Forgets a session and its staging data. Best effort on storage: an
+    /// unreferenced staging file is harmless and collected later.
+    async fn discard(&self, repository: &RepositoryName, session: &UploadSession) {
+        if let Err(e) = self.metadata.delete_upload(repository, &session.id).await {
+            tracing::warn!(upload = %session.id, error = %e, "could not delete upload session");
+        }
+        if let Err(e) = self.blobs.abort_upload(&staged(session)).await {
+            tracing::warn!(upload = %session.id, error = %e, "could not remove upload staging data");
+        }
+    }
+
+    async fn append_locked(
+        &self,
+        repository: &RepositoryName,
+        mut session: UploadSession,
+        mut chunk: ChunkBody,
+    ) -> RegistryResult<UploadSession> {
+        if let Some(range) = chunk.range {
+            if range.start != session.received {
+                return Err(RegistryError::ChunkOutOfOrder {
+                    received: session.received,
+                });
+            }
+            if let Some(length) = chunk.content_length.filter(|l| *l != range.len()) {
+                return Err(RegistryError::SizeInvalid(format!(
+                    "Content-Length is {length} but Content-Range covers {} bytes",
+                    range.len()
+                )));
+            }
+        }
+        if chunk.content_length == Some(0) {
+            return Ok(session);
+        }
+        let mut hasher = BlobHasher::restore(&session.hash_state).map_err(|_| {
+            RegistryError::Internal(format!("hash state of upload {} is corrupt", session.id))
+        })?;
+        let appended = self
+            .blobs
+            .append(
+                &staged(&session),
+                session.received,
+                &mut chunk.stream,
+                &mut |bytes| hasher.update(bytes),
+            )
+            .await
+            .map_err(|e| match e {
+                AppendError::Body(e) => RegistryError::UploadInvalid(format!(
+                    "the request body ended before it was complete: {e}"
+                )),
+                AppendError::Storage(e) => e.into(),
+            })?;
+        if let Some(range) = chunk.range.filter(|r| r.len() != appended.written) {
+            return Err(RegistryError::SizeInvalid(format!(
+                "received {} bytes but Content-Range announced {}",
+                appended.written,
+                range.len()
+            )));
+        }
+        if appended.written == 0 {
+            return Ok(session);
+        }
+        let expected = session.received;
+        session.received += appended.written;
+        session.hash_state = hasher.save();
+        session.storage_state = appended.storage_state;
+        if !self.metadata.advance_upload(&session, expected).await? {
+            let current = self.session(repository, &session.id).await?;
+            return Err(RegistryError::ChunkOutOfOrder {
+                received: current.received,
+            });
+        }
+        Ok(session)
+    }
+
+    async fn commit_session(
+        &self,
+        repository: &RepositoryName,
+        session: UploadSession,
+        digest: &Digest,
+    ) -> RegistryResult<BlobStat> {
+        let hasher = BlobHasher::restore(&session.hash_state).map_err(|_| {
+            RegistryError::Internal(format!("hash state of upload {} is corrupt", session.id))
+        })?;
+        let actual = if hasher.algorithm() == digest.algorithm() {
+            hasher.finish()
+        } else {
+            self.rehash_staged(&session, digest.algorithm()).await?
+        };
+        if actual != *digest {
+            self.discard(repository, &session).await;
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        self.blobs
+            .commit_upload(&staged(&session), session.received, digest)
+            .await?;
+        self.metadata
+            .commit_blob(repository, &session.id, digest, session.received)
+            .await?;
+        Ok(BlobStat {
+            digest: digest.clone(),
+            size: session.received,
+        })
+    }
+
+    async fn rehash_staged(
+        &self,
+        session: &UploadSession,
+        algorithm: Algorithm,
+    ) -> RegistryResult<Digest> {
+        let mut hasher = BlobHasher::new(algorithm);
+        let mut stream = self
+            .blobs
+            .read_upload(&staged(session), session.received)
+            .await?;
+        while let Some(bytes) = stream.next().await {
+            hasher.update(&bytes.map_err(crate::storage::StorageError::Io)?);
+        }
+        Ok(hasher.finish())
+    }
+}

@@ -1,0 +1,47 @@
+//! Start-up: opens the stores named by the configuration, builds the router
+//! and serves it until shut down. Tests call [`serve`] with a listener on
+//! port 0, exactly as `main` does with the configured address.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, StorageConfig, redact_url};
+use crate::http::{AppState, router};
+use crate::registry::Registry;
+use crate::storage::{BlobStore, FilesystemBlobStore};
+
+/// Opens the metadata and blob stores (running migrations) and returns the app.
+pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
+    let metadata = crate::metadata::connect(&config.database_url, config.database_max_connections)
+        .await
+        .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
+    let blobs: Arc<dyn BlobStore> = match &config.storage {
+        StorageConfig::Filesystem(path) => Arc::new(
+            FilesystemBlobStore::open(path)
+                .await
+                .with_context(|| format!("cannot open blob storage at {}", path.display()))?,
+        ),
+    };
+    let state = AppState {
+        registry: Arc::new(Registry::new(metadata, blobs)),
+        public_url: config.public_url.clone(),
+    };
+    Ok(router(state))
+}
+
+/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = build(config).await?;
+    tracing::info!(address = %listener.local_addr()?, "berth is listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")
+}

@@ -1,0 +1,116 @@
+//! The blob store: bytes addressed by digest, plus the staging area where
+//! uploads are assembled. It knows nothing of repositories or tags.
+//!
+//! Called by `registry`; calls nothing else in the crate but `oci`. The
+//! contract every implementation keeps: a blob becomes visible under its
+//! digest only by an atomic commit of fully received staging data, so a
+//! reader never sees a partial blob.
+
+mod filesystem;
+
+use std::io;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::oci::Digest;
+use crate::oci::range::ByteRange;
+
+pub use filesystem::FilesystemBlobStore;
+
+/// A stream of body bytes, from a client or from storage.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("blob not found in storage")]
+    NotFound,
+    #[error(
+        "upload staging data is missing or shorter ({found} bytes) than recorded ({expected} bytes)"
+    )]
+    StagingLost { found: u64, expected: u64 },
+    #[error("storage I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why appending to an upload stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The client's body ended early or broke; what was written past the
+    /// session's recorded offset is discarded on the next append.
+    #[error("request body failed: {0}")]
+    Body(io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// An upload as the store sees it: its id and the store's own state for it
+/// (kept in the metadata store between requests).
+#[derive(Debug, Clone)]
+pub struct StagedUpload {
+    pub id: String,
+    pub storage_state: String,
+}
+
+#[derive(Debug)]
+pub struct Appended {
+    pub written: u64,
+    pub storage_state: String,
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// The smallest chunk (except the last) this store can take, if any;
+    /// announced to clients as `OCI-Chunk-Min-Length`.
+    fn min_chunk_size(&self) -> Option<u64>;
+
+    /// Succeeds when the store can be reached.
+    async fn ping(&self) -> Result<(), StorageError>;
+
+    /// Prepares staging for a new upload and returns its initial storage state.
+    async fn begin_upload(&self, id: &str) -> Result<String, StorageError>;
+
+    /// Appends `body` to the upload at `offset` (the session's recorded
+    /// length). Anything staged beyond `offset` by an earlier, failed append
+    /// is discarded first. Every chunk is passed to `observe` before it is
+    /// written, so the caller can hash in the same pass.
+    async fn append(
+        &self,
+        upload: &StagedUpload,
+        offset: u64,
+        body: &mut ByteStream,
+        observe: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
+    ) -> Result<Appended, AppendError>;
+
+    /// Reads back the first `len` staged bytes (used only to verify a digest
+    /// with an algorithm other than the one hashed while streaming).
+    async fn read_upload(
+        &self,
+        upload: &StagedUpload,
+        len: u64,
+    ) -> Result<ByteStream, StorageError>;
+
+    /// Makes the first `len` staged bytes visible as blob `digest`, atomically.
+    /// Idempotent: committing again, or a blob that already exists, succeeds.
+    async fn commit_upload(
+        &self,
+        upload: &StagedUpload,
+        len: u64,
+        digest: &Digest,
+    ) -> Result<(), StorageError>;
+
+    /// Removes an upload's staging data. Succeeds when there is none.
+    async fn abort_upload(&self, upload: &StagedUpload) -> Result<(), StorageError>;
+
+    /// Streams a committed blob, or a range of it.
+    async fn get(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StorageError>;
+
+    /// Removes a committed blob. Succeeds when it is already gone.
+    async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
+}
