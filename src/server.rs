@@ -39,6 +39,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = build(config).await?;
+    run(app, listener, shutdown).await
+}
+
+/// Serves an already built app; what [`serve`] does once the stores are open.
+pub async fn run(
+    app: axum::Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "berth is listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -241,8 +241,8 @@ macro_rules! sql_metadata_store {
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
                 let mut blob_edges = Vec::with_capacity(manifest.parsed.blobs.len());
                 for blob in &manifest.parsed.blobs {
-                    let linked: Option<i64> = sqlx::query_scalar(
-                        "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2",
+                    let linked: Option<String> = sqlx::query_scalar(
+                        "SELECT blob_digest FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2",
                     )
                     .bind(repository_id)
                     .bind(blob.digest.as_str())

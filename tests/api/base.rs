@@ -1,0 +1,103 @@
+//! `/v2/`, unknown routes, wrong methods and name validation.
+
+use reqwest::{Method, StatusCode};
+
+use crate::backend_tests;
+use crate::harness::TestApp;
+use crate::support::*;
+
+async fn api_base_announces_the_version(app: TestApp) {
+    let response = app.get("/v2/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header(&response, "docker-distribution-api-version"),
+        "registry/2.0"
+    );
+    assert_eq!(app.get("/v2").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+}
+
+async fn unknown_routes_and_methods_get_json_errors(app: TestApp) {
+    assert_error(
+        app.get("/nothing").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    assert_error(
+        app.get("/v2/a/unknown/thing").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    let patch_manifest = app
+        .request(Method::PATCH, "/v2/a/manifests/latest")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        patch_manifest,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+    )
+    .await;
+    let post_catalog = app
+        .request(Method::POST, "/v2/_catalog")
+        .send()
+        .await
+        .unwrap();
+    assert_error(post_catalog, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED").await;
+    let delete_base = app.request(Method::DELETE, "/v2/").send().await.unwrap();
+    assert_error(delete_base, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED").await;
+}
+
+async fn names_tags_and_digests_are_validated(app: TestApp) {
+    for bad in ["Alice/app", "a%2Fb", "a..b", "-a", &"a".repeat(256)] {
+        let response = app
+            .request(Method::POST, &format!("/v2/{bad}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
+    }
+    // Path tricks, sent raw: never a different repository, never a file path.
+    for path in [
+        "/v2/a/../b/blobs/uploads/",
+        "/v2/a/%2E%2E/b/blobs/uploads/",
+        "/v2/../v2/a/blobs/uploads/",
+    ] {
+        assert_eq!(raw_status(&app, "POST", path).await, 400, "{path}");
+    }
+    assert_eq!(
+        raw_status(&app, "GET", "/v2/a/blobs/sha256:..%2F..%2Fetc").await,
+        400
+    );
+    let bad_digest = app.head("/v2/a/blobs/sha256:1234").await;
+    assert_eq!(bad_digest.status(), StatusCode::BAD_REQUEST);
+    assert_error(
+        app.get("/v2/a/blobs/md5:abc").await,
+        StatusCode::BAD_REQUEST,
+        "DIGEST_INVALID",
+    )
+    .await;
+    assert_error(
+        app.get("/v2/a/manifests/-bad-tag").await,
+        StatusCode::BAD_REQUEST,
+        "TAG_INVALID",
+    )
+    .await;
+    let long_tag = "t".repeat(129);
+    assert_error(
+        app.get(&format!("/v2/a/manifests/{long_tag}")).await,
+        StatusCode::BAD_REQUEST,
+        "TAG_INVALID",
+    )
+    .await;
+}
+
+backend_tests!(
+    api_base_announces_the_version,
+    unknown_routes_and_methods_get_json_errors,
+    names_tags_and_digests_are_validated,
+);

@@ -1,0 +1,124 @@
+//! The `berth` binary itself: zero-configuration start, bad settings,
+//! graceful shutdown, and concurrent start-up against one PostgreSQL.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::harness::{PostgresDatabase, TestApp};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+fn berth() -> Command {
+    let mut command = Command::new(BERTH);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("BERTH_")) {
+        command.env_remove(key);
+    }
+    command.env("NO_COLOR", "1").kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_creates_its_data_and_stops_on_sigterm() {
+    let cwd = tempfile::tempdir().unwrap();
+    // Port 0 is the only change from the defaults; the log line says where it listens.
+    let mut child = berth()
+        .args(["serve"])
+        .env("BERTH_LISTEN", "127.0.0.1:0")
+        .current_dir(cwd.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("address=").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("berth exited before listening");
+    })
+    .await
+    .expect("berth starts listening");
+
+    let response = reqwest::get(format!("http://{address}/v2/")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(cwd.path().join("data/berth.db").is_file());
+    assert!(cwd.path().join("data/blobs").is_dir());
+
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("berth stops after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(
+        cwd.path().join("berth.toml"),
+        "listen = \"127.0.0.1:0\"\nstorage = \"s3://bucket\"\n",
+    )
+    .unwrap();
+    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+        (
+            &["serve"],
+            &[("BERTH_LISTEN", "not-an-address")],
+            "`listen`",
+        ),
+        (
+            &["serve", "--database-url", "mysql://db"],
+            &[],
+            "`database_url`",
+        ),
+        (&["serve", "--config", "berth.toml"], &[], "`storage`"),
+        (&["serve", "--config", "missing.toml"], &[], "`config`"),
+    ];
+    for (args, env, setting) in cases {
+        let output = berth()
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(cwd.path())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(setting), "{stderr}");
+    }
+    assert!(
+        !cwd.path().join("data").exists(),
+        "nothing is created before the settings are valid"
+    );
+}
+
+#[tokio::test]
+async fn instances_starting_together_on_one_postgres_migrate_once() {
+    let database = PostgresDatabase::create().await;
+    let config = berth::config::Config {
+        database_url: database.url.clone(),
+        ..TestApp::start(crate::harness::Backend::Sqlite)
+            .await
+            .config
+            .clone()
+    };
+    let starts = (0..4).map(|_| berth::server::build(&config));
+    for result in futures_util::future::join_all(starts).await {
+        let _router = result.expect("instance starts");
+    }
+    let _router = berth::server::build(&config)
+        .await
+        .expect("a later restart starts too");
+}

@@ -1,0 +1,212 @@
+//! The one test harness: starts the real app (the same `server::build` and
+//! `server::run` that `berth serve` uses) in-process on a random port,
+//! against SQLite in a temporary directory or a fresh PostgreSQL database.
+
+use std::path::PathBuf;
+
+use berth::config::{Config, StorageConfig};
+use reqwest::{Method, RequestBuilder, Response};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server the suite uses; `scripts/test.sh` starts it and sets this.
+pub fn postgres_admin_url() -> String {
+    std::env::var("BERTH_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "BERTH_TEST_POSTGRES_URL is not set: the PostgreSQL suite cannot run. \
+             Run the suite with scripts/test.sh, which starts PostgreSQL and sets it."
+        )
+    })
+}
+
+/// A database created for one test and dropped when the test ends.
+pub struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PostgresDatabase {
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let admin_url = postgres_admin_url();
+        let name = format!("berth_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at BERTH_TEST_POSTGRES_URL: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let mut url = url::Url::parse(&admin_url).expect("BERTH_TEST_POSTGRES_URL is a URL");
+        url.set_path(&name);
+        Self {
+            admin_url,
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop cannot await; a short-lived runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+    pub data_dir: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _temp: tempfile::TempDir,
+    _database: Option<PostgresDatabase>,
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().to_path_buf();
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PostgresDatabase::create().await),
+        };
+        let database_url = match &database {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite:{}", data_dir.join("berth.db").display()),
+        };
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url,
+            storage: StorageConfig::Filesystem(data_dir.join("blobs")),
+            public_url: None,
+            database_max_connections: 8,
+        };
+        let mut app = TestApp {
+            base: String::new(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            config,
+            data_dir,
+            shutdown: None,
+            server: None,
+            _temp: temp,
+            _database: database,
+        };
+        app.launch().await;
+        app
+    }
+
+    async fn launch(&mut self) {
+        let router = berth::server::build(&self.config)
+            .await
+            .expect("app builds");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        self.base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel();
+        self.shutdown = Some(tx);
+        self.server = Some(tokio::spawn(berth::server::run(router, listener, async {
+            let _ = rx.await;
+        })));
+    }
+
+    /// Stops the server and starts a new one on the same database and storage,
+    /// as a process restart would (the address changes).
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+        self.launch().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn head(&self, path: &str) -> Response {
+        self.request(Method::HEAD, path).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path).send().await.unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Runs each named `async fn(TestApp)` once against SQLite and once against PostgreSQL.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::harness::TestApp::start($crate::harness::Backend::Sqlite).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::harness::TestApp::start($crate::harness::Backend::Postgres).await).await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the registry over HTTP, each test against SQLite and
+//! against PostgreSQL, plus the real Docker engine and skopeo.
+
+mod harness;
+mod support;
+
+mod base;
+mod blobs;
+mod cli;
+mod manifests;
+mod real_clients;
+mod uploads;

@@ -1,0 +1,224 @@
+//! Real clients against the registry: the Docker engine's push, re-push,
+//! pull and run, and skopeo copying an OCI image index in and out.
+//! `scripts/test.sh` starts dockerd; without it these tests fail, loudly.
+
+use std::path::Path;
+
+use reqwest::StatusCode;
+use tokio::process::Command;
+use tokio::sync::Mutex;
+
+use crate::harness::{Backend, TestApp};
+use crate::support::*;
+
+/// Docker tests share one engine and its image store, so they take turns.
+static DOCKER: Mutex<()> = Mutex::const_new(());
+
+/// Runs a command, panicking with its output if it fails; returns stdout and stderr together.
+async fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{text}"
+    );
+    text
+}
+
+async fn require_docker() {
+    let info = Command::new("docker").arg("info").output().await;
+    if !matches!(&info, Ok(o) if o.status.success()) {
+        panic!(
+            "the Docker engine is not reachable: run the suite with scripts/test.sh, which starts dockerd"
+        );
+    }
+}
+
+/// A build context for a tiny runnable image: a static binary printing
+/// `greeting`, and a text file, in two layers on top of nothing.
+async fn build_context(dir: &Path, greeting: &str) {
+    let source =
+        format!("#include <stdio.h>\nint main(void) {{ puts(\"{greeting}\"); return 0; }}\n");
+    std::fs::write(dir.join("hello.c"), source).unwrap();
+    let binary = dir.join("hello");
+    run(
+        "gcc",
+        &[
+            "-static",
+            "-Os",
+            "-o",
+            binary.to_str().unwrap(),
+            dir.join("hello.c").to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    std::fs::write(dir.join("message.txt"), format!("{greeting}\n")).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY hello /hello\nCOPY message.txt /message.txt\nCMD [\"/hello\"]\n",
+    )
+    .unwrap();
+}
+
+async fn docker_push_skips_existing_layers_and_pulls_back(backend: Backend) {
+    require_docker().await;
+    let _turn = DOCKER.lock().await;
+    let app = TestApp::start(backend).await;
+    let host = app.base.trim_start_matches("http://").to_string();
+    let image = format!("{host}/alice/our-web-server");
+    let (v1, v2) = (format!("{image}:0.0.1"), format!("{image}:0.0.2"));
+    let greeting = format!("hello from our-web-server {}", uuid::Uuid::new_v4());
+    let context = tempfile::tempdir().unwrap();
+    build_context(context.path(), &greeting).await;
+
+    let legacy_builder = [("DOCKER_BUILDKIT", "0")];
+    run(
+        "docker",
+        &["build", "-t", &v1, context.path().to_str().unwrap()],
+        &legacy_builder,
+    )
+    .await;
+    let first_push = run("docker", &["push", &v1], &[]).await;
+    assert_eq!(first_push.matches(": Pushed").count(), 2, "{first_push}");
+
+    run("docker", &["tag", &v1, &v2], &[]).await;
+    let second_push = run("docker", &["push", &v2], &[]).await;
+    assert_eq!(
+        second_push.matches("Layer already exists").count(),
+        2,
+        "{second_push}"
+    );
+    assert!(!second_push.contains(": Pushed"), "{second_push}");
+
+    let tags = app
+        .get("/v2/alice/our-web-server/tags/list")
+        .await
+        .json_value()
+        .await;
+    assert_eq!(tags["tags"], serde_json::json!(["0.0.1", "0.0.2"]));
+    let manifest = app.head("/v2/alice/our-web-server/manifests/0.0.1").await;
+    assert_eq!(header(&manifest, "content-type"), DOCKER_MANIFEST);
+
+    run("docker", &["rmi", &v1, &v2], &[]).await;
+    let pull = run("docker", &["pull", &v1], &[]).await;
+    assert!(pull.contains("Downloaded newer image"), "{pull}");
+    assert!(
+        !pull.contains("Already exists"),
+        "layers were not downloaded:\n{pull}"
+    );
+    let output = run("docker", &["run", "--rm", &v1], &[]).await;
+    assert_eq!(output.trim(), greeting);
+    run("docker", &["rmi", &v1], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_engine_round_trip_on_sqlite() {
+    docker_push_skips_existing_layers_and_pulls_back(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_engine_round_trip_on_postgres() {
+    docker_push_skips_existing_layers_and_pulls_back(Backend::Postgres).await;
+}
+
+async fn skopeo_copies_an_image_index_in_and_out(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let host = app.base.trim_start_matches("http://").to_string();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    let copy = work.path().join("copy");
+    let policy = work.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/api/fixtures/make-oci-layout.sh"
+    );
+    let index_digest = run("bash", &[script, source.to_str().unwrap()], &[])
+        .await
+        .trim()
+        .to_string();
+
+    let policy_arg = policy.to_str().unwrap();
+    let remote = format!("docker://{host}/alice/multi:1");
+    let source_ref = format!("oci:{}:1", source.display());
+    let copy_ref = format!("oci:{}:1", copy.display());
+    run(
+        "skopeo",
+        &[
+            "--policy",
+            policy_arg,
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &source_ref,
+            &remote,
+        ],
+        &[],
+    )
+    .await;
+
+    let index = app.get("/v2/alice/multi/manifests/1").await;
+    assert_eq!(index.status(), StatusCode::OK);
+    assert_eq!(header(&index, "content-type"), OCI_INDEX);
+    assert_eq!(header(&index, "docker-content-digest"), index_digest);
+
+    run(
+        "skopeo",
+        &[
+            "--policy",
+            policy_arg,
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &remote,
+            &copy_ref,
+        ],
+        &[],
+    )
+    .await;
+    let original_index = std::fs::read(source.join("index.json")).unwrap();
+    let copied_index = std::fs::read(copy.join("index.json")).unwrap();
+    assert_eq!(
+        copied_index, original_index,
+        "index.json differs after the round trip"
+    );
+    let blobs = |root: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(root.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(blobs(&copy), blobs(&source));
+    for name in blobs(&copy) {
+        let bytes = std::fs::read(copy.join("blobs/sha256").join(&name)).unwrap();
+        assert_eq!(sha256(&bytes), format!("sha256:{name}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_round_trip_on_sqlite() {
+    skopeo_copies_an_image_index_in_and_out(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_round_trip_on_postgres() {
+    skopeo_copies_an_image_index_in_and_out(Backend::Postgres).await;
+}

@@ -1,0 +1,132 @@
+//! Client-side helpers: digests, blob and manifest pushes, and assertions on
+//! the spec's error bodies.
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::harness::TestApp;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+pub fn header<'a>(response: &'a Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("response has no {name} header: {:?}", response.headers()))
+        .to_str()
+        .unwrap()
+}
+
+/// Asserts status and the spec's error body `{"errors":[{"code":..}]}`.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    assert_eq!(header(&response, "content-type"), "application/json");
+    let body: Value = response.json_value().await;
+    let errors = body["errors"].as_array().expect("errors array");
+    assert_eq!(errors[0]["code"], code, "body: {body}");
+    assert!(errors[0]["message"].is_string(), "body: {body}");
+    assert!(errors[0].get("detail").is_some(), "body: {body}");
+    body
+}
+
+pub trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for Response {
+    async fn json_value(self) -> Value {
+        let bytes = self.bytes().await.unwrap();
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+    }
+}
+
+/// Pushes a blob in one request; returns its digest.
+pub async fn push_blob(app: &TestApp, repo: &str, bytes: &[u8]) -> String {
+    let digest = sha256(bytes);
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+        )
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "push blob to {repo}"
+    );
+    digest
+}
+
+pub async fn put_manifest(
+    app: &TestApp,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> Response {
+    app.request(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+pub fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
+    json!({"mediaType": media_type, "digest": sha256(bytes), "size": bytes.len()})
+}
+
+/// An image with a config and one layer, blobs pushed; returns the manifest bytes.
+pub async fn push_image_blobs(app: &TestApp, repo: &str, seed: &str) -> Vec<u8> {
+    let config = json!({"architecture": "amd64", "os": "linux", "seed": seed}).to_string();
+    let layer = format!("layer for {seed}");
+    push_blob(app, repo, config.as_bytes()).await;
+    push_blob(app, repo, layer.as_bytes()).await;
+    json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", config.as_bytes()),
+        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", layer.as_bytes())],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Pushes a whole image under `tag`; returns the manifest's digest.
+pub async fn push_image(app: &TestApp, repo: &str, tag: &str) -> String {
+    let manifest = push_image_blobs(app, repo, &format!("{repo}:{tag}")).await;
+    let response = put_manifest(app, repo, tag, OCI_MANIFEST, &manifest).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    sha256(&manifest)
+}
+
+/// Sends a request byte for byte, bypassing the client's URL normalisation
+/// (which would resolve `..` before it left), and returns the status code.
+pub async fn raw_status(app: &TestApp, method: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text}"))
+}
