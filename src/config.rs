@@ -233,7 +233,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let cases: [(fn(&mut Settings), &str); 5] = [
+        type Change = fn(&mut Settings);
+        let cases: [(Change, &str); 5] = [
             (|s| s.listen = "nope".into(), "listen"),
             (
                 |s| s.database_url = Some("mysql://x".into()),
@@ -272,6 +273,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the error type
     fn layers_override_in_order() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("berth.toml", "listen = \"127.0.0.1:6000\"\npublic_url = \"https://file.example\"\ndata_dir = \"/srv\"")?;

@@ -91,10 +91,9 @@ pub async fn start_upload(state: &AppState, name: &RepositoryName, request: Requ
         // A source we cannot read from (absent, or not a valid name) means a
         // normal upload instead, as the spec asks.
         if let Some(from) = query_value(&uri, "from").and_then(|f| f.parse::<RepositoryName>().ok())
+            && let Some(blob) = state.registry.mount_blob(name, &digest, &from).await?
         {
-            if let Some(blob) = state.registry.mount_blob(name, &digest, &from).await? {
-                return Ok(created_response(state, name, &blob));
-            }
+            return Ok(created_response(state, name, &blob));
         }
     } else if let Some(digest) = query_value(&uri, "digest") {
         let digest = parse_digest(&digest)?;

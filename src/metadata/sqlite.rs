@@ -31,15 +31,14 @@ impl SqliteMetadataStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
-            if let Some(parent) = options
+        if !in_memory
+            && let Some(parent) = options
                 .get_filename()
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| MetadataError::Database(sqlx::Error::Io(e)))?;
-            }
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| MetadataError::Database(sqlx::Error::Io(e)))?;
         }
         let write = SqlitePoolOptions::new()
             .max_connections(1)

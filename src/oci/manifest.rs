@@ -144,8 +144,7 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
 
     let mut blobs = Vec::new();
     let mut children = Vec::new();
-    let artifact_type;
-    match kind {
+    let artifact_type = match kind {
         ManifestKind::Image => {
             if raw.manifests.is_some() {
                 return Err(invalid(format!(
@@ -166,10 +165,9 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
                     required: layer.urls.is_empty(),
                 });
             }
-            artifact_type = raw
-                .artifact_type
+            raw.artifact_type
                 .clone()
-                .or_else(|| config.media_type.clone());
+                .or_else(|| config.media_type.clone())
         }
         ManifestKind::Index => {
             if raw.config.is_some() || raw.layers.is_some() {
@@ -184,9 +182,9 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
             for (i, child) in manifests.iter().enumerate() {
                 children.push(child.digest(&format!("manifests[{i}]"))?);
             }
-            artifact_type = raw.artifact_type.clone();
+            raw.artifact_type.clone()
         }
-    }
+    };
 
     Ok(ParsedManifest {
         media_type,
@@ -255,7 +253,7 @@ mod tests {
             "{}".to_string(),
             r#"{"schemaVersion": 1, "fsLayers": []}"#.to_string(),
             r#"{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "layers": []}"#.to_string(),
-            format!(r#"{{"schemaVersion": 2, "config": {{"mediaType":"x","digest":"sha256:zz","size":1}}, "layers": []}}"#),
+            r#"{"schemaVersion": 2, "config": {"mediaType":"x","digest":"sha256:zz","size":1}, "layers": []}"#.to_string(),
             format!(r#"{{"schemaVersion": 2, "config": {{"mediaType":"x","digest":"{}","size":-1}}}}"#, d('a')),
             format!(r#"{{"schemaVersion": 2, "mediaType": "{OCI_INDEX}", "config": {{"mediaType":"x","digest":"{}","size":1}}}}"#, d('a')),
         ];

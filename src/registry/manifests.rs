@@ -59,13 +59,13 @@ impl Registry {
             Reference::Tag(_) => Algorithm::Sha256,
         };
         let digest = Digest::of_bytes(algorithm, body);
-        if let Reference::Digest(expected) = reference {
-            if *expected != digest {
-                return Err(RegistryError::DigestMismatch {
-                    expected: expected.clone(),
-                    actual: digest,
-                });
-            }
+        if let Reference::Digest(expected) = reference
+            && *expected != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                expected: expected.clone(),
+                actual: digest,
+            });
         }
         let parsed =
             manifest::parse(body, content_type).map_err(|e| RegistryError::ManifestInvalid(e.0))?;

@@ -71,7 +71,8 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
         "listen = \"127.0.0.1:0\"\nstorage = \"s3://bucket\"\n",
     )
     .unwrap();
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    type Environment<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&[&str], Environment, &str); 4] = [
         (
             &["serve"],
             &[("BERTH_LISTEN", "not-an-address")],
