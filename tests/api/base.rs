@@ -96,8 +96,46 @@ async fn names_tags_and_digests_are_validated(app: TestApp) {
     .await;
 }
 
+async fn public_url_makes_locations_absolute(mut app: TestApp) {
+    let relative = app
+        .request(Method::POST, "/v2/alice/web/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert!(header(&relative, "location").starts_with("/v2/alice/web/blobs/uploads/"));
+
+    app.config.public_url = Some("https://registry.example:8443".into());
+    app.restart().await;
+    let started = app
+        .request(Method::POST, "/v2/alice/web/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let location = header(&started, "location").to_string();
+    assert!(
+        location.starts_with("https://registry.example:8443/v2/alice/web/blobs/uploads/"),
+        "{location}"
+    );
+    let body = b"public";
+    let digest = sha256(body);
+    let path = location.trim_start_matches("https://registry.example:8443");
+    let finished = app
+        .request(Method::PUT, &format!("{path}?digest={digest}"))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finished.status(), StatusCode::CREATED);
+    assert_eq!(
+        header(&finished, "location"),
+        format!("https://registry.example:8443/v2/alice/web/blobs/{digest}")
+    );
+}
+
 backend_tests!(
     api_base_announces_the_version,
+    public_url_makes_locations_absolute,
     unknown_routes_and_methods_get_json_errors,
     names_tags_and_digests_are_validated,
 );

@@ -222,3 +222,104 @@ async fn skopeo_round_trip_on_sqlite() {
 async fn skopeo_round_trip_on_postgres() {
     skopeo_copies_an_image_index_in_and_out(Backend::Postgres).await;
 }
+
+/// The containerd socket: dockerd's own containerd, or a system one.
+fn containerd_socket() -> &'static str {
+    ["/var/run/docker/containerd/containerd.sock", "/run/containerd/containerd.sock"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("no containerd socket: run the suite with scripts/test.sh, which starts dockerd (and its containerd)")
+}
+
+async fn containerd_pulls_and_pushes_an_image_index(backend: Backend) {
+    require_docker().await;
+    let app = TestApp::start(backend).await;
+    let host = app.base.trim_start_matches("http://").to_string();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    let policy = work.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/api/fixtures/make-oci-layout.sh"
+    );
+    let index_digest = run("bash", &[script, source.to_str().unwrap()], &[])
+        .await
+        .trim()
+        .to_string();
+    run(
+        "skopeo",
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:1", source.display()),
+            &format!("docker://{host}/alice/multi:1"),
+        ],
+        &[],
+    )
+    .await;
+
+    // containerd pushes each blob as a POST and then one PUT with the whole body.
+    let namespace = format!("berth-{}", uuid::Uuid::new_v4().simple());
+    let ctr = |args: Vec<String>| {
+        let mut all = vec![
+            "-a".to_string(),
+            containerd_socket().to_string(),
+            "-n".to_string(),
+            namespace.clone(),
+        ];
+        all.extend(args);
+        all
+    };
+    let pulled = format!("{host}/alice/multi:1");
+    let pushed = format!("{host}/bob/copy:2");
+    for args in [
+        vec![
+            "images".into(),
+            "pull".into(),
+            "--plain-http".into(),
+            "--all-platforms".into(),
+            pulled.clone(),
+        ],
+        vec![
+            "images".into(),
+            "tag".into(),
+            pulled.clone(),
+            pushed.clone(),
+        ],
+        vec![
+            "images".into(),
+            "push".into(),
+            "--plain-http".into(),
+            pushed.clone(),
+        ],
+    ] {
+        let args = ctr(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("ctr", &args, &[]).await;
+    }
+    let copy = app.head("/v2/bob/copy/manifests/2").await;
+    assert_eq!(copy.status(), StatusCode::OK);
+    assert_eq!(header(&copy, "docker-content-digest"), index_digest);
+    let args = ctr(vec!["images".into(), "rm".into(), pulled, pushed]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run("ctr", &args, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_round_trip_on_sqlite() {
+    containerd_pulls_and_pushes_an_image_index(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_round_trip_on_postgres() {
+    containerd_pulls_and_pushes_an_image_index(Backend::Postgres).await;
+}
