@@ -10,6 +10,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthConfig;
+
 /// The settings as a file or the environment spell them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +28,16 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Size of the database connection pool.
     pub database_max_connections: u32,
+    /// `token` (logins and tokens, the default) or `none` (no checks at all).
+    pub auth: String,
+    /// How long a registry token lives, e.g. `5m`.
+    pub token_lifetime: String,
+    /// PEM (PKCS#8, P-256) key that signs tokens; keys kept in the database otherwise.
+    pub signing_key_file: Option<PathBuf>,
+    /// The token audience; default: the host of `public_url`, else `berth`.
+    pub token_service: Option<String>,
+    /// Password of the `admin` user created on first start (random and printed once when unset).
+    pub admin_password: Option<String>,
 }
 
 impl Default for Settings {
@@ -37,17 +49,27 @@ impl Default for Settings {
             storage: None,
             public_url: None,
             database_max_connections: 16,
+            auth: "token".into(),
+            token_lifetime: "5m".into(),
+            signing_key_file: None,
+            token_service: None,
+            admin_password: None,
         }
     }
 }
 
-const SETTING_NAMES: [&str; 6] = [
+const SETTING_NAMES: [&str; 11] = [
     "listen",
     "data_dir",
     "database_url",
     "storage",
     "public_url",
     "database_max_connections",
+    "auth",
+    "token_lifetime",
+    "signing_key_file",
+    "token_service",
+    "admin_password",
 ];
 
 /// Values given as command-line flags; unset ones leave lower layers alone.
@@ -78,6 +100,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub public_url: Option<String>,
     pub database_max_connections: u32,
+    pub auth: AuthConfig,
 }
 
 /// `Debug` that never prints credentials embedded in the database URL.
@@ -89,6 +112,7 @@ impl std::fmt::Debug for Config {
             .field("storage", &self.storage)
             .field("public_url", &self.public_url)
             .field("database_max_connections", &self.database_max_connections)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -205,12 +229,60 @@ impl Settings {
         if self.database_max_connections == 0 {
             return Err(bad("database_max_connections", "must be at least 1"));
         }
+        let enabled = match self.auth.as_str() {
+            "token" => true,
+            "none" => false,
+            other => return Err(bad("auth", format!("`{other}` is not `token` or `none`"))),
+        };
+        let token_lifetime = humantime::parse_duration(&self.token_lifetime)
+            .ok()
+            .filter(|d| d.as_secs() >= 60 && d.as_secs() <= 24 * 3600)
+            .ok_or_else(|| {
+                bad(
+                    "token_lifetime",
+                    format!(
+                        "`{}` is not a duration between 1m and 24h, such as 5m",
+                        self.token_lifetime
+                    ),
+                )
+            })?;
+        let service = match self.token_service.filter(|s| !s.is_empty()) {
+            Some(service) => service,
+            None => public_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| {
+                    let host = u.host_str()?.to_string();
+                    Some(match u.port() {
+                        Some(port) => format!("{host}:{port}"),
+                        None => host,
+                    })
+                })
+                .unwrap_or_else(|| "berth".into()),
+        };
+        if let Some(path) = &self.signing_key_file
+            && !path.is_file()
+        {
+            return Err(bad(
+                "signing_key_file",
+                format!("{} is not a file", path.display()),
+            ));
+        }
         Ok(Config {
             listen,
             database_url,
             storage,
             public_url,
             database_max_connections: self.database_max_connections,
+            auth: AuthConfig {
+                enabled,
+                token_lifetime,
+                signing_key_file: self.signing_key_file,
+                service,
+                issuer: "berth".into(),
+                admin_password: self.admin_password.filter(|p| !p.is_empty()),
+                login_limits: Default::default(),
+            },
         })
     }
 }

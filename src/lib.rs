@@ -1,8 +1,9 @@
 //! Berth, an OCI container image registry.
 //!
-//! The direction of calls: `http → registry → {metadata, storage} → oci`.
+//! The direction of calls: `http → {registry, auth} → {metadata, storage} → oci`.
 //! `config` and `server` wire the pieces together at start-up.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod metadata;

@@ -1,9 +1,14 @@
-//! The `berth` command line.
+//! The `berth` command line: `berth serve` runs the registry; `user`, `org`,
+//! `token`, `repo` and `key` administer it through the same configuration
+//! (they open the database directly, so they work while the server runs).
 
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use berth::config::{Config, Overrides};
+use berth::auth::admin::{Actor, Admin, AdminError};
+use berth::auth::keys::KeyRing;
+use berth::config::{Config, Overrides, redact_url};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -16,6 +21,12 @@ struct Cli {
     /// TOML configuration file.
     #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Data directory for the embedded defaults [default: ./data].
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// sqlite:<path> or postgres://... [default: sqlite:<data-dir>/berth.db].
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,19 +38,107 @@ enum Command {
         /// Address to listen on [default: 0.0.0.0:5000].
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
-        /// Data directory for the embedded defaults [default: ./data].
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        /// sqlite:<path> or postgres://... [default: sqlite:<data-dir>/berth.db].
-        #[arg(long, value_name = "URL")]
-        database_url: Option<String>,
         /// Blob storage path [default: <data-dir>/blobs].
         #[arg(long, value_name = "PATH")]
         storage: Option<String>,
-        /// External base URL for Location headers.
+        /// External base URL for Location headers and the token realm.
         #[arg(long, value_name = "URL")]
         public_url: Option<String>,
     },
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage organizations and their members.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage access tokens for machines (CI, deployments).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage repositories.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Manage the keys that sign registry tokens.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user owning the namespace NAME/*.
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Change a user's password (their stored `docker login` sessions end).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user with their tokens and memberships.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization owning the namespace NAME/*.
+    Create { name: String },
+    /// List organizations with their members.
+    List,
+    /// Add a member or change their role (read, write or admin).
+    AddMember {
+        org: String,
+        user: String,
+        role: String,
+    },
+    /// Remove a member.
+    RemoveMember { org: String, user: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an access token and print its secret (shown once).
+    Create {
+        #[arg(long)]
+        user: String,
+        /// What the token may do, e.g. 'repository:team/*:pull,push' (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Lifetime such as 30d or 12h; no expiry when absent.
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List access tokens.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke an access token (its next token request fails).
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Make a repository (alice/app) or a namespace (alice) public or private.
+    Visibility {
+        name: String,
+        #[arg(value_parser = ["public", "private"])]
+        visibility: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Add a new signing key; tokens signed by older keys stay valid until they expire.
+    Rotate,
 }
 
 fn main() -> ExitCode {
@@ -49,50 +148,233 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
         )
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stdout())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
+        .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Serve {
-            listen,
-            data_dir,
-            database_url,
-            storage,
-            public_url,
-        } => {
-            let overrides = Overrides {
-                listen,
-                data_dir,
-                database_url,
-                storage,
-                public_url,
-            };
-            let config = match Config::load(cli.config.as_deref(), overrides) {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("berth: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
-            match runtime.block_on(run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("berth: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+    let mut overrides = Overrides {
+        data_dir: cli.data_dir,
+        database_url: cli.database_url,
+        ..Overrides::default()
+    };
+    if let Command::Serve {
+        listen,
+        storage,
+        public_url,
+    } = &cli.command
+    {
+        overrides.listen = listen.clone();
+        overrides.storage = storage.clone();
+        overrides.public_url = public_url.clone();
+    }
+    let config = match Config::load(cli.config.as_deref(), overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
+    let result = match cli.command {
+        Command::Serve { .. } => runtime.block_on(serve(config)),
+        command => runtime.block_on(administer(config, command)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     berth::server::serve(&config, listener, shutdown_signal()).await
+}
+
+/// A password from standard input (`--password-stdin`) or typed twice at a prompt.
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("no terminal to prompt for a password: use --password-stdin");
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let second = rpassword::prompt_password("Password again: ")?;
+    if first != second {
+        anyhow::bail!("the passwords do not match");
+    }
+    Ok(first)
+}
+
+fn admin_error(error: AdminError) -> anyhow::Error {
+    anyhow::anyhow!("{error}")
+}
+
+fn when(unix: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+async fn administer(config: Config, command: Command) -> anyhow::Result<()> {
+    let stores = berth::metadata::connect(&config.database_url, 2)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open database {}: {e}",
+                redact_url(&config.database_url)
+            )
+        })?;
+    let admin = Admin::new(stores.accounts.clone());
+    let system = Actor::System;
+    match command {
+        Command::Serve { .. } => unreachable!("handled by serve"),
+        Command::User(UserCommand::Add {
+            name,
+            admin: is_admin,
+            password_stdin,
+        }) => {
+            let password = read_password(password_stdin)?;
+            admin
+                .add_user(&system, &name, &password, is_admin)
+                .await
+                .map_err(admin_error)?;
+            eprintln!(
+                "created user `{name}`{}",
+                if is_admin { " (administrator)" } else { "" }
+            );
+        }
+        Command::User(UserCommand::List) => {
+            for user in admin.users(&system).await.map_err(admin_error)? {
+                println!(
+                    "{}\t{}\t{}",
+                    user.name,
+                    if user.admin { "admin" } else { "user" },
+                    when(user.created_at)
+                );
+            }
+        }
+        Command::User(UserCommand::Passwd {
+            name,
+            password_stdin,
+        }) => {
+            let password = read_password(password_stdin)?;
+            admin
+                .set_password(&system, &name, &password)
+                .await
+                .map_err(admin_error)?;
+            eprintln!("changed the password of `{name}`");
+        }
+        Command::User(UserCommand::Remove { name }) => {
+            admin
+                .remove_user(&system, &name)
+                .await
+                .map_err(admin_error)?;
+            eprintln!("removed user `{name}`");
+        }
+        Command::Org(OrgCommand::Create { name }) => {
+            admin
+                .create_organization(&system, &name)
+                .await
+                .map_err(admin_error)?;
+            eprintln!("created organization `{name}`");
+        }
+        Command::Org(OrgCommand::List) => {
+            for org in admin.organizations(&system).await.map_err(admin_error)? {
+                let members: Vec<String> = org
+                    .members
+                    .iter()
+                    .map(|m| format!("{}:{}", m.user, m.role))
+                    .collect();
+                println!("{}\t{}", org.name, members.join(","));
+            }
+        }
+        Command::Org(OrgCommand::AddMember { org, user, role }) => {
+            admin
+                .set_member(&system, &org, &user, &role)
+                .await
+                .map_err(admin_error)?;
+            eprintln!("`{user}` is now {role} in `{org}`");
+        }
+        Command::Org(OrgCommand::RemoveMember { org, user }) => {
+            admin
+                .remove_member(&system, &org, &user)
+                .await
+                .map_err(admin_error)?;
+            eprintln!("removed `{user}` from `{org}`");
+        }
+        Command::Token(TokenCommand::Create {
+            user,
+            scopes,
+            expires,
+            description,
+        }) => {
+            let expires = match expires {
+                Some(text) => Some(
+                    humantime::parse_duration(&text)
+                        .map_err(|_| anyhow::anyhow!("`{text}` is not a duration such as 30d"))?,
+                ),
+                None => None,
+            };
+            let created = admin
+                .create_token(&system, &user, &scopes, expires, &description)
+                .await
+                .map_err(admin_error)?;
+            eprintln!(
+                "created token {} for `{user}` ({}); use the secret below as the password of `docker login -u {user}`; it is not shown again",
+                created.token.id,
+                created.token.scopes.join(" ")
+            );
+            println!("{}", created.secret);
+        }
+        Command::Token(TokenCommand::List { user }) => {
+            for token in admin
+                .tokens(&system, user.as_deref())
+                .await
+                .map_err(admin_error)?
+            {
+                let state = if token.revoked {
+                    "revoked".to_string()
+                } else {
+                    token
+                        .expires_at
+                        .map_or("no expiry".into(), |at| format!("expires {}", when(at)))
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    token.id,
+                    token.user,
+                    token.scopes.join(" "),
+                    state,
+                    token.description
+                );
+            }
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            admin
+                .revoke_token(&system, &id)
+                .await
+                .map_err(admin_error)?;
+            eprintln!("revoked token {id}");
+        }
+        Command::Repo(RepoCommand::Visibility { name, visibility }) => {
+            admin
+                .set_visibility(&system, &name, visibility == "public")
+                .await
+                .map_err(admin_error)?;
+            eprintln!("`{name}` is now {visibility}");
+        }
+        Command::Key(KeyCommand::Rotate) => {
+            let kid = KeyRing::rotate(stores.accounts.as_ref()).await?;
+            eprintln!("new signing key {kid}; every instance signs with it within a minute");
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::auth::Auth;
+use crate::auth::admin::Admin;
 use crate::config::{Config, StorageConfig, redact_url};
 use crate::http::{AppState, router};
 use crate::registry::Registry;
@@ -15,7 +17,7 @@ use crate::storage::{BlobStore, FilesystemBlobStore};
 
 /// Opens the metadata and blob stores (running migrations) and returns the app.
 pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
-    let metadata = crate::metadata::connect(&config.database_url, config.database_max_connections)
+    let stores = crate::metadata::connect(&config.database_url, config.database_max_connections)
         .await
         .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
     let blobs: Arc<dyn BlobStore> = match &config.storage {
@@ -25,8 +27,33 @@ pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
                 .with_context(|| format!("cannot open blob storage at {}", path.display()))?,
         ),
     };
+    let admin = Arc::new(Admin::new(stores.accounts.clone()));
+    let auth = if config.auth.enabled {
+        if let Some(password) = admin
+            .bootstrap(config.auth.admin_password.as_deref())
+            .await?
+        {
+            // Shown once, on the terminal, never through the logs.
+            eprintln!(
+                "berth: created user `admin` with password {password}\n\
+                 berth: change it with `berth user passwd admin`; it is not shown again"
+            );
+        }
+        Some(Arc::new(
+            Auth::open(stores.accounts.clone(), &config.auth)
+                .await
+                .context("cannot load token signing keys")?,
+        ))
+    } else {
+        tracing::warn!(
+            "authentication is switched off (auth = \"none\"): anyone may push, pull and delete"
+        );
+        None
+    };
     let state = AppState {
-        registry: Arc::new(Registry::new(metadata, blobs)),
+        registry: Arc::new(Registry::new(stores.registry, blobs)),
+        auth,
+        admin,
         public_url: config.public_url.clone(),
     };
     Ok(router(state))
@@ -49,8 +76,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "berth is listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed")
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("server failed")
 }

@@ -10,6 +10,8 @@ use serde_json::json;
 use super::error::ApiError;
 use super::headers::query_value;
 use super::{ApiResult, AppState};
+use crate::auth::scope::Actions;
+use crate::auth::token::Claims;
 use crate::oci::{ErrorCode, RepositoryName};
 use crate::registry::ListPage;
 
@@ -41,9 +43,37 @@ fn with_link(path: &str, page: &ListPage, body: serde_json::Value) -> ApiResult 
     Ok(response)
 }
 
-pub async fn list_repositories(state: &AppState, request: Request) -> ApiResult {
+/// The catalog, limited to what the caller may pull as they stand now (a
+/// token's `access` claim only covers the scopes it was asked for).
+pub async fn list_repositories(
+    state: &AppState,
+    claims: Option<Claims>,
+    request: Request,
+) -> ApiResult {
     let (n, last) = pagination(request.uri())?;
-    let page = state.registry.list_repositories(n, last.as_deref()).await?;
+    let page = match (&state.auth, claims) {
+        (Some(auth), Some(claims)) => {
+            let principal = auth
+                .principal(&claims.sub, claims.berth_access_token.as_deref())
+                .await
+                .map_err(|e| ApiError::internal(ErrorCode::Unavailable, &e))?
+                .unwrap_or_default();
+            let public = auth
+                .public_paths()
+                .await
+                .map_err(|e| ApiError::internal(ErrorCode::Unavailable, &e))?;
+            let visible = move |name: &str| {
+                principal
+                    .repository_actions(name, &public)
+                    .contains(Actions::PULL)
+            };
+            state
+                .registry
+                .list_visible_repositories(n, last.as_deref(), &visible)
+                .await?
+        }
+        _ => state.registry.list_repositories(n, last.as_deref()).await?,
+    };
     let body = json!({"repositories": page.names});
     with_link("/v2/_catalog", &page, body)
 }

@@ -53,7 +53,7 @@ impl ApiError {
     }
 
     /// A server-side failure: logged in full here, reported to the client without detail.
-    fn internal(code: ErrorCode, error: &dyn std::fmt::Display) -> Self {
+    pub(super) fn internal(code: ErrorCode, error: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %error, "request failed");
         Self::new(code)
     }

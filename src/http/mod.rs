@@ -4,6 +4,8 @@
 //!
 //! Calls `registry` and `oci`; never the stores directly.
 
+mod api;
+mod auth;
 mod blobs;
 mod catalog;
 mod error;
@@ -11,6 +13,7 @@ mod headers;
 mod manifests;
 mod referrers;
 mod route;
+mod token;
 mod uploads;
 
 use std::sync::Arc;
@@ -24,6 +27,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::auth::Auth;
+use crate::auth::admin::Admin;
 use crate::oci::{Digest, ErrorCode, RepositoryName};
 use crate::registry::Registry;
 pub use error::ApiError;
@@ -34,6 +39,9 @@ pub type ApiResult = Result<Response, ApiError>;
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    /// `None` when authentication is switched off.
+    pub auth: Option<Arc<Auth>>,
+    pub admin: Arc<Admin>,
     /// External base URL (no trailing slash) for `Location` headers; relative locations when unset.
     pub public_url: Option<String>,
 }
@@ -52,6 +60,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/", any(api_base))
         .route("/v2", any(api_base))
         .route("/v2/{*rest}", any(dispatch))
+        .route("/token", get(token::get_token).post(token::post_token))
+        .route("/token/jwks.json", get(token::jwks))
+        .route("/.well-known/jwks.json", get(token::jwks))
+        .nest("/api/v1", api::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
@@ -67,9 +79,10 @@ pub fn router(state: AppState) -> Router {
         )
 }
 
-async fn api_base(method: Method) -> ApiResult {
-    match method {
+async fn api_base(State(state): State<AppState>, request: Request) -> ApiResult {
+    match *request.method() {
         Method::GET | Method::HEAD => {
+            auth::authorize(&state, request.headers(), &[]).await?;
             Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
         }
         _ => Err(ApiError::new(ErrorCode::MethodNotAllowed)),
@@ -119,9 +132,15 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> ApiResult 
         return Err(ApiError::new(ErrorCode::NotFound));
     };
     let method = request.method().clone();
+    let claims = auth::authorize(
+        &state,
+        request.headers(),
+        &auth::required_scopes(&route, &method),
+    )
+    .await?;
     match route {
         Route::Catalog => match method {
-            Method::GET | Method::HEAD => catalog::list_repositories(&state, request).await,
+            Method::GET | Method::HEAD => catalog::list_repositories(&state, claims, request).await,
             _ => method_not_allowed(),
         },
         Route::Tags { name } => {
@@ -162,7 +181,13 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> ApiResult 
         Route::UploadStart { name } => {
             let name = parse_name(name)?;
             match method {
-                Method::POST => uploads::start_upload(&state, &name, request).await,
+                Method::POST => {
+                    // A mount from a repository the caller may not read
+                    // becomes a normal upload, as if the blob were absent.
+                    let from = headers::query_value(request.uri(), "from").unwrap_or_default();
+                    let may_mount = auth::may_pull(claims.as_ref(), state.auth.is_some(), &from);
+                    uploads::start_upload(&state, &name, may_mount, request).await
+                }
                 _ => method_not_allowed(),
             }
         }

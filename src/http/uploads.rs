@@ -84,13 +84,20 @@ fn created_response(state: &AppState, name: &RepositoryName, blob: &BlobStat) ->
         .into_response()
 }
 
-pub async fn start_upload(state: &AppState, name: &RepositoryName, request: Request) -> ApiResult {
+pub async fn start_upload(
+    state: &AppState,
+    name: &RepositoryName,
+    may_mount: bool,
+    request: Request,
+) -> ApiResult {
     let uri = request.uri().clone();
     if let Some(mount) = query_value(&uri, "mount") {
         let digest = parse_digest(&mount)?;
-        // A source we cannot read from (absent, or not a valid name) means a
-        // normal upload instead, as the spec asks.
-        if let Some(from) = query_value(&uri, "from").and_then(|f| f.parse::<RepositoryName>().ok())
+        // A source we cannot read from (absent, not a valid name, or not
+        // readable by the caller) means a normal upload instead, as the spec asks.
+        if may_mount
+            && let Some(from) =
+                query_value(&uri, "from").and_then(|f| f.parse::<RepositoryName>().ok())
             && let Some(blob) = state.registry.mount_blob(name, &digest, &from).await?
         {
             return Ok(created_response(state, name, &blob));

@@ -6,6 +6,8 @@
 //! than one row), so callers never hold a transaction across an await on
 //! the network or on blob storage.
 
+mod accounts;
+pub(crate) mod accounts_sql;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -15,6 +17,7 @@ use async_trait::async_trait;
 use crate::oci::manifest::ParsedManifest;
 use crate::oci::{Digest, RepositoryName, Tag};
 
+pub use accounts::*;
 pub use postgres::PostgresMetadataStore;
 pub use sqlite::SqliteMetadataStore;
 
@@ -217,19 +220,28 @@ pub trait MetadataStore: Send + Sync + 'static {
 
 /// Connects to the database named by `url` (`sqlite:` or `postgres://`) and
 /// brings its schema up to date.
-pub async fn connect(
-    url: &str,
-    max_connections: u32,
-) -> MetadataResult<std::sync::Arc<dyn MetadataStore>> {
+pub async fn connect(url: &str, max_connections: u32) -> MetadataResult<Stores> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(
-            SqliteMetadataStore::connect(url, max_connections).await?,
-        ))
+        let store = std::sync::Arc::new(SqliteMetadataStore::connect(url, max_connections).await?);
+        Ok(Stores {
+            registry: store.clone(),
+            accounts: store,
+        })
     } else {
-        Ok(std::sync::Arc::new(
-            PostgresMetadataStore::connect(url, max_connections).await?,
-        ))
+        let store =
+            std::sync::Arc::new(PostgresMetadataStore::connect(url, max_connections).await?);
+        Ok(Stores {
+            registry: store.clone(),
+            accounts: store,
+        })
     }
+}
+
+/// One database seen through its two traits.
+#[derive(Clone)]
+pub struct Stores {
+    pub registry: std::sync::Arc<dyn MetadataStore>,
+    pub accounts: std::sync::Arc<dyn AccountStore>,
 }
 
 fn unix_now() -> i64 {

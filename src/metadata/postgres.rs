@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::accounts_sql::sql_account_store;
 use super::sql::sql_metadata_store;
 use super::*;
 
@@ -39,3 +40,4 @@ impl PostgresMetadataStore {
 }
 
 sql_metadata_store!(PostgresMetadataStore, Postgres);
+sql_account_store!(PostgresMetadataStore, Postgres);

@@ -12,6 +12,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use super::accounts_sql::sql_account_store;
 use super::sql::sql_metadata_store;
 use super::*;
 
@@ -62,3 +63,4 @@ impl SqliteMetadataStore {
 }
 
 sql_metadata_store!(SqliteMetadataStore, Sqlite);
+sql_account_store!(SqliteMetadataStore, Sqlite);

@@ -26,6 +26,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     Unavailable,
     Internal,
+    /// The account API's: a malformed request body or value.
+    InvalidRequest,
+    /// The account API's: the name is already taken.
+    Conflict,
 }
 
 impl ErrorCode {
@@ -69,6 +73,8 @@ impl ErrorCode {
             MethodNotAllowed => ("UNSUPPORTED", "method not allowed on this endpoint", 405),
             Unavailable => ("UNAVAILABLE", "service unavailable", 503),
             Internal => ("UNKNOWN", "internal server error", 500),
+            InvalidRequest => ("INVALID_REQUEST", "the request is invalid", 400),
+            Conflict => ("CONFLICT", "the resource already exists", 409),
         }
     }
 

@@ -172,6 +172,36 @@ impl Registry {
         ))
     }
 
+    /// Like [`Self::list_repositories`], keeping only names `visible` accepts
+    /// (the catalog shows each caller what they may pull).
+    pub async fn list_visible_repositories(
+        &self,
+        n: Option<u32>,
+        last: Option<&str>,
+        visible: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> RegistryResult<ListPage> {
+        let page_size = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        let mut names = Vec::new();
+        let mut cursor = last.map(str::to_string);
+        if page_size == 0 {
+            return Ok(list_page(Page { names, more: false }, 0));
+        }
+        loop {
+            let page = self
+                .metadata
+                .list_repositories(cursor.as_deref(), MAX_PAGE)
+                .await?;
+            cursor = page.names.last().cloned();
+            names.extend(page.names.into_iter().filter(|name| visible(name)));
+            if names.len() > page_size as usize || !page.more {
+                break;
+            }
+        }
+        let more = names.len() > page_size as usize;
+        names.truncate(page_size as usize);
+        Ok(list_page(Page { names, more }, page_size))
+    }
+
     pub async fn referrers(
         &self,
         repository: &RepositoryName,

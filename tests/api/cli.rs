@@ -32,11 +32,20 @@ async fn serve_with_no_configuration_creates_its_data_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = tokio::time::timeout(Duration::from_secs(30), async {
+    // Logs go to standard error; so does the generated admin password, once.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (address, password) = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut password = None;
         while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("created user `admin` with password ").nth(1) {
+                password = Some(rest.trim().to_string());
+            }
             if let Some(rest) = line.split("address=").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_string();
+                let address = rest.split_whitespace().next().unwrap().to_string();
+                return (
+                    address,
+                    password.expect("the admin password is printed before listening"),
+                );
             }
         }
         panic!("berth exited before listening");
@@ -44,8 +53,16 @@ async fn serve_with_no_configuration_creates_its_data_and_stops_on_sigterm() {
     .await
     .expect("berth starts listening");
 
+    // Private by default: nothing without a token, and the admin can log in.
     let response = reqwest::get(format!("http://{address}/v2/")).await.unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status(), 401);
+    let token = reqwest::Client::new()
+        .get(format!("http://{address}/token?service=berth"))
+        .basic_auth("admin", Some(&password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
     assert!(cwd.path().join("data/berth.db").is_file());
     assert!(cwd.path().join("data/blobs").is_dir());
 

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use berth::auth::AuthConfig;
 use berth::config::{Config, StorageConfig};
 use reqwest::{Method, RequestBuilder, Response};
 use tokio::net::TcpListener;
@@ -82,14 +83,34 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub config: Config,
     pub data_dir: PathBuf,
+    /// Sent as `Authorization: Bearer` by [`TestApp::request`] when set.
+    pub bearer: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _temp: tempfile::TempDir,
     _database: Option<PostgresDatabase>,
 }
 
+/// The password of the `admin` user of a [`TestApp::start_secured`] registry.
+pub const ADMIN_PASSWORD: &str = "admin-password";
+
 impl TestApp {
+    /// A registry with authentication switched off, for protocol tests.
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A registry as users run it: private, with the token service on and
+    /// an `admin` user whose password is [`ADMIN_PASSWORD`].
+    pub async fn start_secured(backend: Backend) -> Self {
+        Self::start_with(backend, |config| {
+            config.auth.enabled = true;
+            config.auth.admin_password = Some(ADMIN_PASSWORD.into());
+        })
+        .await
+    }
+
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().to_path_buf();
         let database = match backend {
@@ -106,7 +127,18 @@ impl TestApp {
             storage: StorageConfig::Filesystem(data_dir.join("blobs")),
             public_url: None,
             database_max_connections: 8,
+            auth: AuthConfig {
+                enabled: false,
+                token_lifetime: std::time::Duration::from_secs(300),
+                signing_key_file: None,
+                service: "berth-test".into(),
+                issuer: "berth".into(),
+                admin_password: None,
+                login_limits: Default::default(),
+            },
         };
+        let mut config = config;
+        configure(&mut config);
         let mut app = TestApp {
             base: String::new(),
             client: reqwest::Client::builder()
@@ -115,6 +147,7 @@ impl TestApp {
                 .unwrap(),
             config,
             data_dir,
+            bearer: None,
             shutdown: None,
             server: None,
             _temp: temp,
@@ -161,7 +194,11 @@ impl TestApp {
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, self.url(path))
+        let request = self.client.request(method, self.url(path));
+        match &self.bearer {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -205,6 +242,29 @@ macro_rules! backend_tests {
                 #[tokio::test]
                 async fn $name() {
                     super::$name($crate::harness::TestApp::start($crate::harness::Backend::Postgres).await).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Like [`backend_tests!`], on registries started with [`TestApp::start_secured`].
+#[macro_export]
+macro_rules! secured_backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::harness::TestApp::start_secured($crate::harness::Backend::Sqlite).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::harness::TestApp::start_secured($crate::harness::Backend::Postgres).await).await;
                 }
             )*
         }

@@ -4,6 +4,7 @@
 mod harness;
 mod support;
 
+mod auth;
 mod base;
 mod blobs;
 mod cli;

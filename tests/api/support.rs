@@ -130,3 +130,60 @@ pub async fn raw_status(app: &TestApp, method: &str, path: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text}"))
 }
+
+/// Creates a user through the account API, as the test registry's admin.
+pub async fn create_user(app: &TestApp, name: &str, password: &str) {
+    let response = app
+        .client
+        .post(app.url("/api/v1/users"))
+        .basic_auth("admin", Some(crate::harness::ADMIN_PASSWORD))
+        .json(&json!({"name": name, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "creating user {name}"
+    );
+}
+
+/// `GET /token` as `user` (anonymously when `None`) for `scopes`; returns the response.
+pub async fn request_token(app: &TestApp, user: Option<(&str, &str)>, scopes: &[&str]) -> Response {
+    let mut query: Vec<(&str, &str)> = vec![("service", "berth-test")];
+    query.extend(scopes.iter().map(|s| ("scope", *s)));
+    let mut request = app.client.get(app.url("/token")).query(&query);
+    if let Some((name, password)) = user {
+        request = request.basic_auth(name, Some(password));
+    }
+    request.send().await.unwrap()
+}
+
+/// A registry token for `scopes`, which must be issued.
+pub async fn token(app: &TestApp, user: Option<(&str, &str)>, scopes: &[&str]) -> String {
+    let response = request_token(app, user, scopes).await;
+    assert_eq!(response.status(), StatusCode::OK, "token request");
+    let body = response.json_value().await;
+    assert_eq!(body["token"], body["access_token"]);
+    body["token"].as_str().expect("token").to_string()
+}
+
+/// The claims of a JWT, read without verifying it.
+pub fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// A request carrying a bearer token.
+pub fn with_token(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    app.client.request(method, app.url(path)).bearer_auth(token)
+}

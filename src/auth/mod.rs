@@ -1,0 +1,483 @@
+//! Who may do what: logins (passwords, access tokens, refresh tokens), the
+//! registry tokens they are exchanged for, and the policy deciding which
+//! actions a caller gets on a repository.
+//!
+//! Called by `http` (the token endpoint, the check on every `/v2/` request,
+//! the `/api/v1/` handlers) and by the CLI; calls the account half of
+//! `metadata`. Knows nothing of blobs or manifests.
+
+pub mod admin;
+pub mod keys;
+pub mod limiter;
+pub mod scope;
+pub mod secret;
+pub mod token;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::metadata::{AccountStore, MetadataError, RefreshTokenRecord};
+use keys::{KeyError, KeyRing};
+use limiter::{Limits, LoginLimiter};
+use scope::{Access, Actions, Scope, ScopePattern};
+use token::{Claims, Issued, TokenError, TokenIssuer};
+
+/// The authentication settings, after checking.
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// Off only for a registry behind another gate (or tests of the protocol):
+    /// every request is then allowed.
+    pub enabled: bool,
+    pub token_lifetime: Duration,
+    /// PEM file with the key that signs tokens; stored keys are used when unset.
+    pub signing_key_file: Option<PathBuf>,
+    /// The token audience (`service`), the same on every instance.
+    pub service: String,
+    pub issuer: String,
+    /// Password for the `admin` user created on first start.
+    pub admin_password: Option<String>,
+    pub login_limits: Limits,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.enabled)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("signing_key_file", &self.signing_key_file)
+            .field("service", &self.service)
+            .field("issuer", &self.issuer)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "read" => Some(Role::Read),
+            "write" => Some(Role::Write),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+
+    fn actions(self) -> Actions {
+        match self {
+            Role::Read => Actions::PULL,
+            Role::Write => Actions::PULL | Actions::PUSH,
+            Role::Admin => Actions::ALL,
+        }
+    }
+}
+
+/// A caller, as far as the policy is concerned.
+#[derive(Debug, Clone, Default)]
+pub struct Principal {
+    /// `None` for an anonymous caller.
+    pub name: Option<String>,
+    pub is_admin: bool,
+    pub memberships: Vec<(String, Role)>,
+    /// Set when the caller logged in with an access token: nothing outside
+    /// these patterns is granted, whatever the user may do.
+    pub limits: Option<Vec<ScopePattern>>,
+    pub access_token: Option<String>,
+}
+
+/// The first path component: the namespace a repository belongs to.
+pub fn namespace_of(path: &str) -> &str {
+    path.split('/').next().unwrap_or(path)
+}
+
+/// True when `repository` is, or lies under, one of the public paths.
+pub fn is_public(repository: &str, public_paths: &[String]) -> bool {
+    public_paths.iter().any(|path| {
+        repository == path
+            || (repository.len() > path.len()
+                && repository.starts_with(path.as_str())
+                && repository.as_bytes()[path.len()] == b'/')
+    })
+}
+
+impl Principal {
+    /// What this caller may do on `repository`.
+    pub fn repository_actions(&self, repository: &str, public_paths: &[String]) -> Actions {
+        let mut actions = Actions::NONE;
+        if let Some(name) = &self.name {
+            let namespace = namespace_of(repository);
+            let under_namespace = repository.len() > namespace.len();
+            if self.is_admin || (under_namespace && namespace == name) {
+                actions = Actions::ALL;
+            }
+            for (organization, role) in &self.memberships {
+                if under_namespace && namespace == organization {
+                    actions = actions | role.actions();
+                }
+            }
+        }
+        if is_public(repository, public_paths) {
+            actions = actions | Actions::PULL;
+        }
+        match &self.limits {
+            Some(limits) => {
+                let allowed = limits
+                    .iter()
+                    .fold(Actions::NONE, |set, p| set | p.allows(repository));
+                actions & allowed
+            }
+            None => actions,
+        }
+    }
+
+    pub fn may_list_catalog(&self) -> bool {
+        self.name.is_some()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("incorrect user name or password")]
+    BadCredentials,
+    #[error("too many failed logins; try again in {0} seconds")]
+    RateLimited(u64),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+pub struct Auth {
+    accounts: Arc<dyn AccountStore>,
+    issuer: TokenIssuer,
+    limiter: LoginLimiter,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Auth {
+    /// Loads (or on first start creates) the signing keys.
+    pub async fn open(
+        accounts: Arc<dyn AccountStore>,
+        config: &AuthConfig,
+    ) -> Result<Auth, AuthError> {
+        let keys =
+            Arc::new(KeyRing::open(accounts.clone(), config.signing_key_file.as_deref()).await?);
+        Ok(Auth {
+            issuer: TokenIssuer::new(
+                keys,
+                config.issuer.clone(),
+                config.service.clone(),
+                config.token_lifetime,
+            ),
+            limiter: LoginLimiter::new(config.login_limits),
+            accounts,
+        })
+    }
+
+    pub fn service(&self) -> &str {
+        self.issuer.service()
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        self.issuer.keys()
+    }
+
+    /// A user name and a password, or an access token given as the password.
+    pub async fn login_password(
+        &self,
+        user: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Principal, LoginError> {
+        if password.starts_with(secret::ACCESS_TOKEN_PREFIX) {
+            // Access tokens have their own failure count per address only, so
+            // an attacker guessing a user's password cannot lock out the
+            // machines that use that user's tokens.
+            if let Some(wait) = self.limiter.retry_after(None, address) {
+                return Err(LoginError::RateLimited(wait));
+            }
+            let principal = self.access_token_principal(user, password).await?;
+            if principal.is_none() {
+                self.limiter.record_failure(None, address);
+            }
+            return principal.ok_or(LoginError::BadCredentials);
+        }
+        if let Some(wait) = self.limiter.retry_after(Some(user), address) {
+            return Err(LoginError::RateLimited(wait));
+        }
+        let record = self.accounts.user(user).await?;
+        let hash = record
+            .as_ref()
+            .map(|r| r.password_hash.clone())
+            .unwrap_or_else(|| secret::decoy_hash().to_string());
+        let password = password.to_string();
+        let matches =
+            tokio::task::spawn_blocking(move || secret::verify_password(&password, &hash))
+                .await
+                .unwrap_or(false);
+        match record {
+            Some(record) if matches => {
+                self.limiter.record_success(user);
+                Ok(self.user_principal(&record.name, record.is_admin).await?)
+            }
+            _ => {
+                self.limiter.record_failure(Some(user), address);
+                Err(LoginError::BadCredentials)
+            }
+        }
+    }
+
+    async fn access_token_principal(
+        &self,
+        user: &str,
+        secret: &str,
+    ) -> Result<Option<Principal>, MetadataError> {
+        let Some(token) = self
+            .accounts
+            .access_token_by_secret(&secret::secret_hash(secret))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let expired = token.expires_at.is_some_and(|at| at <= unix_now());
+        if token.revoked_at.is_some() || expired || token.user_name != user {
+            return Ok(None);
+        }
+        self.principal(&token.user_name, Some(&token.id)).await
+    }
+
+    /// A refresh token from an earlier `offline_token` login.
+    pub async fn login_refresh(&self, refresh_token: &str) -> Result<Principal, LoginError> {
+        let Some(record) = self
+            .accounts
+            .refresh_token(&secret::secret_hash(refresh_token))
+            .await?
+        else {
+            return Err(LoginError::BadCredentials);
+        };
+        self.principal(&record.user_name, record.access_token_id.as_deref())
+            .await?
+            .ok_or(LoginError::BadCredentials)
+    }
+
+    async fn user_principal(&self, name: &str, is_admin: bool) -> Result<Principal, MetadataError> {
+        let memberships = self
+            .accounts
+            .members(None, Some(name))
+            .await?
+            .into_iter()
+            .filter_map(|m| Some((m.organization, Role::parse(&m.role)?)))
+            .collect();
+        Ok(Principal {
+            name: Some(name.to_string()),
+            is_admin,
+            memberships,
+            limits: None,
+            access_token: None,
+        })
+    }
+
+    /// The caller a token was issued to, as they stand now; `None` when the
+    /// user or their access token is gone, revoked or expired.
+    pub async fn principal(
+        &self,
+        user: &str,
+        access_token: Option<&str>,
+    ) -> Result<Option<Principal>, MetadataError> {
+        let Some(record) = self.accounts.user(user).await? else {
+            return Ok(None);
+        };
+        let mut principal = self.user_principal(&record.name, record.is_admin).await?;
+        if let Some(id) = access_token {
+            let Some(token) = self.accounts.access_token(id).await? else {
+                return Ok(None);
+            };
+            let expired = token.expires_at.is_some_and(|at| at <= unix_now());
+            if token.revoked_at.is_some() || expired || token.user_name != record.name {
+                return Ok(None);
+            }
+            principal.limits = Some(
+                token
+                    .scopes
+                    .split_whitespace()
+                    .filter_map(|s| ScopePattern::parse(s).ok())
+                    .collect(),
+            );
+            principal.access_token = Some(token.id);
+        }
+        Ok(Some(principal))
+    }
+
+    pub async fn public_paths(&self) -> Result<Vec<String>, MetadataError> {
+        self.accounts.public_paths().await
+    }
+
+    /// The part of `requested` this caller may have: asking for more is not
+    /// an error, the token simply carries less.
+    pub async fn grant(
+        &self,
+        principal: &Principal,
+        requested: &[Scope],
+    ) -> Result<Vec<Access>, MetadataError> {
+        let public = self.accounts.public_paths().await?;
+        let mut granted = Vec::new();
+        for scope in requested {
+            match scope {
+                Scope::Catalog if principal.may_list_catalog() => {
+                    granted.push(Access::from_scope(scope))
+                }
+                Scope::Catalog => {}
+                Scope::Repository { name, actions } => {
+                    if name.parse::<crate::oci::RepositoryName>().is_err() {
+                        continue;
+                    }
+                    let allowed = principal.repository_actions(name, &public) & *actions;
+                    if !allowed.is_empty() {
+                        granted.push(Access::from_scope(&Scope::Repository {
+                            name: name.clone(),
+                            actions: allowed,
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(granted)
+    }
+
+    pub async fn issue(
+        &self,
+        principal: &Principal,
+        access: Vec<Access>,
+    ) -> Result<Issued, TokenError> {
+        self.issuer
+            .issue(
+                principal.name.as_deref().unwrap_or(""),
+                access,
+                principal.access_token.clone(),
+            )
+            .await
+    }
+
+    /// A long-lived refresh token (Docker's "identity token"), kept hashed.
+    pub async fn new_refresh_token(
+        &self,
+        principal: &Principal,
+    ) -> Result<Option<String>, MetadataError> {
+        let Some(name) = &principal.name else {
+            return Ok(None);
+        };
+        let secret = format!(
+            "{}{}",
+            secret::REFRESH_TOKEN_PREFIX,
+            secret::random_string(32)
+        );
+        self.accounts
+            .store_refresh_token(
+                &secret::secret_hash(&secret),
+                &RefreshTokenRecord {
+                    user_name: name.clone(),
+                    access_token_id: principal.access_token.clone(),
+                },
+            )
+            .await?;
+        Ok(Some(secret))
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.issuer.verify(token).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Principal {
+        Principal {
+            name: Some(name.into()),
+            ..Principal::default()
+        }
+    }
+
+    #[test]
+    fn users_own_their_namespace_only() {
+        let alice = user("alice");
+        assert_eq!(alice.repository_actions("alice/app", &[]), Actions::ALL);
+        assert_eq!(alice.repository_actions("alice/a/b", &[]), Actions::ALL);
+        assert_eq!(alice.repository_actions("alice", &[]), Actions::NONE);
+        assert_eq!(alice.repository_actions("alicex/app", &[]), Actions::NONE);
+        assert_eq!(alice.repository_actions("bob/app", &[]), Actions::NONE);
+    }
+
+    #[test]
+    fn organizations_grant_by_role_and_public_paths_grant_pull() {
+        let mut bob = user("bob");
+        bob.memberships = vec![("team".into(), Role::Write), ("ops".into(), Role::Read)];
+        assert_eq!(
+            bob.repository_actions("team/app", &[]),
+            Actions::PULL | Actions::PUSH
+        );
+        assert_eq!(bob.repository_actions("ops/app", &[]), Actions::PULL);
+        let public = vec!["carol".to_string(), "dave/site".to_string()];
+        assert_eq!(bob.repository_actions("carol/x", &public), Actions::PULL);
+        assert_eq!(
+            Principal::default().repository_actions("dave/site", &public),
+            Actions::PULL
+        );
+        assert_eq!(
+            Principal::default().repository_actions("dave/site2", &public),
+            Actions::NONE
+        );
+        assert_eq!(
+            Principal::default().repository_actions("dave/other", &public),
+            Actions::NONE
+        );
+        assert!(!Principal::default().may_list_catalog());
+    }
+
+    #[test]
+    fn access_token_limits_cut_the_users_rights() {
+        let mut ci = user("alice");
+        ci.limits = Some(vec![
+            ScopePattern::parse("repository:alice/web*:pull").unwrap(),
+        ]);
+        assert_eq!(ci.repository_actions("alice/web", &[]), Actions::PULL);
+        assert_eq!(ci.repository_actions("alice/db", &[]), Actions::NONE);
+        let mut admin = user("root");
+        admin.is_admin = true;
+        assert_eq!(admin.repository_actions("anyone/app", &[]), Actions::ALL);
+    }
+}

@@ -1,0 +1,151 @@
+//! The check every `/v2/` request passes: which scope the route needs, the
+//! bearer token that must grant it, and the `WWW-Authenticate` challenge
+//! that tells a client where to get one.
+
+use axum::http::{HeaderMap, Method, header};
+
+use super::AppState;
+use super::error::ApiError;
+use super::headers::header_str;
+use super::route::Route;
+use crate::auth::scope::{Access, Actions, Scope};
+use crate::auth::token::Claims;
+use crate::oci::ErrorCode;
+
+/// What a request on `route` with `method` needs; empty for `/v2/` itself,
+/// which needs only a valid token.
+pub fn required_scopes(route: &Route<'_>, method: &Method) -> Vec<Scope> {
+    let repository = |name: &str, actions: Actions| {
+        vec![Scope::Repository {
+            name: name.to_string(),
+            actions,
+        }]
+    };
+    let reading = matches!(*method, Method::GET | Method::HEAD);
+    let deleting = *method == Method::DELETE;
+    let write = Actions::PULL | Actions::PUSH;
+    match route {
+        Route::Catalog => vec![Scope::Catalog],
+        Route::Tags { name } | Route::Referrers { name, .. } => repository(name, Actions::PULL),
+        Route::Manifest { name, .. } | Route::Blob { name, .. } => repository(
+            name,
+            if reading {
+                Actions::PULL
+            } else if deleting {
+                Actions::DELETE
+            } else {
+                write
+            },
+        ),
+        Route::UploadStart { name } => repository(name, write),
+        // Cancelling an upload is part of pushing, not a delete of content.
+        Route::Upload { name, .. } => repository(name, if reading { Actions::PULL } else { write }),
+    }
+}
+
+/// The token endpoint clients are sent to.
+fn realm(state: &AppState, headers: &HeaderMap) -> String {
+    match &state.public_url {
+        Some(base) => format!("{base}/token"),
+        // Without a configured public URL, the address the client used.
+        None => format!(
+            "http://{}/token",
+            header_str(headers, &header::HOST).unwrap_or("localhost")
+        ),
+    }
+}
+
+fn challenge(
+    state: &AppState,
+    headers: &HeaderMap,
+    scopes: &[Scope],
+    error: Option<&str>,
+) -> ApiError {
+    let service = state
+        .auth
+        .as_ref()
+        .map(|a| a.service().to_string())
+        .unwrap_or_default();
+    let mut value = format!(
+        "Bearer realm=\"{}\",service=\"{service}\"",
+        realm(state, headers)
+    );
+    if !scopes.is_empty() {
+        let scopes: Vec<String> = scopes.iter().map(Scope::to_string).collect();
+        value.push_str(&format!(",scope=\"{}\"", scopes.join(" ")));
+    }
+    if let Some(error) = error {
+        value.push_str(&format!(",error=\"{error}\""));
+    }
+    let message = match error {
+        Some("insufficient_scope") => {
+            "authentication required: the token does not grant this access"
+        }
+        Some(_) => "authentication required: the token is invalid or expired",
+        None => "authentication required",
+    };
+    ApiError::new(ErrorCode::Unauthorized)
+        .message(message)
+        .detail(serde_json::json!(
+            scopes.iter().map(Access::from_scope).collect::<Vec<_>>()
+        ))
+        .header(header::WWW_AUTHENTICATE, value)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = header_str(headers, &header::AUTHORIZATION)?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Checks the request's token against `needed`. Returns the token's claims,
+/// or `None` when authentication is switched off.
+pub async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    needed: &[Scope],
+) -> Result<Option<Claims>, ApiError> {
+    let Some(auth) = &state.auth else {
+        return Ok(None);
+    };
+    let Some(token) = bearer(headers) else {
+        return Err(challenge(state, headers, needed, None));
+    };
+    let claims = match auth.verify(token).await {
+        Ok(claims) => claims,
+        Err(crate::auth::token::TokenError::Invalid(reason)) => {
+            tracing::debug!(%reason, "token refused");
+            return Err(challenge(state, headers, needed, Some("invalid_token")));
+        }
+        Err(e) => return Err(ApiError::internal(ErrorCode::Unavailable, &e)),
+    };
+    if needed
+        .iter()
+        .all(|scope| Access::covers(&claims.access, scope))
+    {
+        Ok(Some(claims))
+    } else {
+        Err(challenge(
+            state,
+            headers,
+            needed,
+            Some("insufficient_scope"),
+        ))
+    }
+}
+
+/// True when the claims (or disabled authentication) allow pulling `name`.
+pub fn may_pull(claims: Option<&Claims>, enabled: bool, name: &str) -> bool {
+    if !enabled {
+        return true;
+    }
+    claims.is_some_and(|c| {
+        Access::covers(
+            &c.access,
+            &Scope::Repository {
+                name: name.to_string(),
+                actions: Actions::PULL,
+            },
+        )
+    })
+}
