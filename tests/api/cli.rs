@@ -89,7 +89,13 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     )
     .unwrap();
     type Environment<'a> = &'a [(&'a str, &'a str)];
-    let cases: [(&[&str], Environment, &str); 4] = [
+    let cases: [(&[&str], Environment, &str); 6] = [
+        (
+            &["serve"],
+            &[("BERTH_TOKEN_LIFETIME", "forever")],
+            "`token_lifetime`",
+        ),
+        (&["serve"], &[("BERTH_AUTH", "maybe")], "`auth`"),
         (
             &["serve"],
             &[("BERTH_LISTEN", "not-an-address")],
@@ -125,13 +131,15 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
 #[tokio::test]
 async fn instances_starting_together_on_one_postgres_migrate_once() {
     let database = PostgresDatabase::create().await;
-    let config = berth::config::Config {
+    let mut config = berth::config::Config {
         database_url: database.url.clone(),
         ..TestApp::start(crate::harness::Backend::Sqlite)
             .await
             .config
             .clone()
     };
+    config.auth.enabled = true;
+    config.auth.admin_password = Some("first-start-password".into());
     let starts = (0..4).map(|_| berth::server::build(&config));
     for result in futures_util::future::join_all(starts).await {
         let _router = result.expect("instance starts");
@@ -139,4 +147,168 @@ async fn instances_starting_together_on_one_postgres_migrate_once() {
     let _router = berth::server::build(&config)
         .await
         .expect("a later restart starts too");
+    // One admin and one signing key, however many instances raced to create them.
+    let stores = berth::metadata::connect(&database.url, 1).await.unwrap();
+    assert_eq!(stores.accounts.user_count().await.unwrap(), 1);
+    assert_eq!(stores.accounts.signing_keys().await.unwrap().len(), 1);
+}
+
+/// Runs `berth <args>` against `database_url`, feeding `stdin`; returns stdout.
+async fn admin_command(database_url: &str, args: &[&str], stdin: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = berth()
+        .args(["--database-url", database_url])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "berth {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The admin commands work on the configuration of a running registry, and
+/// what they do takes effect on its next token request.
+#[tokio::test]
+async fn admin_commands_manage_users_organizations_tokens_and_visibility() {
+    use crate::support::{claims, request_token, token};
+    let app = TestApp::start_secured(crate::harness::Backend::Postgres).await;
+    let url = app.config.database_url.clone();
+    admin_command(
+        &url,
+        &["user", "add", "carol", "--password-stdin"],
+        "carol-password\n",
+    )
+    .await;
+    admin_command(
+        &url,
+        &["user", "add", "dave", "--admin", "--password-stdin"],
+        "dave-password\n",
+    )
+    .await;
+    let users = admin_command(&url, &["user", "list"], "").await;
+    assert!(
+        users.contains("carol\tuser") && users.contains("dave\tadmin"),
+        "{users}"
+    );
+    admin_command(&url, &["org", "create", "team"], "").await;
+    admin_command(&url, &["org", "add-member", "team", "carol", "write"], "").await;
+    assert!(
+        admin_command(&url, &["org", "list"], "")
+            .await
+            .contains("team\tcarol:write")
+    );
+
+    let granted = token(
+        &app,
+        Some(("carol", "carol-password")),
+        &["repository:team/app:pull,push"],
+    )
+    .await;
+    assert_eq!(
+        claims(&granted)["access"][0]["actions"],
+        serde_json::json!(["pull", "push"])
+    );
+
+    let secret = admin_command(
+        &url,
+        &[
+            "token",
+            "create",
+            "--user",
+            "carol",
+            "--scope",
+            "repository:team/*:pull",
+            "--expires",
+            "30d",
+        ],
+        "",
+    )
+    .await
+    .trim()
+    .to_string();
+    assert!(secret.starts_with("berth_pat_"));
+    let listed = admin_command(&url, &["token", "list", "--user", "carol"], "").await;
+    assert!(
+        listed.contains("repository:team/*:pull") && !listed.contains(&secret),
+        "{listed}"
+    );
+    let machine = token(
+        &app,
+        Some(("carol", &secret)),
+        &["repository:team/app:pull,push"],
+    )
+    .await;
+    assert_eq!(
+        claims(&machine)["access"][0]["actions"],
+        serde_json::json!(["pull"])
+    );
+    let id = listed.split('\t').next().unwrap();
+    admin_command(&url, &["token", "revoke", id], "").await;
+    assert_eq!(
+        request_token(&app, Some(("carol", &secret)), &[])
+            .await
+            .status(),
+        401
+    );
+
+    admin_command(&url, &["repo", "visibility", "team/site", "public"], "").await;
+    let anonymous = token(&app, None, &["repository:team/site:pull"]).await;
+    assert_eq!(claims(&anonymous)["access"][0]["name"], "team/site");
+    admin_command(&url, &["repo", "visibility", "team/site", "private"], "").await;
+    let anonymous = token(&app, None, &["repository:team/site:pull"]).await;
+    assert_eq!(claims(&anonymous)["access"], serde_json::json!([]));
+
+    admin_command(
+        &url,
+        &["user", "passwd", "carol", "--password-stdin"],
+        "carol-new-password\n",
+    )
+    .await;
+    assert_eq!(
+        request_token(&app, Some(("carol", "carol-password")), &[])
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        request_token(&app, Some(("carol", "carol-new-password")), &[])
+            .await
+            .status(),
+        200
+    );
+    admin_command(&url, &["user", "remove", "carol"], "").await;
+    assert_eq!(
+        request_token(&app, Some(("carol", "carol-new-password")), &[])
+            .await
+            .status(),
+        401
+    );
+    admin_command(&url, &["key", "rotate"], "").await;
+
+    // Mistakes are refused with a clear message and a failure status.
+    let output = berth()
+        .args([
+            "--database-url",
+            &url,
+            "org",
+            "add-member",
+            "team",
+            "nobody",
+            "write",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no user `nobody`"));
 }

@@ -1,5 +1,6 @@
-//! Real clients against the registry: the Docker engine's push, re-push,
-//! pull and run, and skopeo copying an OCI image index in and out.
+//! Real clients against a private registry: the Docker engine's login, push,
+//! re-push, pull and run; skopeo and containerd copying an OCI image index
+//! in and out with credentials.
 //! `scripts/test.sh` starts dockerd; without it these tests fail, loudly.
 
 use std::path::Path;
@@ -70,36 +71,118 @@ async fn build_context(dir: &Path, greeting: &str) {
     .unwrap();
 }
 
+/// Runs a command that must fail; returns its output.
+async fn run_fails(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !output.status.success(),
+        "{program} {args:?} succeeded:\n{text}"
+    );
+    text
+}
+
+/// `docker login` with the password on standard input.
+async fn docker_login(
+    host: &str,
+    user: &str,
+    password: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new("docker")
+        .args(["login", host, "-u", user, "--password-stdin"])
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(password.as_bytes()).await.unwrap();
+    drop(stdin);
+    child.wait_with_output().await.unwrap()
+}
+
+/// The user walk-through on a private registry: refused before login, a
+/// wrong password refused, login, push, re-push skipping every layer, no
+/// push into someone else's namespace, logout, anonymous pull of a public
+/// repository, run; then an access token as the password.
 async fn docker_push_skips_existing_layers_and_pulls_back(backend: Backend) {
     require_docker().await;
     let _turn = DOCKER.lock().await;
-    let app = TestApp::start(backend).await;
+    let mut app = TestApp::start_secured(backend).await;
+    create_user(&app, "alice", "alice-password").await;
+    create_user(&app, "bob", "bob-password").await;
     let host = app.base.trim_start_matches("http://").to_string();
+    // A private credential store, so no login leaks between tests.
+    let docker_config = tempfile::tempdir().unwrap();
+    let env = [("DOCKER_CONFIG", docker_config.path().to_str().unwrap())];
     let image = format!("{host}/alice/our-web-server");
     let (v1, v2) = (format!("{image}:0.0.1"), format!("{image}:0.0.2"));
+    let stolen = format!("{host}/bob/our-web-server:0.0.1");
     let greeting = format!("hello from our-web-server {}", uuid::Uuid::new_v4());
     let context = tempfile::tempdir().unwrap();
     build_context(context.path(), &greeting).await;
 
-    let legacy_builder = [("DOCKER_BUILDKIT", "0")];
+    let build_env = [env[0], ("DOCKER_BUILDKIT", "0")];
     run(
         "docker",
         &["build", "-t", &v1, context.path().to_str().unwrap()],
-        &legacy_builder,
+        &build_env,
     )
     .await;
-    let first_push = run("docker", &["push", &v1], &[]).await;
-    assert_eq!(first_push.matches(": Pushed").count(), 2, "{first_push}");
+    let anonymous_push = run_fails("docker", &["push", &v1], &env).await;
+    assert!(
+        anonymous_push.contains("no basic auth credentials") || anonymous_push.contains("denied"),
+        "{anonymous_push}"
+    );
+    let wrong = docker_login(&host, "alice", "not-her-password", &env).await;
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("incorrect user name or password"));
+    let login = docker_login(&host, "alice", "alice-password", &env).await;
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    assert!(String::from_utf8_lossy(&login.stdout).contains("Login Succeeded"));
+    // Docker keeps the refresh token, not the password, and uses the OAuth2 form from now on.
+    let stored = std::fs::read_to_string(docker_config.path().join("config.json")).unwrap();
+    assert!(stored.contains("identitytoken"), "{stored}");
+    assert!(!stored.contains("alice-password"));
 
-    run("docker", &["tag", &v1, &v2], &[]).await;
-    let second_push = run("docker", &["push", &v2], &[]).await;
+    let first_push = run("docker", &["push", &v1], &env).await;
+    assert_eq!(first_push.matches(": Pushed").count(), 2, "{first_push}");
+    run("docker", &["tag", &v1, &v2], &env).await;
+    let second_push = run("docker", &["push", &v2], &env).await;
     assert_eq!(
         second_push.matches("Layer already exists").count(),
         2,
         "{second_push}"
     );
     assert!(!second_push.contains(": Pushed"), "{second_push}");
+    run("docker", &["tag", &v1, &stolen], &env).await;
+    let refused = run_fails("docker", &["push", &stolen], &env).await;
+    assert!(refused.contains("denied"), "{refused}");
 
+    app.bearer = Some(
+        token(
+            &app,
+            Some(("alice", "alice-password")),
+            &["repository:alice/our-web-server:pull"],
+        )
+        .await,
+    );
     let tags = app
         .get("/v2/alice/our-web-server/tags/list")
         .await
@@ -109,16 +192,60 @@ async fn docker_push_skips_existing_layers_and_pulls_back(backend: Backend) {
     let manifest = app.head("/v2/alice/our-web-server/manifests/0.0.1").await;
     assert_eq!(header(&manifest, "content-type"), DOCKER_MANIFEST);
 
-    run("docker", &["rmi", &v1, &v2], &[]).await;
-    let pull = run("docker", &["pull", &v1], &[]).await;
+    run("docker", &["logout", &host], &env).await;
+    run("docker", &["rmi", &v1, &v2, &stolen], &env).await;
+    let private_pull = run_fails("docker", &["pull", &v1], &env).await;
+    assert!(
+        private_pull.contains("denied") || private_pull.contains("unauthorized"),
+        "{private_pull}"
+    );
+    let made_public = app
+        .client
+        .put(app.url("/api/v1/visibility/alice/our-web-server"))
+        .basic_auth("alice", Some("alice-password"))
+        .json(&serde_json::json!({"public": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made_public.status(), StatusCode::NO_CONTENT);
+    let pull = run("docker", &["pull", &v1], &env).await;
     assert!(pull.contains("Downloaded newer image"), "{pull}");
     assert!(
         !pull.contains("Already exists"),
         "layers were not downloaded:\n{pull}"
     );
-    let output = run("docker", &["run", "--rm", &v1], &[]).await;
+    let output = run("docker", &["run", "--rm", &v1], &env).await;
     assert_eq!(output.trim(), greeting);
-    run("docker", &["rmi", &v1], &[]).await;
+    let anonymous_push = run_fails("docker", &["push", &v1], &env).await;
+    assert!(
+        !anonymous_push.contains("digest: sha256"),
+        "{anonymous_push}"
+    );
+
+    // A CI machine logs in with an access token instead of the password.
+    let created = app
+        .client
+        .post(app.url("/api/v1/tokens"))
+        .basic_auth("alice", Some("alice-password"))
+        .json(&serde_json::json!({"scopes": ["repository:alice/*:pull,push"], "description": "CI"}))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    let secret = created["secret"].as_str().unwrap();
+    let login = docker_login(&host, "alice", secret, &env).await;
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let v3 = format!("{image}:0.0.3");
+    run("docker", &["tag", &v1, &v3], &env).await;
+    let token_push = run("docker", &["push", &v3], &env).await;
+    assert!(token_push.contains("digest: sha256"), "{token_push}");
+    run("docker", &["logout", &host], &env).await;
+    run("docker", &["rmi", &v1, &v3], &env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +259,8 @@ async fn docker_engine_round_trip_on_postgres() {
 }
 
 async fn skopeo_copies_an_image_index_in_and_out(backend: Backend) {
-    let app = TestApp::start(backend).await;
+    let mut app = TestApp::start_secured(backend).await;
+    create_user(&app, "alice", "alice-password").await;
     let host = app.base.trim_start_matches("http://").to_string();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("source");
@@ -165,6 +293,8 @@ async fn skopeo_copies_an_image_index_in_and_out(backend: Backend) {
             "--all",
             "--preserve-digests",
             "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:alice-password",
             &source_ref,
             &remote,
         ],
@@ -172,6 +302,14 @@ async fn skopeo_copies_an_image_index_in_and_out(backend: Backend) {
     )
     .await;
 
+    app.bearer = Some(
+        token(
+            &app,
+            Some(("alice", "alice-password")),
+            &["repository:alice/multi:pull"],
+        )
+        .await,
+    );
     let index = app.get("/v2/alice/multi/manifests/1").await;
     assert_eq!(index.status(), StatusCode::OK);
     assert_eq!(header(&index, "content-type"), OCI_INDEX);
@@ -186,6 +324,8 @@ async fn skopeo_copies_an_image_index_in_and_out(backend: Backend) {
             "--all",
             "--preserve-digests",
             "--src-tls-verify=false",
+            "--src-creds",
+            "alice:alice-password",
             &remote,
             &copy_ref,
         ],
@@ -233,7 +373,8 @@ fn containerd_socket() -> &'static str {
 
 async fn containerd_pulls_and_pushes_an_image_index(backend: Backend) {
     require_docker().await;
-    let app = TestApp::start(backend).await;
+    let mut app = TestApp::start_secured(backend).await;
+    create_user(&app, "alice", "alice-password").await;
     let host = app.base.trim_start_matches("http://").to_string();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("source");
@@ -260,6 +401,8 @@ async fn containerd_pulls_and_pushes_an_image_index(backend: Backend) {
             "--all",
             "--preserve-digests",
             "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:alice-password",
             &format!("oci:{}:1", source.display()),
             &format!("docker://{host}/alice/multi:1"),
         ],
@@ -280,12 +423,14 @@ async fn containerd_pulls_and_pushes_an_image_index(backend: Backend) {
         all
     };
     let pulled = format!("{host}/alice/multi:1");
-    let pushed = format!("{host}/bob/copy:2");
+    let pushed = format!("{host}/alice/copy:2");
     for args in [
         vec![
             "images".into(),
             "pull".into(),
             "--plain-http".into(),
+            "--user".into(),
+            "alice:alice-password".into(),
             "--all-platforms".into(),
             pulled.clone(),
         ],
@@ -299,6 +444,8 @@ async fn containerd_pulls_and_pushes_an_image_index(backend: Backend) {
             "images".into(),
             "push".into(),
             "--plain-http".into(),
+            "--user".into(),
+            "alice:alice-password".into(),
             pushed.clone(),
         ],
     ] {
@@ -306,7 +453,15 @@ async fn containerd_pulls_and_pushes_an_image_index(backend: Backend) {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run("ctr", &args, &[]).await;
     }
-    let copy = app.head("/v2/bob/copy/manifests/2").await;
+    app.bearer = Some(
+        token(
+            &app,
+            Some(("alice", "alice-password")),
+            &["repository:alice/copy:pull"],
+        )
+        .await,
+    );
+    let copy = app.head("/v2/alice/copy/manifests/2").await;
     assert_eq!(copy.status(), StatusCode::OK);
     assert_eq!(header(&copy, "docker-content-digest"), index_digest);
     let args = ctr(vec!["images".into(), "rm".into(), pulled, pushed]);
