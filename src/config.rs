@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
+use crate::storage::S3Config;
 
 /// The settings as a file or the environment spell them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +39,20 @@ pub struct Settings {
     pub token_service: Option<String>,
     /// Password of the `admin` user created on first start (random and printed once when unset).
     pub admin_password: Option<String>,
+    /// S3 endpoint for S3-compatible servers; `AWS_ENDPOINT` otherwise.
+    pub s3_endpoint: Option<String>,
+    /// `AWS_REGION` otherwise.
+    pub s3_region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID` otherwise.
+    pub s3_access_key_id: Option<String>,
+    /// `AWS_SECRET_ACCESS_KEY` otherwise.
+    pub s3_secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint; `AWS_ALLOW_HTTP` otherwise.
+    pub s3_allow_http: Option<bool>,
+    /// Bucket-in-host-name addressing; path style (what S3-compatible servers expect) by default.
+    pub s3_virtual_hosted_style: bool,
+    /// Multipart part size in MiB (at least 5), announced as `OCI-Chunk-Min-Length`.
+    pub s3_part_size_mib: u64,
 }
 
 impl Default for Settings {
@@ -54,11 +69,25 @@ impl Default for Settings {
             signing_key_file: None,
             token_service: None,
             admin_password: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: None,
+            s3_virtual_hosted_style: false,
+            s3_part_size_mib: 8,
         }
     }
 }
 
-const SETTING_NAMES: [&str; 11] = [
+const SETTING_NAMES: [&str; 18] = [
+    "s3_endpoint",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "s3_allow_http",
+    "s3_virtual_hosted_style",
+    "s3_part_size_mib",
     "listen",
     "data_dir",
     "database_url",
@@ -90,6 +119,7 @@ pub struct Overrides {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageConfig {
     Filesystem(PathBuf),
+    S3(S3Config),
 }
 
 /// Settings after checking: what the server runs with.
@@ -200,10 +230,38 @@ impl Settings {
         }
         let storage = match self.storage {
             None => StorageConfig::Filesystem(self.data_dir.join("blobs")),
+            Some(s) if s.starts_with("s3://") => {
+                let rest = &s["s3://".len()..];
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                let valid_bucket = (3..=63).contains(&bucket.len())
+                    && bucket.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    });
+                if !valid_bucket {
+                    return Err(bad(
+                        "storage",
+                        format!("`{s}`: `{bucket}` is not an S3 bucket name"),
+                    ));
+                }
+                if !(5..=5 * 1024).contains(&self.s3_part_size_mib) {
+                    return Err(bad("s3_part_size_mib", "must be between 5 and 5120 (MiB)"));
+                }
+                StorageConfig::S3(S3Config {
+                    bucket: bucket.to_string(),
+                    prefix: prefix.trim_matches('/').to_string(),
+                    endpoint: self.s3_endpoint.filter(|e| !e.is_empty()),
+                    region: self.s3_region.filter(|r| !r.is_empty()),
+                    access_key_id: self.s3_access_key_id.filter(|k| !k.is_empty()),
+                    secret_access_key: self.s3_secret_access_key.filter(|k| !k.is_empty()),
+                    allow_http: self.s3_allow_http,
+                    virtual_hosted_style: self.s3_virtual_hosted_style,
+                    part_size: self.s3_part_size_mib * 1024 * 1024,
+                })
+            }
             Some(s) if s.contains("://") => {
                 return Err(bad(
                     "storage",
-                    format!("`{s}`: only filesystem paths are supported"),
+                    format!("`{s}`: use a filesystem path or s3://bucket/prefix"),
                 ));
             }
             Some(s) if s.trim().is_empty() => return Err(bad("storage", "is empty")),

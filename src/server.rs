@@ -13,7 +13,7 @@ use crate::auth::admin::Admin;
 use crate::config::{Config, StorageConfig, redact_url};
 use crate::http::{AppState, router};
 use crate::registry::Registry;
-use crate::storage::{BlobStore, FilesystemBlobStore};
+use crate::storage::{BlobStore, FilesystemBlobStore, S3BlobStore};
 
 /// Opens the metadata and blob stores (running migrations) and returns the app.
 pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
@@ -25,6 +25,10 @@ pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
             FilesystemBlobStore::open(path)
                 .await
                 .with_context(|| format!("cannot open blob storage at {}", path.display()))?,
+        ),
+        StorageConfig::S3(s3) => Arc::new(
+            S3BlobStore::open(s3)
+                .with_context(|| format!("cannot open S3 bucket {}", s3.bucket))?,
         ),
     };
     let admin = Arc::new(Admin::new(stores.accounts.clone()));

@@ -80,9 +80,10 @@ fn storage_error(error: StorageError) -> ApiError {
         StorageError::StagingLost { .. } => ApiError::new(ErrorCode::BlobUploadInvalid)
             .message("the data of this upload was lost; start the upload again")
             .detail(json!({"reason": error.to_string()})),
-        StorageError::NotFound | StorageError::Io(_) => {
+        StorageError::NotFound | StorageError::Io(_) | StorageError::Unavailable(_) => {
             ApiError::internal(ErrorCode::Unavailable, &error)
         }
+        StorageError::Unsupported => ApiError::internal(ErrorCode::Internal, &error),
     }
 }
 

@@ -50,6 +50,13 @@ pub struct StoredManifest {
     pub payload: Vec<u8>,
 }
 
+/// A blob readable through a repository, and where its bytes are.
+#[derive(Debug, Clone)]
+pub struct LinkedBlob {
+    pub size: u64,
+    pub storage_key: String,
+}
+
 /// A manifest whose `subject` is the digest asked about.
 #[derive(Debug, Clone)]
 pub struct Referrer {
@@ -96,13 +103,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> MetadataResult<()>;
 
-    /// Size of `digest` if it is linked to `repository`; `None` otherwise
+    /// The blob `digest` if it is linked to `repository`; `None` otherwise
     /// (including when the blob exists only in other repositories).
-    async fn linked_blob_size(
+    async fn linked_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
-    ) -> MetadataResult<Option<u64>>;
+    ) -> MetadataResult<Option<LinkedBlob>>;
 
     /// Links a blob readable in `from` into `repository` (a cross-repository
     /// mount). Returns its size, or `None` when `from` has no such blob.
@@ -149,16 +156,19 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Forgets an upload session. Returns false when there was none.
     async fn delete_upload(&self, repository: &RepositoryName, id: &str) -> MetadataResult<bool>;
 
-    /// Records a verified blob whose bytes are already committed to storage,
-    /// links it to `repository` and ends upload `upload_id`, atomically.
-    /// Idempotent: the blob may already exist, globally or in the repository.
+    /// Records a verified blob whose bytes are already committed to storage
+    /// under `storage_key`, links it to `repository` and ends upload
+    /// `upload_id`, atomically. Idempotent: the blob may already exist,
+    /// globally or in the repository; the key already recorded then wins and
+    /// is returned (the caller removes its now redundant copy).
     async fn commit_blob(
         &self,
         repository: &RepositoryName,
         upload_id: &str,
         digest: &Digest,
         size: u64,
-    ) -> MetadataResult<()>;
+        storage_key: &str,
+    ) -> MetadataResult<String>;
 
     /// Stores a manifest (if not already there) with its edges, and points
     /// `tags` at it, after checking inside the same transaction that every

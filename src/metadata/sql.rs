@@ -58,9 +58,9 @@ macro_rules! sql_metadata_store {
                 Ok(())
             }
 
-            async fn linked_blob_size(&self, repository: &RepositoryName, digest: &Digest) -> MetadataResult<Option<u64>> {
-                let size: Option<i64> = sqlx::query_scalar(
-                    "SELECT b.size FROM repository_blobs rb \
+            async fn linked_blob(&self, repository: &RepositoryName, digest: &Digest) -> MetadataResult<Option<LinkedBlob>> {
+                let row: Option<(i64, Option<String>)> = sqlx::query_as(
+                    "SELECT b.size, b.storage_key FROM repository_blobs rb \
                      JOIN repositories r ON r.id = rb.repository_id \
                      JOIN blobs b ON b.digest = rb.blob_digest \
                      WHERE r.name = $1 AND rb.blob_digest = $2",
@@ -69,7 +69,13 @@ macro_rules! sql_metadata_store {
                 .bind(digest.as_str())
                 .fetch_optional(&self.read)
                 .await?;
-                Ok(size.map(|s| s as u64))
+                row.map(|(size, key)| {
+                    Ok(LinkedBlob {
+                        size: size as u64,
+                        storage_key: key.ok_or_else(|| MetadataError::Corrupt(format!("blob {digest} has no storage key")))?,
+                    })
+                })
+                .transpose()
             }
 
             async fn mount_blob(
@@ -204,14 +210,20 @@ macro_rules! sql_metadata_store {
                 upload_id: &str,
                 digest: &Digest,
                 size: u64,
-            ) -> MetadataResult<()> {
+                storage_key: &str,
+            ) -> MetadataResult<String> {
                 let mut tx = self.begin_write().await?;
                 let now = unix_now();
-                sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+                sqlx::query("INSERT INTO blobs (digest, size, created_at, storage_key) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
                     .bind(digest.as_str())
                     .bind(size as i64)
                     .bind(now)
+                    .bind(storage_key)
                     .execute(&mut *tx)
+                    .await?;
+                let recorded: Option<String> = sqlx::query_scalar("SELECT storage_key FROM blobs WHERE digest = $1")
+                    .bind(digest.as_str())
+                    .fetch_one(&mut *tx)
                     .await?;
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
                 sqlx::query(
@@ -228,7 +240,7 @@ macro_rules! sql_metadata_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(recorded.unwrap_or_else(|| storage_key.to_string()))
             }
 
             async fn put_manifest(

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{Registry, RegistryError, RegistryResult};
-use crate::metadata::DeleteOutcome;
+use crate::metadata::{DeleteOutcome, LinkedBlob};
 use crate::oci::range::{ByteRange, RangeRequest, parse_download_range};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::{ByteStream, StorageError};
@@ -28,7 +28,7 @@ pub struct BlobRead {
 }
 
 enum Located {
-    Stored(u64),
+    Stored(LinkedBlob),
     Manifest(Vec<u8>),
 }
 
@@ -41,8 +41,8 @@ impl Registry {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> RegistryResult<Located> {
-        if let Some(size) = self.metadata.linked_blob_size(repository, digest).await? {
-            return Ok(Located::Stored(size));
+        if let Some(blob) = self.metadata.linked_blob(repository, digest).await? {
+            return Ok(Located::Stored(blob));
         }
         match self.metadata.manifest_by_digest(repository, digest).await? {
             Some(manifest) => Ok(Located::Manifest(manifest.payload)),
@@ -56,7 +56,7 @@ impl Registry {
         digest: &Digest,
     ) -> RegistryResult<BlobStat> {
         let size = match self.locate_blob(repository, digest).await? {
-            Located::Stored(size) => size,
+            Located::Stored(blob) => blob.size,
             Located::Manifest(payload) => payload.len() as u64,
         };
         Ok(BlobStat {
@@ -74,7 +74,7 @@ impl Registry {
     ) -> RegistryResult<BlobRead> {
         let located = self.locate_blob(repository, digest).await?;
         let size = match &located {
-            Located::Stored(size) => *size,
+            Located::Stored(blob) => blob.size,
             Located::Manifest(payload) => payload.len() as u64,
         };
         let range = match parse_download_range(range_header, size) {
@@ -83,7 +83,7 @@ impl Registry {
             RangeRequest::Unsatisfiable => return Err(RegistryError::RangeNotSatisfiable { size }),
         };
         let body = match located {
-            Located::Stored(_) => match self.blobs.get(digest, range).await {
+            Located::Stored(blob) => match self.blobs.get(&blob.storage_key, range).await {
                 Ok(stream) => BlobBody::Stream(stream),
                 Err(StorageError::NotFound) => {
                     tracing::error!(%digest, "blob is recorded in metadata but missing from storage");

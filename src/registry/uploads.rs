@@ -16,7 +16,7 @@ use super::{BlobStat, Registry, RegistryError, RegistryResult};
 use crate::metadata::UploadSession;
 use crate::oci::range::ByteRange;
 use crate::oci::{Algorithm, BlobHasher, Digest, RepositoryName};
-use crate::storage::{AppendError, ByteStream, StagedUpload};
+use crate::storage::{AppendError, ByteStream, StagedUpload, StorageError};
 
 /// Where an upload stands, as reported to the client.
 #[derive(Debug, Clone)]
@@ -251,11 +251,10 @@ impl Registry {
         let hasher = BlobHasher::restore(&session.hash_state).map_err(|_| {
             RegistryError::Internal(format!("hash state of upload {} is corrupt", session.id))
         })?;
-        let actual = if hasher.algorithm() == digest.algorithm() {
-            hasher.finish()
-        } else {
-            self.rehash_staged(&session, digest.algorithm()).await?
-        };
+        if hasher.algorithm() != digest.algorithm() {
+            return self.commit_rehashed(repository, session, digest).await;
+        }
+        let actual = hasher.finish();
         if actual != *digest {
             self.discard(repository, &session).await;
             return Err(RegistryError::DigestMismatch {
@@ -263,16 +262,89 @@ impl Registry {
                 actual,
             });
         }
-        self.blobs
+        let key = self
+            .blobs
             .commit_upload(&staged(&session), session.received, digest)
             .await?;
-        self.metadata
-            .commit_blob(repository, &session.id, digest, session.received)
+        self.record_blob(repository, &session, digest, key).await
+    }
+
+    /// Records a committed blob; removes our copy when the same content was
+    /// committed earlier under another key (two uploads of one blob racing on
+    /// an object store: the first stays).
+    async fn record_blob(
+        &self,
+        repository: &RepositoryName,
+        session: &UploadSession,
+        digest: &Digest,
+        key: String,
+    ) -> RegistryResult<BlobStat> {
+        let recorded = self
+            .metadata
+            .commit_blob(repository, &session.id, digest, session.received, &key)
             .await?;
+        if recorded != key
+            && let Err(e) = self.blobs.delete(&key).await
+        {
+            tracing::warn!(%digest, key, error = %e, "could not remove a duplicate copy of a blob");
+        }
         Ok(BlobStat {
             digest: digest.clone(),
             size: session.received,
         })
+    }
+
+    /// The client names a digest of another algorithm than the session
+    /// hashed with: hash the content again. From staging where the store can
+    /// read it back; otherwise (S3 parts are unreadable before completion)
+    /// by committing to the upload's own key, reading that, and deleting it
+    /// on a mismatch. Either way nothing unverified is ever recorded.
+    async fn commit_rehashed(
+        &self,
+        repository: &RepositoryName,
+        session: UploadSession,
+        digest: &Digest,
+    ) -> RegistryResult<BlobStat> {
+        match self.rehash_staged(&session, digest.algorithm()).await {
+            Ok(actual) if actual == *digest => {
+                let key = self
+                    .blobs
+                    .commit_upload(&staged(&session), session.received, digest)
+                    .await?;
+                self.record_blob(repository, &session, digest, key).await
+            }
+            Ok(actual) => {
+                self.discard(repository, &session).await;
+                Err(RegistryError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                })
+            }
+            Err(RegistryError::Storage(StorageError::Unsupported)) => {
+                let key = self
+                    .blobs
+                    .commit_upload(&staged(&session), session.received, digest)
+                    .await?;
+                let mut hasher = BlobHasher::new(digest.algorithm());
+                let mut stream = self.blobs.get(&key, None).await?;
+                while let Some(bytes) = stream.next().await {
+                    hasher.update(&bytes.map_err(StorageError::Io)?);
+                }
+                let actual = hasher.finish();
+                if actual == *digest {
+                    return self.record_blob(repository, &session, digest, key).await;
+                }
+                if let Err(e) = self.blobs.delete(&key).await {
+                    tracing::warn!(key, error = %e, "could not remove a blob that failed verification");
+                }
+                self.discard(repository, &session).await;
+                Err(RegistryError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn rehash_staged(
@@ -286,7 +358,7 @@ impl Registry {
             .read_upload(&staged(session), session.received)
             .await?;
         while let Some(bytes) = stream.next().await {
-            hasher.update(&bytes.map_err(crate::storage::StorageError::Io)?);
+            hasher.update(&bytes.map_err(StorageError::Io)?);
         }
         Ok(hasher.finish())
     }

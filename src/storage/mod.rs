@@ -7,6 +7,7 @@
 //! reader never sees a partial blob.
 
 mod filesystem;
+mod s3;
 
 use std::io;
 use std::pin::Pin;
@@ -19,6 +20,7 @@ use crate::oci::Digest;
 use crate::oci::range::ByteRange;
 
 pub use filesystem::FilesystemBlobStore;
+pub use s3::{S3BlobStore, S3Config};
 
 /// A stream of body bytes, from a client or from storage.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -33,6 +35,12 @@ pub enum StorageError {
     StagingLost { found: u64, expected: u64 },
     #[error("storage I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The store could not be reached or refused the request (after retries).
+    #[error("blob store unavailable: {0}")]
+    Unavailable(String),
+    /// The store cannot do this (e.g. read back an unfinished S3 upload).
+    #[error("not supported by this blob store")]
+    Unsupported,
 }
 
 /// Why appending to an upload stopped.
@@ -92,25 +100,23 @@ pub trait BlobStore: Send + Sync + 'static {
         len: u64,
     ) -> Result<ByteStream, StorageError>;
 
-    /// Makes the first `len` staged bytes visible as blob `digest`, atomically.
-    /// Idempotent: committing again, or a blob that already exists, succeeds.
+    /// Makes the first `len` staged bytes a committed blob, atomically, and
+    /// returns the key it is stored under (recorded in metadata). `digest`
+    /// has been verified by the caller. Idempotent: committing again returns
+    /// the same key.
     async fn commit_upload(
         &self,
         upload: &StagedUpload,
         len: u64,
         digest: &Digest,
-    ) -> Result<(), StorageError>;
+    ) -> Result<String, StorageError>;
 
     /// Removes an upload's staging data. Succeeds when there is none.
     async fn abort_upload(&self, upload: &StagedUpload) -> Result<(), StorageError>;
 
-    /// Streams a committed blob, or a range of it.
-    async fn get(
-        &self,
-        digest: &Digest,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream, StorageError>;
+    /// Streams the committed blob stored under `key`, or a range of it.
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, StorageError>;
 
-    /// Removes a committed blob. Succeeds when it is already gone.
-    async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
+    /// Removes the committed blob under `key`. Succeeds when it is already gone.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
 }

@@ -85,7 +85,7 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     let cwd = tempfile::tempdir().unwrap();
     std::fs::write(
         cwd.path().join("berth.toml"),
-        "listen = \"127.0.0.1:0\"\nstorage = \"s3://bucket\"\n",
+        "listen = \"127.0.0.1:0\"\nstorage = \"s3://Not_A_Bucket\"\n",
     )
     .unwrap();
     type Environment<'a> = &'a [(&'a str, &'a str)];

@@ -15,6 +15,54 @@ use tokio::task::JoinHandle;
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// PostgreSQL metadata and S3 blobs: how several instances run.
+    S3,
+}
+
+/// Keys (relative to the store's prefix) of the objects under `under`.
+pub async fn s3_objects(config: &berth::storage::S3Config, under: &str) -> Vec<String> {
+    use futures_util::TryStreamExt;
+    use object_store::ObjectStore;
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&config.bucket)
+        .with_endpoint(config.endpoint.clone().unwrap())
+        .with_region("us-east-1")
+        .with_access_key_id(config.access_key_id.clone().unwrap())
+        .with_secret_access_key(config.secret_access_key.clone().unwrap())
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let prefix = object_store::path::Path::from(format!("{}/{under}", config.prefix));
+    let objects: Vec<object_store::ObjectMeta> =
+        store.list(Some(&prefix)).try_collect().await.unwrap();
+    objects
+        .into_iter()
+        .map(|o| o.location.to_string()[config.prefix.len() + 1..].to_string())
+        .collect()
+}
+
+/// The S3-compatible server the suite uses; `scripts/test.sh` starts one and
+/// sets `BERTH_TEST_S3_ENDPOINT` and the `BERTH_TEST_S3_*` credentials.
+pub fn s3_config() -> berth::storage::S3Config {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: the S3 suite cannot run. \
+                 Run the suite with scripts/test.sh, which starts an S3 server and sets it."
+            )
+        })
+    };
+    berth::storage::S3Config {
+        bucket: var("BERTH_TEST_S3_BUCKET"),
+        prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        endpoint: Some(var("BERTH_TEST_S3_ENDPOINT")),
+        region: Some("us-east-1".into()),
+        access_key_id: Some(var("BERTH_TEST_S3_ACCESS_KEY_ID")),
+        secret_access_key: Some(var("BERTH_TEST_S3_SECRET_ACCESS_KEY")),
+        allow_http: Some(true),
+        virtual_hosted_style: false,
+        part_size: 5 * 1024 * 1024,
+    }
 }
 
 /// The PostgreSQL server the suite uses; `scripts/test.sh` starts it and sets this.
@@ -82,7 +130,6 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub config: Config,
-    pub data_dir: PathBuf,
     /// Sent as `Authorization: Bearer` by [`TestApp::request`] when set.
     pub bearer: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -115,7 +162,11 @@ impl TestApp {
         let data_dir = temp.path().to_path_buf();
         let database = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(PostgresDatabase::create().await),
+            Backend::Postgres | Backend::S3 => Some(PostgresDatabase::create().await),
+        };
+        let storage = match backend {
+            Backend::S3 => StorageConfig::S3(s3_config()),
+            _ => StorageConfig::Filesystem(data_dir.join("blobs")),
         };
         let database_url = match &database {
             Some(db) => db.url.clone(),
@@ -124,7 +175,7 @@ impl TestApp {
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url,
-            storage: StorageConfig::Filesystem(data_dir.join("blobs")),
+            storage,
             public_url: None,
             database_max_connections: 8,
             auth: AuthConfig {
@@ -146,7 +197,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             config,
-            data_dir,
+
             bearer: None,
             shutdown: None,
             server: None,
@@ -225,7 +276,8 @@ impl Drop for TestApp {
     }
 }
 
-/// Runs each named `async fn(TestApp)` once against SQLite and once against PostgreSQL.
+/// Runs each named `async fn(TestApp)` against SQLite, PostgreSQL, and
+/// PostgreSQL with S3 blob storage.
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
@@ -242,6 +294,14 @@ macro_rules! backend_tests {
                 #[tokio::test]
                 async fn $name() {
                     super::$name($crate::harness::TestApp::start($crate::harness::Backend::Postgres).await).await;
+                }
+            )*
+        }
+        mod s3 {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::harness::TestApp::start($crate::harness::Backend::S3).await).await;
                 }
             )*
         }

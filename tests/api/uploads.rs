@@ -80,13 +80,20 @@ async fn monolithic_upload_verifies_the_digest(app: TestApp) {
         StatusCode::NOT_FOUND
     );
     // Nothing is left staged by the refused upload.
-    assert_eq!(staged_files(&app), 0);
+    assert_eq!(staged_files(&app).await, 0);
 }
 
-fn staged_files(app: &TestApp) -> usize {
-    std::fs::read_dir(app.data_dir.join("blobs/uploads"))
-        .unwrap()
-        .count()
+/// Upload staging left in blob storage: files on the filesystem, staging
+/// objects on S3.
+async fn staged_files(app: &TestApp) -> usize {
+    match &app.config.storage {
+        berth::config::StorageConfig::Filesystem(root) => {
+            std::fs::read_dir(root.join("uploads")).unwrap().count()
+        }
+        berth::config::StorageConfig::S3(s3) => {
+            crate::harness::s3_objects(s3, "staging/").await.len()
+        }
+    }
 }
 
 async fn post_then_put_with_the_whole_body(app: TestApp) {
@@ -214,7 +221,7 @@ async fn wrong_digest_at_the_end_discards_the_upload(app: TestApp) {
         "BLOB_UPLOAD_UNKNOWN",
     )
     .await;
-    assert_eq!(staged_files(&app), 0);
+    assert_eq!(staged_files(&app).await, 0);
 
     let missing = start(&app, "alice/app").await;
     let no_digest = app.request(Method::PUT, &missing).send().await.unwrap();
@@ -267,7 +274,7 @@ async fn cancelled_and_foreign_sessions_are_unknown(app: TestApp) {
         "BLOB_UPLOAD_UNKNOWN",
     )
     .await;
-    assert_eq!(staged_files(&app), 0);
+    assert_eq!(staged_files(&app).await, 0);
     let made_up = "/v2/alice/app/blobs/uploads/not-a-session";
     assert_error(
         app.get(made_up).await,
@@ -454,7 +461,7 @@ async fn concurrent_pushes_of_one_blob_end_with_one_blob(app: TestApp) {
     for repo in ["team/app0", "team/app1"] {
         assert_blob(&app, repo, &digests[0], &data).await;
     }
-    assert_eq!(staged_files(&app), 0);
+    assert_eq!(staged_files(&app).await, 0);
 }
 
 backend_tests!(

@@ -1,0 +1,262 @@
+//! Several `berth serve` processes on one PostgreSQL and one S3 bucket
+//! behave as one registry: an upload moves between instances, tokens from
+//! one are valid on all, the Docker engine pushes through one and pulls
+//! through another, and racing pushes of one blob or one tag end cleanly.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::harness::{PostgresDatabase, s3_config};
+use crate::support::*;
+
+const ADMIN: (&str, &str) = ("admin", "instances-admin-password");
+
+/// One `berth serve` process.
+pub struct Instance {
+    pub base: String,
+    _child: Child,
+}
+
+/// Starts `count` instances sharing `database_url` and the S3 prefix.
+pub async fn start_instances(count: usize, database_url: &str, storage: &str) -> Vec<Instance> {
+    let s3 = s3_config();
+    let mut instances = Vec::new();
+    for _ in 0..count {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        for (key, _) in
+            std::env::vars().filter(|(k, _)| k.starts_with("BERTH_") || k.starts_with("AWS_"))
+        {
+            command.env_remove(key);
+        }
+        command
+            .arg("serve")
+            .env("NO_COLOR", "1")
+            .env("BERTH_LISTEN", "127.0.0.1:0")
+            .env("BERTH_DATABASE_URL", database_url)
+            .env("BERTH_STORAGE", storage)
+            .env("BERTH_ADMIN_PASSWORD", ADMIN.1)
+            .env("BERTH_TOKEN_SERVICE", "berth-instances")
+            // Only the standard variables: they must be enough.
+            .env("AWS_ENDPOINT", s3.endpoint.clone().unwrap())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", s3.access_key_id.clone().unwrap())
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                s3.secret_access_key.clone().unwrap(),
+            )
+            .env("AWS_ALLOW_HTTP", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("berth starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let address = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(rest) = line.split("address=").nth(1) {
+                    return rest.split_whitespace().next().unwrap().to_string();
+                }
+            }
+            panic!("berth exited before listening");
+        })
+        .await
+        .expect("berth starts listening");
+        // Keep draining the log so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        instances.push(Instance {
+            base: format!("http://{address}"),
+            _child: child,
+        });
+    }
+    instances
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn instance_token(instance: &Instance, scopes: &[&str]) -> String {
+    let mut query = vec![("service", "berth-instances")];
+    query.extend(scopes.iter().map(|s| ("scope", *s)));
+    let response = client()
+        .get(format!("{}/token", instance.base))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .query(&query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json_value().await["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_database_and_bucket_act_as_one_registry() {
+    let database = PostgresDatabase::create().await;
+    let prefix = format!("instances-{}", uuid::Uuid::new_v4().simple());
+    let storage = format!("s3://{}/{prefix}", s3_config().bucket);
+    let instances = start_instances(3, &database.url, &storage).await;
+    let (first, second, third) = (&instances[0], &instances[1], &instances[2]);
+    // A token from the first instance is valid on the others.
+    let token = instance_token(first, &["repository:team/app:pull,push,delete"]).await;
+    let http = client();
+    let at = |instance: &Instance, method: Method, path: &str| {
+        http.request(method, format!("{}{path}", instance.base))
+            .bearer_auth(&token)
+    };
+
+    // An upload started on the first, continued on the second, completed on the third.
+    let blob: Vec<u8> = (0..(7 * 1024 * 1024 + 123))
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let digest = sha256(&blob);
+    let started = at(first, Method::POST, "/v2/team/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        header(&started, "oci-chunk-min-length"),
+        (8 * 1024 * 1024).to_string()
+    );
+    let location = header(&started, "location").to_string();
+    let split = 6 * 1024 * 1024;
+    let chunk = at(second, Method::PATCH, &location)
+        .header("content-range", format!("0-{}", split - 1))
+        .body(blob[..split].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunk.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&chunk, "range"), format!("0-{}", split - 1));
+    let status = at(third, Method::GET, &location).send().await.unwrap();
+    assert_eq!(header(&status, "range"), format!("0-{}", split - 1));
+    let finished = at(third, Method::PUT, &format!("{location}?digest={digest}"))
+        .header("content-range", format!("{split}-{}", blob.len() - 1))
+        .body(blob[split..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finished.status(), StatusCode::CREATED);
+    for instance in &instances {
+        let pulled = at(
+            instance,
+            Method::GET,
+            &format!("/v2/team/app/blobs/{digest}"),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(pulled.status(), StatusCode::OK);
+        assert_eq!(sha256(&pulled.bytes().await.unwrap()), digest);
+    }
+
+    // A manifest pushed through one and pulled through another.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_push = at(
+        second,
+        Method::POST,
+        &format!("/v2/team/app/blobs/uploads/?digest={}", sha256(config)),
+    )
+    .body(config.to_vec())
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(config_push.status(), StatusCode::CREATED);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", &blob)],
+    })
+    .to_string();
+    let pushed = at(first, Method::PUT, "/v2/team/app/manifests/1")
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), StatusCode::CREATED);
+    let pulled = at(third, Method::GET, "/v2/team/app/manifests/1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&pulled, "docker-content-digest"),
+        sha256(manifest.as_bytes())
+    );
+    assert_eq!(pulled.text().await.unwrap(), manifest);
+
+    // Two clients push one blob through different instances at once: one blob.
+    let same: Vec<u8> = (0..(9 * 1024 * 1024)).map(|i| (i % 253) as u8).collect();
+    let same_digest = sha256(&same);
+    let push = |instance: &Instance| {
+        at(
+            instance,
+            Method::POST,
+            &format!("/v2/team/app/blobs/uploads/?digest={same_digest}"),
+        )
+        .body(same.clone())
+        .send()
+    };
+    let (a, b) = tokio::join!(push(first), push(second));
+    assert_eq!(a.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(b.unwrap().status(), StatusCode::CREATED);
+    let pulled = at(
+        third,
+        Method::GET,
+        &format!("/v2/team/app/blobs/{same_digest}"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(sha256(&pulled.bytes().await.unwrap()), same_digest);
+    let mut bucket = s3_config();
+    bucket.prefix = prefix.clone();
+    let stored = crate::harness::s3_objects(&bucket, "blobs/").await;
+    assert_eq!(stored.len(), 3, "one object per distinct blob: {stored:?}");
+
+    // The same tag pushed at once through two instances ends on one of the two manifests.
+    let variant = |n: u32| {
+        json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", &blob)],
+            "annotations": {"variant": n.to_string()},
+        })
+        .to_string()
+    };
+    let (one, two) = (variant(1), variant(2));
+    let put = |instance: &Instance, body: String| {
+        at(instance, Method::PUT, "/v2/team/app/manifests/latest")
+            .header("content-type", OCI_MANIFEST)
+            .body(body)
+            .send()
+    };
+    let (a, b) = tokio::join!(put(first, one.clone()), put(second, two.clone()));
+    assert_eq!(a.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(b.unwrap().status(), StatusCode::CREATED);
+    let latest = at(third, Method::GET, "/v2/team/app/manifests/latest")
+        .send()
+        .await
+        .unwrap();
+    let tagged = header(&latest, "docker-content-digest").to_string();
+    assert!(tagged == sha256(one.as_bytes()) || tagged == sha256(two.as_bytes()));
+    let tags = at(first, Method::GET, "/v2/team/app/tags/list")
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    assert_eq!(tags["tags"], json!(["1", "latest"]));
+}
