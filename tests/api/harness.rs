@@ -2,8 +2,6 @@
 //! `server::run` that `berth serve` uses) in-process on a random port,
 //! against SQLite in a temporary directory or a fresh PostgreSQL database.
 
-use std::path::PathBuf;
-
 use berth::auth::AuthConfig;
 use berth::config::{Config, StorageConfig};
 use reqwest::{Method, RequestBuilder, Response};
