@@ -10,5 +10,6 @@ mod blobs;
 mod cli;
 mod instances;
 mod manifests;
+mod outage;
 mod real_clients;
 mod uploads;
