@@ -85,7 +85,7 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/berth-test-image.XXXXXX")"
-export DOCKER_CONFIG_PRIVATE="$WORK/docker-config"
+DOCKER_CONFIG_PRIVATE="$WORK/docker-config"
 mkdir -m 700 "$DOCKER_CONFIG_PRIVATE"
 # The docker CLI with a private config: logins made here never touch ~/.docker.
 dk() { DOCKER_CONFIG="$DOCKER_CONFIG_PRIVATE" docker "$@"; }

@@ -235,6 +235,9 @@ run_step() {
 run_step "cargo fmt --check" cargo fmt --check
 run_step "cargo clippy" cargo clippy --all-targets -- -D warnings
 run_step "cargo test" cargo test --all-targets "$@"
+# cargo test built target/debug/berth; the image test packs it into the runtime stage.
+run_step "deploy files (offline schema check)" "$REPO_ROOT/scripts/check-deploy.sh"
+run_step "container image" "$REPO_ROOT/scripts/test-image.sh" "$REPO_ROOT/target/debug/berth"
 
 banner "Summary"
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -53,6 +53,10 @@ pub struct Settings {
     pub s3_virtual_hosted_style: bool,
     /// Multipart part size in MiB (at least 5), announced as `OCI-Chunk-Min-Length`.
     pub s3_part_size_mib: u64,
+    /// `text` (human-readable, the default) or `json` (one object per line).
+    pub log_format: String,
+    /// How long shutdown waits for requests in flight, e.g. `30s`.
+    pub shutdown_timeout: String,
 }
 
 impl Default for Settings {
@@ -76,11 +80,15 @@ impl Default for Settings {
             s3_allow_http: None,
             s3_virtual_hosted_style: false,
             s3_part_size_mib: 8,
+            log_format: "text".into(),
+            shutdown_timeout: "30s".into(),
         }
     }
 }
 
-const SETTING_NAMES: [&str; 18] = [
+const SETTING_NAMES: [&str; 20] = [
+    "log_format",
+    "shutdown_timeout",
     "s3_endpoint",
     "s3_region",
     "s3_access_key_id",
@@ -131,6 +139,14 @@ pub struct Config {
     pub public_url: Option<String>,
     pub database_max_connections: u32,
     pub auth: AuthConfig,
+    pub log_format: LogFormat,
+    pub shutdown_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `Debug` that never prints credentials embedded in the database URL.
@@ -143,6 +159,8 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("database_max_connections", &self.database_max_connections)
             .field("auth", &self.auth)
+            .field("log_format", &self.log_format)
+            .field("shutdown_timeout", &self.shutdown_timeout)
             .finish()
     }
 }
@@ -326,7 +344,25 @@ impl Settings {
                 format!("{} is not a file", path.display()),
             ));
         }
+        let log_format = match self.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(bad(
+                    "log_format",
+                    format!("`{other}` is not `text` or `json`"),
+                ));
+            }
+        };
+        let shutdown_timeout = humantime::parse_duration(&self.shutdown_timeout).map_err(|_| {
+            bad(
+                "shutdown_timeout",
+                format!("`{}` is not a duration such as 30s", self.shutdown_timeout),
+            )
+        })?;
         Ok(Config {
+            log_format,
+            shutdown_timeout,
             listen,
             database_url,
             storage,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod metadata;
+pub mod metrics;
 pub mod oci;
 pub mod registry;
 pub mod server;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use berth::auth::admin::{Actor, Admin, AdminError};
 use berth::auth::keys::KeyRing;
-use berth::config::{Config, Overrides, redact_url};
+use berth::config::{Config, LogFormat, Overrides, redact_url};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -143,14 +143,6 @@ enum KeyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_writer(std::io::stderr)
-        .init();
     let mut overrides = Overrides {
         data_dir: cli.data_dir,
         database_url: cli.database_url,
@@ -173,6 +165,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let result = match cli.command {
         Command::Serve { .. } => runtime.block_on(serve(config)),

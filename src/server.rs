@@ -12,14 +12,22 @@ use crate::auth::Auth;
 use crate::auth::admin::Admin;
 use crate::config::{Config, StorageConfig, redact_url};
 use crate::http::{AppState, router};
+use crate::metadata::MetadataStore;
+use crate::metrics::{Metrics, OperationLabels};
 use crate::registry::Registry;
-use crate::storage::{BlobStore, FilesystemBlobStore, S3BlobStore};
+use crate::storage::{BlobStore, FilesystemBlobStore, MeteredBlobStore, S3BlobStore};
 
 /// Opens the metadata and blob stores (running migrations) and returns the app.
 pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
+    Ok(open(config).await?.0)
+}
+
+/// The app and the metadata store it uses (to be closed at shutdown).
+async fn open(config: &Config) -> anyhow::Result<(axum::Router, Arc<dyn MetadataStore>)> {
     let stores = crate::metadata::connect(&config.database_url, config.database_max_connections)
         .await
         .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
+    let metrics = Arc::new(Metrics::new());
     let blobs: Arc<dyn BlobStore> = match &config.storage {
         StorageConfig::Filesystem(path) => Arc::new(
             FilesystemBlobStore::open(path)
@@ -31,6 +39,12 @@ pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
                 .with_context(|| format!("cannot open S3 bucket {}", s3.bucket))?,
         ),
     };
+    let errors = metrics.storage_errors.clone();
+    let blobs: Arc<dyn BlobStore> =
+        Arc::new(MeteredBlobStore::new(blobs, move |operation, error| {
+            errors.get_or_create(&OperationLabels { operation }).inc();
+            tracing::warn!(operation, %error, "blob store operation failed");
+        }));
     let admin = Arc::new(Admin::new(stores.accounts.clone()));
     let auth = if config.auth.enabled {
         if let Some(password) = admin
@@ -54,23 +68,48 @@ pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
         );
         None
     };
+    let metadata = stores.registry.clone();
     let state = AppState {
         registry: Arc::new(Registry::new(stores.registry, blobs)),
         auth,
         admin,
+        metrics,
         public_url: config.public_url.clone(),
     };
-    Ok(router(state))
+    Ok((router(state), metadata))
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves on `listener` until `shutdown` completes, then stops accepting,
+/// gives requests in flight up to `shutdown_timeout` to finish, and closes
+/// the database pools.
 pub async fn serve(
     config: &Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = build(config).await?;
-    run(app, listener, shutdown).await
+    let (app, metadata) = open(config).await?;
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = run(app, listener, async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    });
+    tokio::pin!(server);
+    let deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(config.shutdown_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        result = &mut server => result,
+        () = deadline => {
+            tracing::warn!(timeout = ?config.shutdown_timeout, "requests still in flight at the shutdown deadline are cut");
+            Ok(())
+        }
+    };
+    metadata.close().await;
+    result
 }
 
 /// Serves an already built app; what [`serve`] does once the stores are open.

@@ -11,6 +11,7 @@ mod catalog;
 mod error;
 mod headers;
 mod manifests;
+mod observe;
 mod referrers;
 mod route;
 mod token;
@@ -24,11 +25,10 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::auth::Auth;
 use crate::auth::admin::Admin;
+use crate::metrics::Metrics;
 use crate::oci::{Digest, ErrorCode, RepositoryName};
 use crate::registry::Registry;
 pub use error::ApiError;
@@ -42,6 +42,7 @@ pub struct AppState {
     /// `None` when authentication is switched off.
     pub auth: Option<Arc<Auth>>,
     pub admin: Arc<Admin>,
+    pub metrics: Arc<Metrics>,
     /// External base URL (no trailing slash) for `Location` headers; relative locations when unset.
     pub public_url: Option<String>,
 }
@@ -66,17 +67,17 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
-        .with_state(state)
         .layer(SetResponseHeaderLayer::if_not_present(
             headers::DOCKER_DISTRIBUTION_API_VERSION,
             HeaderValue::from_static("registry/2.0"),
         ))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
+        .with_state(state)
 }
 
 async fn api_base(State(state): State<AppState>, request: Request) -> ApiResult {
@@ -87,6 +88,18 @@ async fn api_base(State(state): State<AppState>, request: Request) -> ApiResult 
         }
         _ => Err(ApiError::new(ErrorCode::MethodNotAllowed)),
     }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(state.registry.metadata()).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -121,7 +134,24 @@ fn method_not_allowed() -> ApiResult {
 
 /// Every `/v2/<name>/...` request: the path is parsed once into a route,
 /// then the method picks the handler.
-async fn dispatch(State(state): State<AppState>, request: Request) -> ApiResult {
+async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let mut subject = None;
+    let mut response = match route_request(&state, request, &mut subject).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    if let Some(subject) = subject {
+        response.extensions_mut().insert(observe::Subject(subject));
+    }
+    response
+}
+
+async fn route_request(
+    state: &AppState,
+    request: Request,
+    subject: &mut Option<String>,
+) -> ApiResult {
+    let state = state.clone();
     let path = request
         .uri()
         .path()
@@ -138,6 +168,13 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> ApiResult 
         &auth::required_scopes(&route, &method),
     )
     .await?;
+    *subject = claims.as_ref().map(|c| {
+        if c.sub.is_empty() {
+            "anonymous".to_string()
+        } else {
+            c.sub.clone()
+        }
+    });
     match route {
         Route::Catalog => match method {
             Method::GET | Method::HEAD => catalog::list_repositories(&state, claims, request).await,

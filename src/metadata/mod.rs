@@ -50,6 +50,12 @@ pub struct StoredManifest {
     pub payload: Vec<u8>,
 }
 
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    pub connections: u32,
+    pub idle: u32,
+}
+
 /// A blob readable through a repository, and where its bytes are.
 #[derive(Debug, Clone)]
 pub struct LinkedBlob {
@@ -102,6 +108,15 @@ pub struct Page {
 pub trait MetadataStore: Send + Sync + 'static {
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> MetadataResult<()>;
+
+    /// Connections open and idle in the pools, for metrics. Cheap.
+    fn pool_stats(&self) -> PoolStats;
+
+    /// Closes the pools, waiting for connections in use to be returned.
+    async fn close(&self);
+
+    /// Upload sessions open in the registry (all instances).
+    async fn upload_count(&self) -> MetadataResult<u64>;
 
     /// The blob `digest` if it is linked to `repository`; `None` otherwise
     /// (including when the blob exists only in other repositories).

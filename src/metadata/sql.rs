@@ -58,6 +58,25 @@ macro_rules! sql_metadata_store {
                 Ok(())
             }
 
+            fn pool_stats(&self) -> PoolStats {
+                let (size, idle) = if self.read.is_closed() {
+                    (0, 0)
+                } else {
+                    (self.read.size(), self.read.num_idle() as u32)
+                };
+                PoolStats { connections: size, idle }
+            }
+
+            async fn close(&self) {
+                self.write.close().await;
+                self.read.close().await;
+            }
+
+            async fn upload_count(&self) -> MetadataResult<u64> {
+                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads").fetch_one(&self.read).await?;
+                Ok(count as u64)
+            }
+
             async fn linked_blob(&self, repository: &RepositoryName, digest: &Digest) -> MetadataResult<Option<LinkedBlob>> {
                 let row: Option<(i64, Option<String>)> = sqlx::query_as(
                     "SELECT b.size, b.storage_key FROM repository_blobs rb \

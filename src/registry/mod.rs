@@ -37,6 +37,11 @@ impl Registry {
         }
     }
 
+    /// For metrics: the store's own figures (pool use, open uploads).
+    pub fn metadata(&self) -> &dyn MetadataStore {
+        self.metadata.as_ref()
+    }
+
     pub fn min_chunk_size(&self) -> Option<u64> {
         self.blobs.min_chunk_size()
     }

@@ -7,6 +7,7 @@
 //! reader never sees a partial blob.
 
 mod filesystem;
+mod metered;
 mod s3;
 
 use std::io;
@@ -20,6 +21,7 @@ use crate::oci::Digest;
 use crate::oci::range::ByteRange;
 
 pub use filesystem::FilesystemBlobStore;
+pub use metered::MeteredBlobStore;
 pub use s3::{S3BlobStore, S3Config};
 
 /// A stream of body bytes, from a client or from storage.

@@ -135,7 +135,54 @@ async fn public_url_makes_locations_absolute(mut app: TestApp) {
 
 backend_tests!(
     api_base_announces_the_version,
+    metrics_count_requests_bytes_uploads_and_connections,
     public_url_makes_locations_absolute,
     unknown_routes_and_methods_get_json_errors,
     names_tags_and_digests_are_validated,
 );
+
+/// Waits (bounded) until `/metrics` shows every `needle`: a request is
+/// counted when its response body has been sent, an instant after the
+/// client has it.
+async fn metrics_showing(app: &TestApp, needles: &[&str]) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = app.get("/metrics").await.text().await.unwrap();
+        if needles.iter().all(|n| text.contains(n)) {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("metrics never showed {needles:?}:\n{text}");
+}
+
+async fn metrics_count_requests_bytes_uploads_and_connections(app: TestApp) {
+    push_image(&app, "team/app", "1").await;
+    let open = app
+        .request(Method::POST, "/v2/team/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), StatusCode::ACCEPTED);
+    app.get("/v2/team/app/manifests/1")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let metrics = app.get("/metrics").await;
+    assert!(header(&metrics, "content-type").starts_with("application/openmetrics-text"));
+    let text = metrics_showing(
+        &app,
+        &[
+            r#"berth_http_requests_total{route="manifest",method="PUT",status="201"} 1"#,
+            r#"berth_http_requests_total{route="manifest",method="GET",status="200"} 1"#,
+            r#"berth_http_request_duration_seconds_bucket{"#,
+            r#"berth_http_received_bytes_total{route="upload_start",method="POST"}"#,
+            r#"berth_http_sent_bytes_total{route="manifest",method="GET"}"#,
+            "berth_uploads_in_progress 1",
+            r#"berth_database_connections{state="idle"}"#,
+        ],
+    )
+    .await;
+    assert!(!text.contains("team/app"), "no raw paths in labels");
+}

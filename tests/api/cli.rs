@@ -312,3 +312,82 @@ async fn admin_commands_manage_users_organizations_tokens_and_visibility() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no user `nobody`"));
 }
+
+/// With `log_format = "json"` every request is one JSON line with method,
+/// route, status, bytes, duration and subject, and no password or token
+/// ever appears in the log.
+#[tokio::test]
+async fn json_access_logs_name_the_subject_and_never_a_secret() {
+    let cwd = tempfile::tempdir().unwrap();
+    let password = "json-logs-admin-password";
+    let mut child = berth()
+        .args(["serve"])
+        .env("BERTH_LISTEN", "127.0.0.1:0")
+        .env("BERTH_LOG_FORMAT", "json")
+        .env("BERTH_ADMIN_PASSWORD", password)
+        .current_dir(cwd.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let address = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("berth logs")
+            .unwrap()
+            .expect("berth exited before listening");
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        log.push(line);
+        if let Some(address) = value["address"].as_str() {
+            break address.to_string();
+        }
+    };
+    let client = reqwest::Client::new();
+    let token = client
+        .get(format!(
+            "http://{address}/token?service=berth&scope=repository:admin/app:pull"
+        ))
+        .basic_auth("admin", Some(password))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tags = client
+        .get(format!("http://{address}/v2/admin/app/tags/list"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.status(), 404);
+    tags.bytes().await.unwrap();
+    let access = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("an access log line")
+            .unwrap()
+            .unwrap();
+        log.push(line.clone());
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if value["route"] == "tags" {
+            break value;
+        }
+    };
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["status"], 404);
+    assert_eq!(access["subject"], "admin");
+    assert_eq!(access["path"], "/v2/admin/app/tags/list");
+    assert!(access["sent"].as_u64().unwrap() > 0);
+    assert!(access["duration_ms"].as_f64().is_some());
+    let all = log.join("\n");
+    assert!(!all.contains(password), "the password is in the log");
+    assert!(!all.contains(&token), "the token is in the log");
+    let _ = child.kill().await;
+}

@@ -176,6 +176,8 @@ impl TestApp {
             storage,
             public_url: None,
             database_max_connections: 8,
+            log_format: berth::config::LogFormat::Text,
+            shutdown_timeout: std::time::Duration::from_secs(10),
             auth: AuthConfig {
                 enabled: false,
                 token_lifetime: std::time::Duration::from_secs(300),

@@ -1,0 +1,159 @@
+//! One access-log line and the request metrics for every request, written
+//! when the response body has been sent (or dropped), so bytes and duration
+//! cover the whole transfer. Routes are labelled by kind (`blob`,
+//! `manifest`, ...), never by raw path, to keep metric cardinality bounded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body_util::BodyExt;
+use tracing::Instrument;
+
+use super::AppState;
+use super::route::{self, Route};
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+
+/// Who made the request, as the handler established it (for the log line).
+#[derive(Debug, Clone)]
+pub struct Subject(pub String);
+
+pub fn route_label(path: &str) -> &'static str {
+    match path {
+        "/v2" | "/v2/" => "base",
+        "/token" => "token",
+        "/token/jwks.json" | "/.well-known/jwks.json" => "jwks",
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        _ if path.starts_with("/api/v1/") => "api",
+        _ => match path.strip_prefix("/v2/").and_then(route::parse) {
+            Some(Route::Catalog) => "catalog",
+            Some(Route::Tags { .. }) => "tags",
+            Some(Route::Manifest { .. }) => "manifest",
+            Some(Route::Referrers { .. }) => "referrers",
+            Some(Route::Blob { .. }) => "blob",
+            Some(Route::UploadStart { .. }) => "upload_start",
+            Some(Route::Upload { .. }) => "upload",
+            None => "unknown",
+        },
+    }
+}
+
+/// Logs and counts the request when dropped, i.e. when the response body is done.
+struct Finished {
+    metrics: Arc<Metrics>,
+    started: Instant,
+    method: String,
+    path: String,
+    route: &'static str,
+    status: u16,
+    subject: Option<String>,
+    received: Arc<AtomicU64>,
+    sent: u64,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let received = self.received.load(Ordering::Relaxed);
+        let labels = RouteLabels {
+            route: self.route,
+            method: self.method.clone(),
+        };
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: self.route,
+                method: self.method.clone(),
+                status: self.status,
+            })
+            .inc();
+        self.metrics
+            .duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.metrics
+            .bytes_received
+            .get_or_create(&labels)
+            .inc_by(received);
+        self.metrics
+            .bytes_sent
+            .get_or_create(&labels)
+            .inc_by(self.sent);
+        tracing::info!(
+            target: "berth::access",
+            method = %self.method,
+            path = %self.path,
+            route = self.route,
+            status = self.status,
+            received,
+            sent = self.sent,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            subject = self.subject.as_deref().unwrap_or("-"),
+            "request"
+        );
+    }
+}
+
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    // The path only: query strings are not logged.
+    let path = request.uri().path().to_string();
+    let route = route_label(&path);
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let request = request.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            frame
+        }))
+    });
+    let span = tracing::info_span!("request", method = %method, route);
+    let response = next.run(request).instrument(span).await;
+    let (parts, body) = response.into_parts();
+    let mut finished = Finished {
+        metrics: state.metrics.clone(),
+        started,
+        method,
+        path,
+        route,
+        status: parts.status.as_u16(),
+        subject: parts.extensions.get::<Subject>().map(|s| s.0.clone()),
+        received,
+        sent: 0,
+    };
+    let body = Body::new(body.map_frame(move |frame| {
+        // Borrowing the whole value makes the closure own all of it, so the
+        // log line is written when the body (and with it the closure) is dropped.
+        let finished = &mut finished;
+        if let Some(data) = frame.data_ref() {
+            finished.sent += data.len() as u64;
+        }
+        frame
+    }));
+    Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_labelled_by_kind() {
+        assert_eq!(route_label("/v2/"), "base");
+        assert_eq!(route_label("/v2/a/b/blobs/sha256:00"), "blob");
+        assert_eq!(route_label("/v2/a/b/blobs/uploads/"), "upload_start");
+        assert_eq!(route_label("/v2/a/manifests/latest"), "manifest");
+        assert_eq!(route_label("/v2/_catalog"), "catalog");
+        assert_eq!(route_label("/api/v1/users"), "api");
+        assert_eq!(route_label("/anything/else"), "unknown");
+    }
+}

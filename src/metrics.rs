@@ -1,0 +1,132 @@
+//! Prometheus metrics (`GET /metrics`): requests by route, method and
+//! status with latency histograms, bytes in and out, upload sessions in
+//! progress, database pool use and blob-store errors.
+//!
+//! One registry per app (no global recorder), so several apps in one
+//! process, as in the tests, never mix their figures.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::metadata::MetadataStore;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub state: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<RouteLabels, Histogram>,
+    pub bytes_received: Family<RouteLabels, Counter>,
+    pub bytes_sent: Family<RouteLabels, Counter>,
+    pub storage_errors: Family<OperationLabels, Counter>,
+    uploads_in_progress: Gauge,
+    database_connections: Family<PoolLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("berth");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request to the end of the response body",
+            duration.clone(),
+        );
+        let bytes_received = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_received_bytes",
+            "Request body bytes received",
+            bytes_received.clone(),
+        );
+        let bytes_sent = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_sent_bytes",
+            "Response body bytes sent",
+            bytes_sent.clone(),
+        );
+        let storage_errors = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "storage_errors",
+            "Blob store operations that failed (not counting absent blobs)",
+            storage_errors.clone(),
+        );
+        let uploads_in_progress = Gauge::default();
+        registry.register(
+            "uploads_in_progress",
+            "Upload sessions open in the registry",
+            uploads_in_progress.clone(),
+        );
+        let database_connections = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "database_connections",
+            "Database connections of this instance, by state",
+            database_connections.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            bytes_received,
+            bytes_sent,
+            storage_errors,
+            uploads_in_progress,
+            database_connections,
+        }
+    }
+
+    /// The text exposition, with the gauges read now.
+    pub async fn render(&self, metadata: &dyn MetadataStore) -> String {
+        let pool = metadata.pool_stats();
+        self.database_connections
+            .get_or_create(&PoolLabels { state: "idle" })
+            .set(i64::from(pool.idle));
+        self.database_connections
+            .get_or_create(&PoolLabels { state: "in_use" })
+            .set(i64::from(pool.connections.saturating_sub(pool.idle)));
+        match metadata.upload_count().await {
+            Ok(count) => {
+                self.uploads_in_progress.set(count as i64);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count upload sessions"),
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
