@@ -260,3 +260,55 @@ async fn three_instances_on_one_database_and_bucket_act_as_one_registry() {
         .await;
     assert_eq!(tags["tags"], json!(["1", "latest"]));
 }
+
+/// The Docker engine pushes through one instance and pulls through another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_pushes_through_one_instance_and_pulls_through_another() {
+    use crate::real_clients::{DOCKER, build_context, docker_login, require_docker, run};
+    require_docker().await;
+    let _turn = DOCKER.lock().await;
+    let database = PostgresDatabase::create().await;
+    let storage = format!(
+        "s3://{}/docker-{}",
+        s3_config().bucket,
+        uuid::Uuid::new_v4().simple()
+    );
+    let instances = start_instances(2, &database.url, &storage).await;
+    let hosts: Vec<String> = instances
+        .iter()
+        .map(|i| i.base.trim_start_matches("http://").to_string())
+        .collect();
+    let docker_config = tempfile::tempdir().unwrap();
+    let env = [("DOCKER_CONFIG", docker_config.path().to_str().unwrap())];
+    for host in &hosts {
+        let login = docker_login(host, ADMIN.0, ADMIN.1, &env).await;
+        assert!(
+            login.status.success(),
+            "{}",
+            String::from_utf8_lossy(&login.stderr)
+        );
+    }
+    let greeting = format!("hello through two instances {}", uuid::Uuid::new_v4());
+    let context = tempfile::tempdir().unwrap();
+    build_context(context.path(), &greeting).await;
+    let pushed = format!("{}/admin/app:1", hosts[0]);
+    let pulled = format!("{}/admin/app:1", hosts[1]);
+    let build_env = [env[0], ("DOCKER_BUILDKIT", "0")];
+    run(
+        "docker",
+        &["build", "-t", &pushed, context.path().to_str().unwrap()],
+        &build_env,
+    )
+    .await;
+    let push = run("docker", &["push", &pushed], &env).await;
+    assert_eq!(push.matches(": Pushed").count(), 2, "{push}");
+    let pull = run("docker", &["pull", &pulled], &env).await;
+    assert!(
+        pull.contains("Downloaded newer image") || pull.contains("Image is up to date"),
+        "{pull}"
+    );
+    run("docker", &["rmi", &pushed], &env).await;
+    let output = run("docker", &["run", "--rm", &pulled], &env).await;
+    assert_eq!(output.trim(), greeting);
+    run("docker", &["rmi", &pulled], &env).await;
+}

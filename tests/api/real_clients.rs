@@ -13,10 +13,10 @@ use crate::harness::{Backend, TestApp};
 use crate::support::*;
 
 /// Docker tests share one engine and its image store, so they take turns.
-static DOCKER: Mutex<()> = Mutex::const_new(());
+pub static DOCKER: Mutex<()> = Mutex::const_new(());
 
 /// Runs a command, panicking with its output if it fails; returns stdout and stderr together.
-async fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+pub async fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
@@ -35,7 +35,7 @@ async fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     text
 }
 
-async fn require_docker() {
+pub async fn require_docker() {
     let info = Command::new("docker").arg("info").output().await;
     if !matches!(&info, Ok(o) if o.status.success()) {
         panic!(
@@ -46,7 +46,7 @@ async fn require_docker() {
 
 /// A build context for a tiny runnable image: a static binary printing
 /// `greeting`, and a text file, in two layers on top of nothing.
-async fn build_context(dir: &Path, greeting: &str) {
+pub async fn build_context(dir: &Path, greeting: &str) {
     let source =
         format!("#include <stdio.h>\nint main(void) {{ puts(\"{greeting}\"); return 0; }}\n");
     std::fs::write(dir.join("hello.c"), source).unwrap();
@@ -92,7 +92,7 @@ async fn run_fails(program: &str, args: &[&str], env: &[(&str, &str)]) -> String
 }
 
 /// `docker login` with the password on standard input.
-async fn docker_login(
+pub async fn docker_login(
     host: &str,
     user: &str,
     password: &str,
