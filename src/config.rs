@@ -53,6 +53,8 @@ pub struct Settings {
     pub s3_virtual_hosted_style: bool,
     /// Multipart part size in MiB (at least 5), announced as `OCI-Chunk-Min-Length`.
     pub s3_part_size_mib: u64,
+    /// Redirect blob downloads to presigned S3 URLs valid this long (e.g. `5m`); off when unset.
+    pub s3_redirect: Option<String>,
     /// `text` (human-readable, the default) or `json` (one object per line).
     pub log_format: String,
     /// How long shutdown waits for requests in flight, e.g. `30s`.
@@ -80,13 +82,15 @@ impl Default for Settings {
             s3_allow_http: None,
             s3_virtual_hosted_style: false,
             s3_part_size_mib: 8,
+            s3_redirect: None,
             log_format: "text".into(),
             shutdown_timeout: "30s".into(),
         }
     }
 }
 
-const SETTING_NAMES: [&str; 20] = [
+const SETTING_NAMES: [&str; 21] = [
+    "s3_redirect",
     "log_format",
     "shutdown_timeout",
     "s3_endpoint",
@@ -274,6 +278,17 @@ impl Settings {
                     allow_http: self.s3_allow_http,
                     virtual_hosted_style: self.s3_virtual_hosted_style,
                     part_size: self.s3_part_size_mib * 1024 * 1024,
+                    redirect: match self.s3_redirect.as_deref().filter(|r| !r.is_empty()) {
+                        None => None,
+                        Some(text) => Some(
+                            humantime::parse_duration(text)
+                                .ok()
+                                .filter(|d| (1..=7 * 24 * 3600).contains(&d.as_secs()))
+                                .ok_or_else(|| {
+                                    bad("s3_redirect", format!("`{text}` is not a duration between 1s and 7d, such as 5m"))
+                                })?,
+                        ),
+                    },
                 })
             }
             Some(s) if s.contains("://") => {

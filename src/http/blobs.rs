@@ -39,6 +39,17 @@ pub async fn get_blob(
     let body = match read.body {
         BlobBody::Stream(stream) => Body::from_stream(stream),
         BlobBody::Bytes(bytes) => Body::from(bytes),
+        BlobBody::Redirect(url) => {
+            return Ok((
+                StatusCode::TEMPORARY_REDIRECT,
+                [
+                    (header::LOCATION, url),
+                    (DOCKER_CONTENT_DIGEST, digest.to_string()),
+                    (header::CONTENT_LENGTH, "0".to_string()),
+                ],
+            )
+                .into_response());
+        }
     };
     let (status, length) = match read.range {
         Some(range) => (StatusCode::PARTIAL_CONTENT, range.len()),

@@ -17,6 +17,8 @@ pub struct BlobStat {
 
 pub enum BlobBody {
     Stream(ByteStream),
+    /// Fetch it from here instead (a presigned object-store URL).
+    Redirect(String),
     /// Small content served from metadata (a manifest fetched through the blob endpoint).
     Bytes(Bytes),
 }
@@ -83,6 +85,12 @@ impl Registry {
             RangeRequest::Unsatisfiable => return Err(RegistryError::RangeNotSatisfiable { size }),
         };
         let body = match located {
+            Located::Stored(blob)
+                if range.is_none()
+                    && let Some(url) = self.blobs.download_url(&blob.storage_key).await? =>
+            {
+                BlobBody::Redirect(url)
+            }
             Located::Stored(blob) => match self.blobs.get(&blob.storage_key, range).await {
                 Ok(stream) => BlobBody::Stream(stream),
                 Err(StorageError::NotFound) => {

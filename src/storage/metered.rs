@@ -109,4 +109,9 @@ impl BlobStore for MeteredBlobStore {
         let result = self.inner.delete(key).await;
         self.observe("delete", result)
     }
+
+    async fn download_url(&self, key: &str) -> Result<Option<String>, StorageError> {
+        let result = self.inner.download_url(key).await;
+        self.observe("download_url", result)
+    }
 }

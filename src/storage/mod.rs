@@ -121,4 +121,10 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes the committed blob under `key`. Succeeds when it is already gone.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// A short-lived URL from which a client may download the blob directly,
+    /// when the store is configured to hand those out; `None` otherwise.
+    async fn download_url(&self, _key: &str) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
 }

@@ -26,6 +26,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
+use object_store::signer::Signer;
 use object_store::{
     BackoffConfig, ClientConfigKey, GetOptions, GetRange, ObjectStore, PutPayload, RetryConfig,
 };
@@ -47,6 +48,8 @@ pub struct S3Config {
     pub allow_http: Option<bool>,
     pub virtual_hosted_style: bool,
     pub part_size: u64,
+    /// When set, blob downloads are redirected to presigned URLs valid this long.
+    pub redirect: Option<Duration>,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -64,6 +67,7 @@ impl std::fmt::Debug for S3Config {
             .field("allow_http", &self.allow_http)
             .field("virtual_hosted_style", &self.virtual_hosted_style)
             .field("part_size", &self.part_size)
+            .field("redirect", &self.redirect)
             .finish()
     }
 }
@@ -83,6 +87,7 @@ pub struct S3BlobStore {
     store: Arc<AmazonS3>,
     prefix: String,
     part_size: usize,
+    redirect: Option<Duration>,
 }
 
 fn storage_error(error: object_store::Error) -> StorageError {
@@ -137,6 +142,7 @@ impl S3BlobStore {
             store: Arc::new(store),
             prefix: config.prefix.clone(),
             part_size: config.part_size as usize,
+            redirect: config.redirect,
         })
     }
 
@@ -433,5 +439,18 @@ impl BlobStore for S3BlobStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(storage_error(e)),
         }
+    }
+
+    async fn download_url(&self, key: &str) -> Result<Option<String>, StorageError> {
+        let Some(expires_in) = self.redirect else {
+            return Ok(None);
+        };
+        // Signing is local (no request to S3): cheap enough for every pull.
+        let url = self
+            .store
+            .signed_url(axum::http::Method::GET, &self.path(key), expires_in)
+            .await
+            .map_err(storage_error)?;
+        Ok(Some(url.to_string()))
     }
 }

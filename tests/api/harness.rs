@@ -60,6 +60,7 @@ pub fn s3_config() -> berth::storage::S3Config {
         allow_http: Some(true),
         virtual_hosted_style: false,
         part_size: 5 * 1024 * 1024,
+        redirect: None,
     }
 }
 

@@ -10,6 +10,6 @@ mod blobs;
 mod cli;
 mod instances;
 mod manifests;
-mod outage;
 mod real_clients;
+mod s3_storage;
 mod uploads;

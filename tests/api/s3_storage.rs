@@ -1,6 +1,7 @@
-//! An S3 outage in the middle of traffic: requests that need S3 fail with
-//! 503 `UNAVAILABLE`, metadata-only requests keep working, nothing half
-//! written becomes visible, and the registry recovers by itself.
+//! What only the S3 store does: surviving an S3 outage in the middle of
+//! traffic (requests that need S3 fail with 503 `UNAVAILABLE`, metadata-only
+//! requests keep working, nothing half written becomes visible, and the
+//! registry recovers by itself), and redirecting downloads to presigned URLs.
 //!
 //! The outage is a TCP proxy between Berth and the suite's S3 server that
 //! stops (refusing and cutting connections) and starts again on the same
@@ -225,4 +226,47 @@ async fn an_s3_outage_gives_503_and_the_registry_recovers_by_itself() {
         }
     }
     push_image(&app, "team/app", "after").await;
+}
+
+/// With `s3_redirect`, whole-blob downloads go straight to S3 through a
+/// presigned URL; ranges and `HEAD` are still answered by Berth.
+#[tokio::test]
+async fn blob_downloads_redirect_to_presigned_urls_when_configured() {
+    let app = TestApp::start_with(Backend::S3, |config| {
+        if let berth::config::StorageConfig::S3(s3) = &mut config.storage {
+            s3.redirect = Some(std::time::Duration::from_secs(60));
+        }
+    })
+    .await;
+    let blob: Vec<u8> = (0..100_000).map(|i| (i % 251) as u8).collect();
+    let digest = push_blob(&app, "team/app", &blob).await;
+    let response = app.get(&format!("/v2/team/app/blobs/{digest}")).await;
+    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(header(&response, "docker-content-digest"), digest);
+    let location = header(&response, "location").to_string();
+    let endpoint = crate::harness::s3_config().endpoint.unwrap();
+    assert!(location.starts_with(&endpoint), "{location}");
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    let fetched = reqwest::get(&location).await.unwrap();
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert_eq!(sha256(&fetched.bytes().await.unwrap()), digest);
+    let tampered = reqwest::get(location.replace("X-Amz-Signature=", "X-Amz-Signature=0"))
+        .await
+        .unwrap();
+    assert_eq!(tampered.status(), StatusCode::FORBIDDEN);
+
+    let ranged = app
+        .request(Method::GET, &format!("/v2/team/app/blobs/{digest}"))
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.bytes().await.unwrap().as_ref(), &blob[10..20]);
+    assert_eq!(
+        app.head(&format!("/v2/team/app/blobs/{digest}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
 }
