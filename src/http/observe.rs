@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::body::Body;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use http_body_util::BodyExt;
 use tracing::Instrument;
 
 use super::AppState;
@@ -41,6 +43,40 @@ pub fn route_label(path: &str) -> &'static str {
             Some(Route::Upload { .. }) => "upload",
             None => "unknown",
         },
+    }
+}
+
+/// A body that reports the size of every data frame passing through, and
+/// otherwise looks exactly like the body it wraps (same size hint, so a
+/// response keeps its `Content-Length`).
+struct CountingBody<F> {
+    inner: Body,
+    on_data: F,
+}
+
+impl<F: FnMut(usize) + Send + Unpin + 'static> HttpBody for CountingBody<F> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            (self.on_data)(data.len());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -109,12 +145,12 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     let request = request.map(|body| {
-        Body::new(body.map_frame(move |frame| {
-            if let Some(data) = frame.data_ref() {
-                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
-            frame
-        }))
+        Body::new(CountingBody {
+            inner: body,
+            on_data: move |len: usize| {
+                counter.fetch_add(len as u64, Ordering::Relaxed);
+            },
+        })
     });
     let span = tracing::info_span!("request", method = %method, route);
     let response = next.run(request).instrument(span).await;
@@ -130,15 +166,15 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         received,
         sent: 0,
     };
-    let body = Body::new(body.map_frame(move |frame| {
-        // Borrowing the whole value makes the closure own all of it, so the
-        // log line is written when the body (and with it the closure) is dropped.
-        let finished = &mut finished;
-        if let Some(data) = frame.data_ref() {
-            finished.sent += data.len() as u64;
-        }
-        frame
-    }));
+    let body = Body::new(CountingBody {
+        inner: body,
+        on_data: move |len: usize| {
+            // Borrowing the whole value makes the closure own all of it, so the
+            // log line is written when the body (and with it the closure) is dropped.
+            let finished = &mut finished;
+            finished.sent += len as u64;
+        },
+    });
     Response::from_parts(parts, body)
 }
 
