@@ -57,6 +57,12 @@ pub struct Settings {
     pub s3_redirect: Option<String>,
     /// `text` (human-readable, the default) or `json` (one object per line).
     pub log_format: String,
+    /// How often each instance collects garbage (e.g. `10m`), or `off`.
+    pub gc_interval: String,
+    /// How long something stays unreferenced before it is collected (e.g. `24h`; `0s` is safe).
+    pub gc_grace: String,
+    /// How long an upload may stay idle before it expires (e.g. `24h`).
+    pub upload_expiry: String,
     /// How long shutdown waits for requests in flight, e.g. `30s`.
     pub shutdown_timeout: String,
 }
@@ -84,12 +90,18 @@ impl Default for Settings {
             s3_part_size_mib: 8,
             s3_redirect: None,
             log_format: "text".into(),
+            gc_interval: "10m".into(),
+            gc_grace: "24h".into(),
+            upload_expiry: "24h".into(),
             shutdown_timeout: "30s".into(),
         }
     }
 }
 
-const SETTING_NAMES: [&str; 21] = [
+const SETTING_NAMES: [&str; 24] = [
+    "gc_interval",
+    "gc_grace",
+    "upload_expiry",
     "s3_redirect",
     "log_format",
     "shutdown_timeout",
@@ -145,6 +157,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log_format: LogFormat,
     pub shutdown_timeout: std::time::Duration,
+    pub gc: crate::gc::GcConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +177,7 @@ impl std::fmt::Debug for Config {
             .field("database_max_connections", &self.database_max_connections)
             .field("auth", &self.auth)
             .field("log_format", &self.log_format)
+            .field("gc", &self.gc)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish()
     }
@@ -375,7 +389,23 @@ impl Settings {
                 format!("`{}` is not a duration such as 30s", self.shutdown_timeout),
             )
         })?;
+        let duration = |setting: &str, text: &str| {
+            humantime::parse_duration(text)
+                .map_err(|_| bad(setting, format!("`{text}` is not a duration such as 10m or 24h")))
+        };
+        let gc = crate::gc::GcConfig {
+            interval: match self.gc_interval.as_str() {
+                "off" => None,
+                text => Some(duration("gc_interval", text)?).filter(|d| !d.is_zero()),
+            },
+            grace: duration("gc_grace", &self.gc_grace)?,
+            upload_expiry: duration("upload_expiry", &self.upload_expiry)?,
+        };
+        if gc.interval.is_none() && self.gc_interval != "off" {
+            return Err(bad("gc_interval", "use a positive duration, or `off`"));
+        }
         Ok(Config {
+            gc,
             log_format,
             shutdown_timeout,
             listen,

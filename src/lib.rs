@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod gc;
 pub mod http;
 pub mod metadata;
 pub mod metrics;

@@ -60,6 +60,16 @@ enum Command {
     /// Manage the keys that sign registry tokens.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Collect garbage now: unreferenced manifests and blobs past the grace
+    /// period, and expired uploads (running registries do this on their own).
+    Gc {
+        /// Report what would be collected, and how many bytes, without deleting.
+        #[arg(long)]
+        dry_run: bool,
+        /// Override `gc_grace` for this pass, e.g. 0s.
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -371,6 +381,30 @@ async fn administer(config: Config, command: Command) -> anyhow::Result<()> {
                 .await
                 .map_err(admin_error)?;
             eprintln!("`{name}` is now {visibility}");
+        }
+        Command::Gc { dry_run, grace } => {
+            let mut gc = config.gc;
+            if let Some(text) = grace {
+                gc.grace = humantime::parse_duration(&text)
+                    .map_err(|_| anyhow::anyhow!("`{text}` is not a duration such as 0s or 24h"))?;
+            }
+            let blobs = berth::server::open_blob_store(&config).await?;
+            let collector = berth::gc::Collector::new(stores.collector.clone(), blobs, gc, None);
+            let report = collector.run_pass(dry_run).await?;
+            let c = report.collected;
+            let verb = if dry_run { "would collect" } else { "collected" };
+            println!(
+                "{verb}: {} manifests, {} blob links, {} blobs ({} bytes), {} expired uploads",
+                c.manifests, c.blob_links, c.blobs, c.bytes, c.uploads
+            );
+            if !dry_run {
+                println!(
+                    "deleted {} objects from blob storage ({} failed, retried next pass) in {:.3}s",
+                    report.objects_deleted,
+                    report.objects_failed,
+                    report.duration.as_secs_f64()
+                );
+            }
         }
         Command::Key(KeyCommand::Rotate) => {
             let kid = KeyRing::rotate(stores.accounts.as_ref()).await?;

@@ -46,6 +46,14 @@ pub struct Metrics {
     pub storage_errors: Family<OperationLabels, Counter>,
     uploads_in_progress: Gauge,
     database_connections: Family<PoolLabels, Gauge>,
+    gc_collected: Family<KindLabels, Counter>,
+    gc_bytes: Counter,
+    gc_passes: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
 }
 
 impl Default for Metrics {
@@ -97,7 +105,20 @@ impl Metrics {
             "Database connections of this instance, by state",
             database_connections.clone(),
         );
+        let gc_collected = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "gc_collected",
+            "Items removed by garbage collection (manifest, blob_link, blob, upload, object)",
+            gc_collected.clone(),
+        );
+        let gc_bytes = Counter::default();
+        registry.register("gc_freed_bytes", "Bytes of blobs removed by garbage collection", gc_bytes.clone());
+        let gc_passes = Counter::default();
+        registry.register("gc_passes", "Garbage collection passes run", gc_passes.clone());
         Self {
+            gc_collected,
+            gc_bytes,
+            gc_passes,
             registry,
             requests,
             duration,
@@ -107,6 +128,21 @@ impl Metrics {
             uploads_in_progress,
             database_connections,
         }
+    }
+
+    pub fn record_gc(&self, report: &crate::gc::GcReport) {
+        let c = &report.collected;
+        for (kind, count) in [
+            ("manifest", c.manifests),
+            ("blob_link", c.blob_links),
+            ("blob", c.blobs),
+            ("upload", c.uploads),
+            ("object", report.objects_deleted),
+        ] {
+            self.gc_collected.get_or_create(&KindLabels { kind }).inc_by(count);
+        }
+        self.gc_bytes.inc_by(c.bytes);
+        self.gc_passes.inc();
     }
 
     /// The text exposition, with the gauges read now.

@@ -12,23 +12,28 @@ use crate::auth::Auth;
 use crate::auth::admin::Admin;
 use crate::config::{Config, StorageConfig, redact_url};
 use crate::http::{AppState, router};
+use crate::gc::Collector;
 use crate::metadata::MetadataStore;
 use crate::metrics::{Metrics, OperationLabels};
 use crate::registry::Registry;
 use crate::storage::{BlobStore, FilesystemBlobStore, MeteredBlobStore, S3BlobStore};
 
-/// Opens the metadata and blob stores (running migrations) and returns the app.
+/// Opens the metadata and blob stores (running migrations) and returns the
+/// app; starts the background garbage collector when configured.
 pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
-    Ok(open(config).await?.0)
+    Ok(open(config).await?.router)
 }
 
-/// The app and the metadata store it uses (to be closed at shutdown).
-async fn open(config: &Config) -> anyhow::Result<(axum::Router, Arc<dyn MetadataStore>)> {
-    let stores = crate::metadata::connect(&config.database_url, config.database_max_connections)
-        .await
-        .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
-    let metrics = Arc::new(Metrics::new());
-    let blobs: Arc<dyn BlobStore> = match &config.storage {
+struct Opened {
+    router: axum::Router,
+    /// Closed at shutdown.
+    metadata: Arc<dyn MetadataStore>,
+    collector: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The configured blob store (no metrics), for `berth gc`.
+pub async fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match &config.storage {
         StorageConfig::Filesystem(path) => Arc::new(
             FilesystemBlobStore::open(path)
                 .await
@@ -38,7 +43,15 @@ async fn open(config: &Config) -> anyhow::Result<(axum::Router, Arc<dyn Metadata
             S3BlobStore::open(s3)
                 .with_context(|| format!("cannot open S3 bucket {}", s3.bucket))?,
         ),
-    };
+    })
+}
+
+async fn open(config: &Config) -> anyhow::Result<Opened> {
+    let stores = crate::metadata::connect(&config.database_url, config.database_max_connections)
+        .await
+        .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
+    let metrics = Arc::new(Metrics::new());
+    let blobs = open_blob_store(config).await?;
     let errors = metrics.storage_errors.clone();
     let blobs: Arc<dyn BlobStore> =
         Arc::new(MeteredBlobStore::new(blobs, move |operation, error| {
@@ -69,6 +82,13 @@ async fn open(config: &Config) -> anyhow::Result<(axum::Router, Arc<dyn Metadata
         None
     };
     let metadata = stores.registry.clone();
+    let collector = Arc::new(Collector::new(
+        stores.collector.clone(),
+        blobs.clone(),
+        config.gc,
+        Some(metrics.clone()),
+    ))
+    .spawn();
     let state = AppState {
         registry: Arc::new(Registry::new(stores.registry, blobs)),
         auth,
@@ -76,7 +96,11 @@ async fn open(config: &Config) -> anyhow::Result<(axum::Router, Arc<dyn Metadata
         metrics,
         public_url: config.public_url.clone(),
     };
-    Ok((router(state), metadata))
+    Ok(Opened {
+        router: router(state),
+        metadata,
+        collector,
+    })
 }
 
 /// Serves on `listener` until `shutdown` completes, then stops accepting,
@@ -87,7 +111,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (app, metadata) = open(config).await?;
+    let Opened {
+        router: app,
+        metadata,
+        collector,
+    } = open(config).await?;
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = run(app, listener, async move {
         shutdown.await;
@@ -108,6 +136,9 @@ pub async fn serve(
             Ok(())
         }
     };
+    if let Some(collector) = collector {
+        collector.abort();
+    }
     metadata.close().await;
     result
 }

@@ -7,6 +7,8 @@
 //! the network or on blob storage.
 
 mod accounts;
+mod collector;
+pub(crate) mod collector_sql;
 pub(crate) mod accounts_sql;
 mod postgres;
 mod sql;
@@ -18,6 +20,7 @@ use crate::oci::manifest::ParsedManifest;
 use crate::oci::{Digest, RepositoryName, Tag};
 
 pub use accounts::*;
+pub use collector::*;
 pub use postgres::PostgresMetadataStore;
 pub use sqlite::SqliteMetadataStore;
 
@@ -250,6 +253,7 @@ pub async fn connect(url: &str, max_connections: u32) -> MetadataResult<Stores> 
         let store = std::sync::Arc::new(SqliteMetadataStore::connect(url, max_connections).await?);
         Ok(Stores {
             registry: store.clone(),
+            collector: store.clone(),
             accounts: store,
         })
     } else {
@@ -257,16 +261,18 @@ pub async fn connect(url: &str, max_connections: u32) -> MetadataResult<Stores> 
             std::sync::Arc::new(PostgresMetadataStore::connect(url, max_connections).await?);
         Ok(Stores {
             registry: store.clone(),
+            collector: store.clone(),
             accounts: store,
         })
     }
 }
 
-/// One database seen through its two traits.
+/// One database seen through its three traits.
 #[derive(Clone)]
 pub struct Stores {
     pub registry: std::sync::Arc<dyn MetadataStore>,
     pub accounts: std::sync::Arc<dyn AccountStore>,
+    pub collector: std::sync::Arc<dyn CollectorStore>,
 }
 
 fn unix_now() -> i64 {

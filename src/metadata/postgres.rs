@@ -10,6 +10,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::accounts_sql::sql_account_store;
+use super::collector_sql::sql_collector_store;
 use super::sql::sql_metadata_store;
 use super::*;
 
@@ -39,5 +40,6 @@ impl PostgresMetadataStore {
     }
 }
 
-sql_metadata_store!(PostgresMetadataStore, Postgres);
+sql_metadata_store!(PostgresMetadataStore, Postgres, share = " FOR SHARE");
 sql_account_store!(PostgresMetadataStore, Postgres);
+sql_collector_store!(PostgresMetadataStore, Postgres, claim = " FOR UPDATE SKIP LOCKED");

@@ -6,8 +6,83 @@
 //! `read` and `write` pools and a `begin_write` method.
 
 macro_rules! sql_metadata_store {
-    ($store:ty, $db:ty) => {
+    // `$share` locks rows a transaction relies on against a concurrent delete
+    // (`FOR SHARE` on PostgreSQL; nothing on SQLite, whose writers are serialized).
+    ($store:ty, $db:ty, share = $share:literal) => {
         impl $store {
+            /// Queues a review of a manifest that may just have become
+            /// unreferenced (see `collector_sql.rs`); a later push or tag
+            /// makes the review find it alive.
+            async fn enqueue_manifest_review(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                repository_id: i64,
+                digest: &str,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "INSERT INTO gc_manifest_reviews (repository_id, digest, candidate_since) VALUES ($1, $2, $3) \
+                     ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since",
+                )
+                .bind(repository_id)
+                .bind(digest)
+                .bind(unix_now())
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
+            /// Queues a review of a blob link that may be unused.
+            async fn enqueue_link_review(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                repository_id: i64,
+                digest: &str,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "INSERT INTO gc_blob_link_reviews (repository_id, digest, candidate_since) VALUES ($1, $2, $3) \
+                     ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since",
+                )
+                .bind(repository_id)
+                .bind(digest)
+                .bind(unix_now())
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
+            /// What deleting a manifest may leave unreferenced: its children,
+            /// its referrers and its blob links. Called before the delete.
+            async fn enqueue_dependents(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                repository_id: i64,
+                manifest_id: i64,
+                digest: &str,
+            ) -> Result<(), sqlx::Error> {
+                let mut dependents: Vec<String> = sqlx::query_scalar(
+                    "SELECT c.digest FROM manifest_references mr JOIN manifests c ON c.id = mr.child_id WHERE mr.parent_id = $1",
+                )
+                .bind(manifest_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                let referrers: Vec<String> = sqlx::query_scalar(
+                    "SELECT digest FROM manifests WHERE repository_id = $1 AND subject_digest = $2",
+                )
+                .bind(repository_id)
+                .bind(digest)
+                .fetch_all(&mut *conn)
+                .await?;
+                dependents.extend(referrers);
+                for dependent in dependents {
+                    Self::enqueue_manifest_review(conn, repository_id, &dependent).await?;
+                }
+                let blobs: Vec<String> = sqlx::query_scalar("SELECT blob_digest FROM manifest_blobs WHERE manifest_id = $1")
+                    .bind(manifest_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                for blob in blobs {
+                    Self::enqueue_link_review(conn, repository_id, &blob).await?;
+                }
+                Ok(())
+            }
+
             async fn repository_id<'e, E>(executor: E, name: &RepositoryName) -> Result<Option<i64>, sqlx::Error>
             where
                 E: sqlx::Executor<'e, Database = $db>,
@@ -104,12 +179,13 @@ macro_rules! sql_metadata_store {
                 digest: &Digest,
             ) -> MetadataResult<Option<u64>> {
                 let mut tx = self.begin_write().await?;
-                let size: Option<i64> = sqlx::query_scalar(
+                let size: Option<i64> = sqlx::query_scalar(concat!(
                     "SELECT b.size FROM repository_blobs rb \
                      JOIN repositories r ON r.id = rb.repository_id \
                      JOIN blobs b ON b.digest = rb.blob_digest \
                      WHERE r.name = $1 AND rb.blob_digest = $2",
-                )
+                    $share
+                ))
                 .bind(from.as_str())
                 .bind(digest.as_str())
                 .fetch_optional(&mut *tx)
@@ -118,6 +194,7 @@ macro_rules! sql_metadata_store {
                     return Ok(None);
                 };
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
+                Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
                 sqlx::query(
                     "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (repository_id, blob_digest) DO NOTHING",
@@ -153,6 +230,14 @@ macro_rules! sql_metadata_store {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                if deleted > 0 {
+                    sqlx::query(
+                        "INSERT INTO gc_blob_reviews (digest, candidate_since) VALUES ($1, 0) ON CONFLICT (digest) DO NOTHING",
+                    )
+                    .bind(digest.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
                 Ok(if deleted > 0 { DeleteOutcome::Deleted } else { DeleteOutcome::NotFound })
             }
@@ -254,6 +339,7 @@ macro_rules! sql_metadata_store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
                 sqlx::query("DELETE FROM uploads WHERE id = $1")
                     .bind(upload_id)
                     .execute(&mut *tx)
@@ -272,9 +358,11 @@ macro_rules! sql_metadata_store {
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
                 let mut blob_edges = Vec::with_capacity(manifest.parsed.blobs.len());
                 for blob in &manifest.parsed.blobs {
-                    let linked: Option<String> = sqlx::query_scalar(
+                    // Locked, so a collector cannot unlink it before this commits.
+                    let linked: Option<String> = sqlx::query_scalar(concat!(
                         "SELECT blob_digest FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2",
-                    )
+                        $share
+                    ))
                     .bind(repository_id)
                     .bind(blob.digest.as_str())
                     .fetch_optional(&mut *tx)
@@ -288,7 +376,7 @@ macro_rules! sql_metadata_store {
                 let mut child_ids = Vec::with_capacity(manifest.parsed.children.len());
                 for child in &manifest.parsed.children {
                     let id: Option<i64> =
-                        sqlx::query_scalar("SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2")
+                        sqlx::query_scalar(concat!("SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2", $share))
                             .bind(repository_id)
                             .bind(child.as_str())
                             .fetch_optional(&mut *tx)
@@ -302,7 +390,8 @@ macro_rules! sql_metadata_store {
                 let now = unix_now();
                 sqlx::query(
                     "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (repository_id, digest) DO NOTHING",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type",
                 )
                 .bind(repository_id)
                 .bind(manifest.digest.as_str())
@@ -339,7 +428,22 @@ macro_rules! sql_metadata_store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                if tags.is_empty() {
+                    Self::enqueue_manifest_review(&mut tx, repository_id, manifest.digest.as_str()).await?;
+                }
                 for tag in tags {
+                    let previous: Option<String> = sqlx::query_scalar(
+                        "SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id \
+                         WHERE t.repository_id = $1 AND t.name = $2 AND t.manifest_id <> $3",
+                    )
+                    .bind(repository_id)
+                    .bind(tag.as_str())
+                    .bind(manifest_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(previous) = previous {
+                        Self::enqueue_manifest_review(&mut tx, repository_id, &previous).await?;
+                    }
                     // The WHERE skips rewriting a tag that already points here.
                     sqlx::query(
                         "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4) \
@@ -410,21 +514,38 @@ macro_rules! sql_metadata_store {
                 if let Some(parent) = parent {
                     return Ok(DeleteOutcome::ReferencedBy(parse_digest(parent)?));
                 }
+                let repository_id: i64 = sqlx::query_scalar("SELECT repository_id FROM manifests WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Self::enqueue_dependents(&mut tx, repository_id, id, digest.as_str()).await?;
                 sqlx::query("DELETE FROM manifests WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(DeleteOutcome::Deleted)
             }
 
             async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> MetadataResult<DeleteOutcome> {
-                let deleted = sqlx::query(
-                    "DELETE FROM tags WHERE name = $1 AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+                let mut tx = self.begin_write().await?;
+                let row: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT t.repository_id, m.digest FROM tags t \
+                     JOIN repositories r ON r.id = t.repository_id \
+                     JOIN manifests m ON m.id = t.manifest_id WHERE r.name = $1 AND t.name = $2",
                 )
-                .bind(tag.as_str())
                 .bind(repository.as_str())
-                .execute(&self.write)
-                .await?
-                .rows_affected();
-                Ok(if deleted > 0 { DeleteOutcome::Deleted } else { DeleteOutcome::NotFound })
+                .bind(tag.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((repository_id, digest)) = row else {
+                    return Ok(DeleteOutcome::NotFound);
+                };
+                sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2")
+                    .bind(repository_id)
+                    .bind(tag.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                Self::enqueue_manifest_review(&mut tx, repository_id, &digest).await?;
+                tx.commit().await?;
+                Ok(DeleteOutcome::Deleted)
             }
 
             async fn list_tags(

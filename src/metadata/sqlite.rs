@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::accounts_sql::sql_account_store;
+use super::collector_sql::sql_collector_store;
 use super::sql::sql_metadata_store;
 use super::*;
 
@@ -62,5 +63,6 @@ impl SqliteMetadataStore {
     }
 }
 
-sql_metadata_store!(SqliteMetadataStore, Sqlite);
+sql_metadata_store!(SqliteMetadataStore, Sqlite, share = "");
 sql_account_store!(SqliteMetadataStore, Sqlite);
+sql_collector_store!(SqliteMetadataStore, Sqlite, claim = "");

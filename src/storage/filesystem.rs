@@ -2,9 +2,14 @@
 //!
 //! Layout under the root:
 //! ```text
-//! blobs/<algorithm>/<first two hex>/<hex>   committed blobs
-//! uploads/<upload id>                       staging files
+//! blobs/<algorithm>/<first two hex>/<hex>.<upload id>   committed blobs
+//! uploads/<upload id>                                   staging files
 //! ```
+//! A committed blob's name includes the upload it came from, so two uploads
+//! of one digest never share a file: the garbage collector deleting the
+//! file of a collected blob can never hit the file a concurrent upload of
+//! the same content has just committed (the duplicate is deleted instead
+//! when its metadata finds the digest recorded).
 //! Staging files live on the same filesystem as blobs, so a commit is a
 //! `rename`, which is atomic. The store writes with `tokio::fs` rather than
 //! `object_store`'s local backend because uploads need append-at-offset and
@@ -37,19 +42,21 @@ impl FilesystemBlobStore {
         Ok(Self { root })
     }
 
-    /// `blobs/<algorithm>/<first two hex>/<hex>`, relative to the root.
-    fn blob_key(digest: &Digest) -> String {
+    /// `blobs/<algorithm>/<first two hex>/<hex>.<upload id>`, relative to the root.
+    fn blob_key(digest: &Digest, upload_id: &str) -> String {
         let hex = digest.hex();
-        format!("blobs/{}/{}/{hex}", digest.algorithm().name(), &hex[..2])
+        format!("blobs/{}/{}/{hex}.{upload_id}", digest.algorithm().name(), &hex[..2])
     }
 
     /// Keys come from metadata this store wrote; the check keeps a corrupt
     /// row from ever naming a path outside the store.
     fn key_path(&self, key: &str) -> Result<PathBuf, StorageError> {
         let safe = key.starts_with("blobs/")
-            && key
-                .split('/')
-                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()));
+            && key.split('/').all(|part| {
+                !part.is_empty()
+                    && !part.starts_with('.')
+                    && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            });
         if !safe {
             return Err(StorageError::NotFound);
         }
@@ -165,7 +172,7 @@ impl BlobStore for FilesystemBlobStore {
         digest: &Digest,
     ) -> Result<String, StorageError> {
         let staging = self.upload_path(&upload.id)?;
-        let key = Self::blob_key(digest);
+        let key = Self::blob_key(digest, &upload.id);
         let target = self.key_path(&key)?;
         let file = match OpenOptions::new().write(true).open(&staging).await {
             Ok(file) => file,
@@ -278,7 +285,7 @@ mod tests {
             .await
             .unwrap();
         let digest = Digest::of_bytes(Algorithm::Sha256, b"hello world");
-        let key = FilesystemBlobStore::blob_key(&digest);
+        let key = FilesystemBlobStore::blob_key(&digest, "u1");
         assert!(matches!(
             store.get(&key, None).await,
             Err(StorageError::NotFound)

@@ -178,6 +178,11 @@ impl TestApp {
             public_url: None,
             database_max_connections: 8,
             log_format: berth::config::LogFormat::Text,
+            // Tests run passes themselves; the soak test turns this on.
+            gc: berth::gc::GcConfig {
+                interval: None,
+                ..Default::default()
+            },
             shutdown_timeout: std::time::Duration::from_secs(10),
             auth: AuthConfig {
                 enabled: false,

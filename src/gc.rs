@@ -1,0 +1,172 @@
+//! Online garbage collection: a pass reviews what pushes and deletes queued
+//! as possibly unreferenced (manifests, blob links, blobs), deletes what is
+//! still unreferenced once its grace period has passed, expires idle
+//! uploads, then removes the blob-store objects whose metadata went.
+//!
+//! Runs in every instance as background work and as `berth gc`; several
+//! collectors at once never take the same item (see `metadata::collector_sql`).
+//! Calls `metadata` and `storage`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::metadata::{Collected, CollectorStore, Garbage, MetadataError};
+use crate::metrics::Metrics;
+use crate::storage::{BlobStore, StagedUpload};
+
+/// Review items handled per transaction: small enough that a push never
+/// waits long behind a collector (SQLite has one writer), large enough that
+/// a backlog of thousands goes in seconds.
+const BATCH: u32 = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcConfig {
+    /// How often each instance runs a pass; `None` turns the background work off.
+    pub interval: Option<Duration>,
+    /// How long something stays unreferenced before it is collected.
+    pub grace: Duration,
+    /// How long an upload may stay idle before it expires.
+    pub upload_expiry: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            interval: Some(Duration::from_secs(600)),
+            grace: Duration::from_secs(24 * 3600),
+            upload_expiry: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GcReport {
+    pub collected: Collected,
+    /// Blob-store objects deleted, and those that failed (retried next pass).
+    pub objects_deleted: u64,
+    pub objects_failed: u64,
+    pub duration: Duration,
+}
+
+pub struct Collector {
+    metadata: Arc<dyn CollectorStore>,
+    blobs: Arc<dyn BlobStore>,
+    config: GcConfig,
+    metrics: Option<Arc<Metrics>>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Collector {
+    pub fn new(
+        metadata: Arc<dyn CollectorStore>,
+        blobs: Arc<dyn BlobStore>,
+        config: GcConfig,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
+        Self {
+            metadata,
+            blobs,
+            config,
+            metrics,
+        }
+    }
+
+    /// One pass now. With `dry_run` nothing is deleted and the report says
+    /// what would be.
+    pub async fn run_pass(&self, dry_run: bool) -> Result<GcReport, MetadataError> {
+        let started = Instant::now();
+        let now = unix_now();
+        let candidates_before = now - self.config.grace.as_secs() as i64;
+        let idle_before = now - self.config.upload_expiry.as_secs() as i64;
+        let mut report = GcReport::default();
+        if dry_run {
+            report.collected = self.metadata.collect(candidates_before, idle_before, u32::MAX, true).await?;
+            report.duration = started.elapsed();
+            return Ok(report);
+        }
+        loop {
+            let round = self.metadata.collect(candidates_before, idle_before, BATCH, false).await?;
+            report.collected += round;
+            if round.reviewed == 0 {
+                break;
+            }
+        }
+        loop {
+            let garbage = self.metadata.garbage(BATCH).await?;
+            if garbage.is_empty() {
+                break;
+            }
+            let mut done = Vec::with_capacity(garbage.len());
+            for item in garbage {
+                let (id, result) = match item {
+                    Garbage::Blob { id, key } => {
+                        let result = self.blobs.delete(&key).await;
+                        (id, result)
+                    }
+                    Garbage::Upload {
+                        id,
+                        upload_id,
+                        storage_state,
+                    } => {
+                        let staged = StagedUpload {
+                            id: upload_id,
+                            storage_state,
+                        };
+                        (id, self.blobs.abort_upload(&staged).await)
+                    }
+                };
+                match result {
+                    Ok(()) => done.push(id),
+                    Err(e) => {
+                        report.objects_failed += 1;
+                        tracing::warn!(error = %e, "could not delete a collected object; retrying next pass");
+                    }
+                }
+            }
+            if done.is_empty() {
+                break;
+            }
+            report.objects_deleted += done.len() as u64;
+            self.metadata.forget_garbage(&done).await?;
+        }
+        report.duration = started.elapsed();
+        if let Some(metrics) = &self.metrics {
+            metrics.record_gc(&report);
+        }
+        Ok(report)
+    }
+
+    /// Runs a pass every `interval` until the returned task is aborted.
+    pub fn spawn(self: Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let interval = self.config.interval?;
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match self.run_pass(false).await {
+                    Ok(report) => {
+                        let c = report.collected;
+                        if c.reviewed > 0 || report.objects_deleted > 0 {
+                            tracing::info!(
+                                manifests = c.manifests,
+                                blob_links = c.blob_links,
+                                blobs = c.blobs,
+                                bytes = c.bytes,
+                                uploads = c.uploads,
+                                objects = report.objects_deleted,
+                                duration_ms = report.duration.as_millis() as u64,
+                                "garbage collection pass"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "garbage collection pass failed; retrying next interval"),
+                }
+            }
+        }))
+    }
+}
