@@ -390,8 +390,12 @@ impl Settings {
             )
         })?;
         let duration = |setting: &str, text: &str| {
-            humantime::parse_duration(text)
-                .map_err(|_| bad(setting, format!("`{text}` is not a duration such as 10m or 24h")))
+            humantime::parse_duration(text).map_err(|_| {
+                bad(
+                    setting,
+                    format!("`{text}` is not a duration such as 10m or 24h"),
+                )
+            })
         };
         let gc = crate::gc::GcConfig {
             interval: match self.gc_interval.as_str() {

@@ -86,12 +86,18 @@ impl Collector {
         let idle_before = now - self.config.upload_expiry.as_secs() as i64;
         let mut report = GcReport::default();
         if dry_run {
-            report.collected = self.metadata.collect(candidates_before, idle_before, u32::MAX, true).await?;
+            report.collected = self
+                .metadata
+                .collect(candidates_before, idle_before, u32::MAX, true)
+                .await?;
             report.duration = started.elapsed();
             return Ok(report);
         }
         loop {
-            let round = self.metadata.collect(candidates_before, idle_before, BATCH, false).await?;
+            let round = self
+                .metadata
+                .collect(candidates_before, idle_before, BATCH, false)
+                .await?;
             report.collected += round;
             if round.reviewed == 0 {
                 break;
@@ -164,7 +170,9 @@ impl Collector {
                             );
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "garbage collection pass failed; retrying next interval"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "garbage collection pass failed; retrying next interval")
+                    }
                 }
             }
         }))

@@ -392,7 +392,11 @@ async fn administer(config: Config, command: Command) -> anyhow::Result<()> {
             let collector = berth::gc::Collector::new(stores.collector.clone(), blobs, gc, None);
             let report = collector.run_pass(dry_run).await?;
             let c = report.collected;
-            let verb = if dry_run { "would collect" } else { "collected" };
+            let verb = if dry_run {
+                "would collect"
+            } else {
+                "collected"
+            };
             println!(
                 "{verb}: {} manifests, {} blob links, {} blobs ({} bytes), {} expired uploads",
                 c.manifests, c.blob_links, c.blobs, c.bytes, c.uploads

@@ -112,9 +112,17 @@ impl Metrics {
             gc_collected.clone(),
         );
         let gc_bytes = Counter::default();
-        registry.register("gc_freed_bytes", "Bytes of blobs removed by garbage collection", gc_bytes.clone());
+        registry.register(
+            "gc_freed_bytes",
+            "Bytes of blobs removed by garbage collection",
+            gc_bytes.clone(),
+        );
         let gc_passes = Counter::default();
-        registry.register("gc_passes", "Garbage collection passes run", gc_passes.clone());
+        registry.register(
+            "gc_passes",
+            "Garbage collection passes run",
+            gc_passes.clone(),
+        );
         Self {
             gc_collected,
             gc_bytes,
@@ -139,7 +147,9 @@ impl Metrics {
             ("upload", c.uploads),
             ("object", report.objects_deleted),
         ] {
-            self.gc_collected.get_or_create(&KindLabels { kind }).inc_by(count);
+            self.gc_collected
+                .get_or_create(&KindLabels { kind })
+                .inc_by(count);
         }
         self.gc_bytes.inc_by(c.bytes);
         self.gc_passes.inc();

@@ -35,8 +35,15 @@ impl std::ops::AddAssign for Collected {
 /// A blob-store object whose metadata is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Garbage {
-    Blob { id: String, key: String },
-    Upload { id: String, upload_id: String, storage_state: String },
+    Blob {
+        id: String,
+        key: String,
+    },
+    Upload {
+        id: String,
+        upload_id: String,
+        storage_state: String,
+    },
 }
 
 #[async_trait]

@@ -7,9 +7,9 @@
 //! the network or on blob storage.
 
 mod accounts;
+pub(crate) mod accounts_sql;
 mod collector;
 pub(crate) mod collector_sql;
-pub(crate) mod accounts_sql;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -42,4 +42,8 @@ impl PostgresMetadataStore {
 
 sql_metadata_store!(PostgresMetadataStore, Postgres, share = " FOR SHARE");
 sql_account_store!(PostgresMetadataStore, Postgres);
-sql_collector_store!(PostgresMetadataStore, Postgres, claim = " FOR UPDATE SKIP LOCKED");
+sql_collector_store!(
+    PostgresMetadataStore,
+    Postgres,
+    claim = " FOR UPDATE SKIP LOCKED"
+);

@@ -45,7 +45,11 @@ impl FilesystemBlobStore {
     /// `blobs/<algorithm>/<first two hex>/<hex>.<upload id>`, relative to the root.
     fn blob_key(digest: &Digest, upload_id: &str) -> String {
         let hex = digest.hex();
-        format!("blobs/{}/{}/{hex}.{upload_id}", digest.algorithm().name(), &hex[..2])
+        format!(
+            "blobs/{}/{}/{hex}.{upload_id}",
+            digest.algorithm().name(),
+            &hex[..2]
+        )
     }
 
     /// Keys come from metadata this store wrote; the check keeps a corrupt
@@ -55,7 +59,9 @@ impl FilesystemBlobStore {
             && key.split('/').all(|part| {
                 !part.is_empty()
                     && !part.starts_with('.')
-                    && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
             });
         if !safe {
             return Err(StorageError::NotFound);

@@ -8,6 +8,7 @@ mod auth;
 mod base;
 mod blobs;
 mod cli;
+mod gc;
 mod instances;
 mod manifests;
 mod real_clients;

@@ -85,7 +85,7 @@ async fn monolithic_upload_verifies_the_digest(app: TestApp) {
 
 /// Upload staging left in blob storage: files on the filesystem, staging
 /// objects on S3.
-async fn staged_files(app: &TestApp) -> usize {
+pub async fn staged_files(app: &TestApp) -> usize {
     match &app.config.storage {
         berth::config::StorageConfig::Filesystem(root) => {
             std::fs::read_dir(root.join("uploads")).unwrap().count()
