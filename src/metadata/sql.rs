@@ -318,17 +318,19 @@ macro_rules! sql_metadata_store {
             ) -> MetadataResult<String> {
                 let mut tx = self.begin_write().await?;
                 let now = unix_now();
-                sqlx::query("INSERT INTO blobs (digest, size, created_at, storage_key) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
-                    .bind(digest.as_str())
-                    .bind(size as i64)
-                    .bind(now)
-                    .bind(storage_key)
-                    .execute(&mut *tx)
-                    .await?;
-                let recorded: Option<String> = sqlx::query_scalar("SELECT storage_key FROM blobs WHERE digest = $1")
-                    .bind(digest.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
+                // An upsert that locks the row (the no-op update): a collector
+                // reviewing this blob skips it until we commit, and if it has
+                // just deleted the row, ours is inserted afresh.
+                let recorded: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO blobs (digest, size, created_at, storage_key) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING storage_key",
+                )
+                .bind(digest.as_str())
+                .bind(size as i64)
+                .bind(now)
+                .bind(storage_key)
+                .fetch_one(&mut *tx)
+                .await?;
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
                 sqlx::query(
                     "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \

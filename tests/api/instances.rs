@@ -24,6 +24,16 @@ pub struct Instance {
 
 /// Starts `count` instances sharing `database_url` and the S3 prefix.
 pub async fn start_instances(count: usize, database_url: &str, storage: &str) -> Vec<Instance> {
+    start_instances_with(count, database_url, storage, &[]).await
+}
+
+/// Like [`start_instances`], with extra environment variables.
+pub async fn start_instances_with(
+    count: usize,
+    database_url: &str,
+    storage: &str,
+    extra: &[(&str, &str)],
+) -> Vec<Instance> {
     let s3 = s3_config();
     let mut instances = Vec::new();
     for _ in 0..count {
@@ -50,6 +60,7 @@ pub async fn start_instances(count: usize, database_url: &str, storage: &str) ->
                 s3.secret_access_key.clone().unwrap(),
             )
             .env("AWS_ALLOW_HTTP", "true")
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -82,7 +93,7 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn instance_token(instance: &Instance, scopes: &[&str]) -> String {
+pub async fn admin_token(instance: &Instance, scopes: &[&str]) -> String {
     let mut query = vec![("service", "berth-instances")];
     query.extend(scopes.iter().map(|s| ("scope", *s)));
     let response = client()
@@ -107,7 +118,7 @@ async fn three_instances_on_one_database_and_bucket_act_as_one_registry() {
     let instances = start_instances(3, &database.url, &storage).await;
     let (first, second, third) = (&instances[0], &instances[1], &instances[2]);
     // A token from the first instance is valid on the others.
-    let token = instance_token(first, &["repository:team/app:pull,push,delete"]).await;
+    let token = admin_token(first, &["repository:team/app:pull,push,delete"]).await;
     let http = client();
     let at = |instance: &Instance, method: Method, path: &str| {
         http.request(method, format!("{}{path}", instance.base))

@@ -13,4 +13,5 @@ mod instances;
 mod manifests;
 mod real_clients;
 mod s3_storage;
+mod soak;
 mod uploads;
