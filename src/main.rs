@@ -60,6 +60,9 @@ enum Command {
     /// Manage the keys that sign registry tokens.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage tag rules.
+    #[command(subcommand)]
+    Tag(TagCommand),
     /// Collect garbage now: unreferenced manifests and blobs past the grace
     /// period, and expired uploads (running registries do this on their own).
     Gc {
@@ -143,6 +146,17 @@ enum RepoCommand {
         #[arg(value_parser = ["public", "private"])]
         visibility: String,
     },
+}
+
+#[derive(Subcommand)]
+enum TagCommand {
+    /// Forbid moving or deleting tags matching PATTERN (e.g. 'v*') in a
+    /// repository (team/app) or a namespace (team).
+    Immutable { path: String, pattern: String },
+    /// Lift an immutable-tag rule.
+    Mutable { path: String, pattern: String },
+    /// List immutable-tag rules.
+    Rules,
 }
 
 #[derive(Subcommand)]
@@ -408,6 +422,25 @@ async fn administer(config: Config, command: Command) -> anyhow::Result<()> {
                     report.objects_failed,
                     report.duration.as_secs_f64()
                 );
+            }
+        }
+        Command::Tag(TagCommand::Immutable { path, pattern }) => {
+            admin
+                .set_immutable_tags(&system, &path, &pattern, true)
+                .await
+                .map_err(admin_error)?;
+            eprintln!("tags matching `{pattern}` in `{path}` can no longer be moved or deleted");
+        }
+        Command::Tag(TagCommand::Mutable { path, pattern }) => {
+            admin
+                .set_immutable_tags(&system, &path, &pattern, false)
+                .await
+                .map_err(admin_error)?;
+            eprintln!("tags matching `{pattern}` in `{path}` are mutable again");
+        }
+        Command::Tag(TagCommand::Rules) => {
+            for (path, pattern) in admin.immutable_tags().await.map_err(admin_error)? {
+                println!("{path}\t{pattern}\timmutable");
             }
         }
         Command::Key(KeyCommand::Rotate) => {

@@ -476,6 +476,66 @@ impl Admin {
         Ok(())
     }
 
+    /// Protects tags matching `pattern` (e.g. `v*`) in a repository or
+    /// namespace from being moved or deleted, or lifts that protection.
+    pub async fn set_immutable_tags(
+        &self,
+        actor: &Actor,
+        path: &str,
+        pattern: &str,
+        immutable: bool,
+    ) -> AdminResult<()> {
+        self.require_namespace_admin(actor, path)?;
+        let valid = !pattern.is_empty()
+            && pattern.len() <= 128
+            && pattern
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-*".contains(&b));
+        if !valid {
+            return Err(AdminError::Invalid(format!(
+                "`{pattern}` is not a tag pattern: tag characters and `*`, e.g. v*"
+            )));
+        }
+        self.accounts
+            .set_immutable_tags(path, pattern, immutable)
+            .await?;
+        Ok(())
+    }
+
+    /// Immutable-tag rules as `(path, pattern)`.
+    pub async fn immutable_tags(&self) -> AdminResult<Vec<(String, String)>> {
+        Ok(self.accounts.immutable_tags().await?)
+    }
+
+    /// The repository or namespace `path` must be valid and the caller its
+    /// owner, an admin of its organization, or an administrator.
+    fn require_namespace_admin(&self, actor: &Actor, path: &str) -> AdminResult<()> {
+        if path.parse::<crate::oci::RepositoryName>().is_err() {
+            return Err(AdminError::Invalid(format!(
+                "`{path}` is not a repository or namespace name"
+            )));
+        }
+        let namespace = super::namespace_of(path);
+        let allowed = match actor {
+            Actor::System => true,
+            Actor::User(p) => {
+                p.limits.is_none()
+                    && (p.is_admin
+                        || p.name.as_deref() == Some(namespace)
+                        || p.memberships
+                            .iter()
+                            .any(|(o, r)| o == namespace && *r == Role::Admin))
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(AdminError::Forbidden(format!(
+                "only the owner of `{namespace}` or an administrator may change its rules"
+            )))
+        }
+    }
+
     /// Whether `path` is public, and the public path that makes it so.
     pub async fn visibility(&self, path: &str) -> AdminResult<Option<String>> {
         let public = self.accounts.public_paths().await?;

@@ -36,6 +36,11 @@ pub fn router() -> Router<AppState> {
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", delete(revoke_token))
         .route("/visibility/{*name}", get(visibility).put(set_visibility))
+        .route("/immutable-tags", get(list_immutable_tags))
+        .route(
+            "/immutable-tags/{*path}",
+            put(add_immutable_tags).delete(remove_immutable_tags),
+        )
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
 }
 
@@ -324,6 +329,48 @@ async fn set_visibility(
     state
         .admin
         .set_visibility(&actor, &name, visibility.public)
+        .await
+        .map_err(admin_error)?;
+    no_content()
+}
+
+#[derive(Deserialize)]
+struct PatternQuery {
+    pattern: String,
+}
+
+async fn list_immutable_tags(State(state): State<AppState>, Caller(_): Caller) -> ApiResult {
+    let rules = state.admin.immutable_tags().await.map_err(admin_error)?;
+    let rules: Vec<_> = rules
+        .into_iter()
+        .map(|(path, pattern)| json!({"path": path, "pattern": pattern}))
+        .collect();
+    Ok(Json(json!({ "immutable_tags": rules })).into_response())
+}
+
+async fn add_immutable_tags(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(path): Path<String>,
+    Query(query): Query<PatternQuery>,
+) -> ApiResult {
+    state
+        .admin
+        .set_immutable_tags(&actor, &path, &query.pattern, true)
+        .await
+        .map_err(admin_error)?;
+    no_content()
+}
+
+async fn remove_immutable_tags(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(path): Path<String>,
+    Query(query): Query<PatternQuery>,
+) -> ApiResult {
+    state
+        .admin
+        .set_immutable_tags(&actor, &path, &query.pattern, false)
         .await
         .map_err(admin_error)?;
     no_content()

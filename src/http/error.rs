@@ -134,6 +134,7 @@ impl From<RegistryError> for ApiError {
                 .detail(json!({"digest": digest.as_str()})),
             E::ManifestUnknown => ApiError::new(ErrorCode::ManifestUnknown),
             E::RepositoryUnknown => ApiError::new(ErrorCode::NameUnknown),
+            E::Denied(_) => ApiError::new(ErrorCode::Denied).message(message),
             E::InUse(_) => ApiError::new(ErrorCode::Denied)
                 .status(StatusCode::CONFLICT)
                 .message(message),

@@ -144,6 +144,17 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Makes `path` public or private. Idempotent.
     async fn set_public(&self, path: &str, public: bool) -> MetadataResult<()>;
 
+    /// Immutable-tag rules as `(path, pattern)`.
+    async fn immutable_tags(&self) -> MetadataResult<Vec<(String, String)>>;
+
+    /// Adds or removes an immutable-tag rule. Idempotent.
+    async fn set_immutable_tags(
+        &self,
+        path: &str,
+        pattern: &str,
+        immutable: bool,
+    ) -> MetadataResult<()>;
+
     /// Every signing key, oldest generation first.
     async fn signing_keys(&self) -> MetadataResult<Vec<SigningKeyRecord>>;
 

@@ -274,6 +274,35 @@ macro_rules! sql_account_store {
                 Ok(())
             }
 
+            async fn immutable_tags(&self) -> MetadataResult<Vec<(String, String)>> {
+                Ok(sqlx::query_as("SELECT path, pattern FROM immutable_tags ORDER BY path, pattern")
+                    .fetch_all(&self.read)
+                    .await?)
+            }
+
+            async fn set_immutable_tags(&self, path: &str, pattern: &str, immutable: bool) -> MetadataResult<()> {
+                let mut tx = self.begin_write().await?;
+                if immutable {
+                    sqlx::query(
+                        "INSERT INTO immutable_tags (path, pattern, created_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (path, pattern) DO NOTHING",
+                    )
+                    .bind(path)
+                    .bind(pattern)
+                    .bind(unix_now())
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    sqlx::query("DELETE FROM immutable_tags WHERE path = $1 AND pattern = $2")
+                        .bind(path)
+                        .bind(pattern)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn signing_keys(&self) -> MetadataResult<Vec<SigningKeyRecord>> {
                 let rows: Vec<(i64, String, String)> = sqlx::query_as(
                     "SELECT generation, kid, private_key_pem FROM signing_keys ORDER BY generation",

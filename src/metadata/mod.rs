@@ -89,6 +89,8 @@ pub enum PutManifestOutcome {
     Stored,
     /// A blob or child manifest it refers to is not in the repository; nothing was written.
     MissingReference(Digest),
+    /// This tag exists, points elsewhere and is immutable; nothing was written.
+    ImmutableTag(String),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -97,6 +99,8 @@ pub enum DeleteOutcome {
     NotFound,
     /// Still used by this manifest in the repository; nothing was deleted.
     ReferencedBy(Digest),
+    /// The tag (or a tag of the manifest) is immutable; nothing was deleted.
+    Immutable(String),
 }
 
 /// One page of names (tags or repositories) in lexical byte order.

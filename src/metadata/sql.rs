@@ -30,6 +30,33 @@ macro_rules! sql_metadata_store {
                 Ok(())
             }
 
+            /// The first of `tags` that an immutable-tag rule of `repository`
+            /// (or of one of its namespaces) covers.
+            async fn immutable_tag<'t>(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                repository: &str,
+                tags: impl IntoIterator<Item = &'t str>,
+            ) -> Result<Option<String>, sqlx::Error> {
+                let rules: Vec<(String, String)> = sqlx::query_as("SELECT path, pattern FROM immutable_tags")
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let applicable: Vec<&str> = rules
+                    .iter()
+                    .filter(|(path, _)| {
+                        repository == path
+                            || (repository.starts_with(path.as_str()) && repository.as_bytes().get(path.len()) == Some(&b'/'))
+                    })
+                    .map(|(_, pattern)| pattern.as_str())
+                    .collect();
+                if applicable.is_empty() {
+                    return Ok(None);
+                }
+                Ok(tags
+                    .into_iter()
+                    .find(|tag| applicable.iter().any(|p| crate::oci::pattern::glob_matches(p, tag)))
+                    .map(str::to_string))
+            }
+
             /// Queues a review of a blob link that may be unused.
             async fn enqueue_link_review(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -444,6 +471,9 @@ macro_rules! sql_metadata_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                     if let Some(previous) = previous {
+                        if let Some(tag) = Self::immutable_tag(&mut tx, repository.as_str(), [tag.as_str()]).await? {
+                            return Ok(PutManifestOutcome::ImmutableTag(tag));
+                        }
                         Self::enqueue_manifest_review(&mut tx, repository_id, &previous).await?;
                     }
                     // The WHERE skips rewriting a tag that already points here.
@@ -516,6 +546,13 @@ macro_rules! sql_metadata_store {
                 if let Some(parent) = parent {
                     return Ok(DeleteOutcome::ReferencedBy(parse_digest(parent)?));
                 }
+                let tags: Vec<String> = sqlx::query_scalar("SELECT name FROM tags WHERE manifest_id = $1 ORDER BY name")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if let Some(tag) = Self::immutable_tag(&mut tx, repository.as_str(), tags.iter().map(String::as_str)).await? {
+                    return Ok(DeleteOutcome::Immutable(tag));
+                }
                 let repository_id: i64 = sqlx::query_scalar("SELECT repository_id FROM manifests WHERE id = $1")
                     .bind(id)
                     .fetch_one(&mut *tx)
@@ -540,6 +577,9 @@ macro_rules! sql_metadata_store {
                 let Some((repository_id, digest)) = row else {
                     return Ok(DeleteOutcome::NotFound);
                 };
+                if let Some(tag) = Self::immutable_tag(&mut tx, repository.as_str(), [tag.as_str()]).await? {
+                    return Ok(DeleteOutcome::Immutable(tag));
+                }
                 sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2")
                     .bind(repository_id)
                     .bind(tag.as_str())

@@ -8,6 +8,7 @@ pub mod digest;
 pub mod error_code;
 pub mod manifest;
 pub mod name;
+pub mod pattern;
 pub mod range;
 
 pub use digest::{Algorithm, BlobHasher, Digest};

@@ -138,6 +138,9 @@ impl Registry {
             DeleteOutcome::ReferencedBy(manifest) => Err(RegistryError::InUse(format!(
                 "blob {digest} is used by manifest {manifest}; delete that manifest first"
             ))),
+            DeleteOutcome::Immutable(tag) => {
+                Err(RegistryError::Denied(format!("tag `{tag}` is immutable")))
+            }
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum RegistryError {
     RepositoryUnknown,
     #[error("{0}")]
     InUse(String),
+    /// A rule of the registry forbids it (an immutable tag).
+    #[error("{0}")]
+    Denied(String),
     #[error("metadata store: {0}")]
     Metadata(#[from] MetadataError),
     #[error("blob store: {0}")]

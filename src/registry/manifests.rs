@@ -88,6 +88,9 @@ impl Registry {
             PutManifestOutcome::MissingReference(missing) => {
                 Err(RegistryError::ManifestReferenceUnknown(missing))
             }
+            PutManifestOutcome::ImmutableTag(tag) => Err(RegistryError::Denied(format!(
+                "tag `{tag}` is immutable in {repository}: it cannot be moved to another manifest"
+            ))),
         }
     }
 
@@ -118,6 +121,9 @@ impl Registry {
             DeleteOutcome::NotFound => Err(RegistryError::ManifestUnknown),
             DeleteOutcome::ReferencedBy(index) => Err(RegistryError::InUse(format!(
                 "manifest {reference} is listed by index {index}; delete that index first"
+            ))),
+            DeleteOutcome::Immutable(tag) => Err(RegistryError::Denied(format!(
+                "tag `{tag}` is immutable in {repository}: it cannot be deleted"
             ))),
         }
     }

@@ -14,4 +14,5 @@ mod manifests;
 mod real_clients;
 mod s3_storage;
 mod soak;
+mod tag_rules;
 mod uploads;
