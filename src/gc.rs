@@ -8,7 +8,7 @@
 //! Calls `metadata` and `storage`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::metadata::{Collected, CollectorStore, Garbage, MetadataError};
 use crate::metrics::Metrics;
@@ -55,13 +55,6 @@ pub struct Collector {
     metrics: Option<Arc<Metrics>>,
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl Collector {
     pub fn new(
         metadata: Arc<dyn CollectorStore>,
@@ -81,14 +74,13 @@ impl Collector {
     /// what would be.
     pub async fn run_pass(&self, dry_run: bool) -> Result<GcReport, MetadataError> {
         let started = Instant::now();
-        let now = unix_now();
-        let candidates_before = now - self.config.grace.as_secs() as i64;
-        let idle_before = now - self.config.upload_expiry.as_secs() as i64;
+        let grace = self.config.grace.as_secs() as i64;
+        let upload_expiry = self.config.upload_expiry.as_secs() as i64;
         let mut report = GcReport::default();
         if dry_run {
             report.collected = self
                 .metadata
-                .collect(candidates_before, idle_before, u32::MAX, true)
+                .collect(grace, upload_expiry, u32::MAX, true)
                 .await?;
             report.duration = started.elapsed();
             return Ok(report);
@@ -96,7 +88,7 @@ impl Collector {
         loop {
             let round = self
                 .metadata
-                .collect(candidates_before, idle_before, BATCH, false)
+                .collect(grace, upload_expiry, BATCH, false)
                 .await?;
             report.collected += round;
             if round.reviewed == 0 {

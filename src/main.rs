@@ -63,6 +63,9 @@ enum Command {
     /// Manage tag rules.
     #[command(subcommand)]
     Tag(TagCommand),
+    /// Manage storage quotas per namespace.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Collect garbage now: unreferenced manifests and blobs past the grace
     /// period, and expired uploads (running registries do this on their own).
     Gc {
@@ -157,6 +160,16 @@ enum TagCommand {
     Mutable { path: String, pattern: String },
     /// List immutable-tag rules.
     Rules,
+}
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Limit the bytes a namespace stores (each distinct blob counted once), e.g. 10GiB.
+    Set { namespace: String, size: String },
+    /// Remove a namespace's quota.
+    Remove { namespace: String },
+    /// List quotas with their usage.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -441,6 +454,31 @@ async fn administer(config: Config, command: Command) -> anyhow::Result<()> {
         Command::Tag(TagCommand::Rules) => {
             for (path, pattern) in admin.immutable_tags().await.map_err(admin_error)? {
                 println!("{path}\t{pattern}\timmutable");
+            }
+        }
+        Command::Quota(QuotaCommand::Set { namespace, size }) => {
+            let limit = berth::auth::admin::parse_size(&size).map_err(|e| anyhow::anyhow!(e))?;
+            admin
+                .set_quota(&system, &namespace, Some(limit))
+                .await
+                .map_err(admin_error)?;
+            eprintln!("namespace `{namespace}` may store {limit} bytes");
+        }
+        Command::Quota(QuotaCommand::Remove { namespace }) => {
+            admin
+                .set_quota(&system, &namespace, None)
+                .await
+                .map_err(admin_error)?;
+            eprintln!("namespace `{namespace}` has no quota");
+        }
+        Command::Quota(QuotaCommand::List) => {
+            for quota in admin.quotas(&system).await.map_err(admin_error)? {
+                println!(
+                    "{}\t{} of {} bytes used",
+                    quota.namespace,
+                    quota.used_bytes,
+                    quota.limit_bytes.unwrap_or(0)
+                );
             }
         }
         Command::Key(KeyCommand::Rotate) => {

@@ -84,6 +84,43 @@ impl From<AccessTokenRecord> for TokenView {
     }
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaView {
+    pub namespace: String,
+    /// `None`: no quota.
+    pub limit_bytes: Option<u64>,
+    pub used_bytes: u64,
+}
+
+/// Parses a size such as `10GiB`, `500MB` or `1048576`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as 10GiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000_u64.pow(2),
+        "gb" => 1000_u64.pow(3),
+        "tb" => 1000_u64.pow(4),
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ));
+        }
+    };
+    Ok((number * factor as f64) as u64)
+}
+
 /// A new access token: shown once, never stored in the clear.
 #[derive(Debug, Clone, Serialize)]
 pub struct CreatedToken {
@@ -500,6 +537,62 @@ impl Admin {
             .set_immutable_tags(path, pattern, immutable)
             .await?;
         Ok(())
+    }
+
+    /// Sets or removes a namespace's storage quota (administrators only).
+    pub async fn set_quota(
+        &self,
+        actor: &Actor,
+        namespace: &str,
+        limit: Option<u64>,
+    ) -> AdminResult<()> {
+        Self::require_admin(actor)?;
+        check_namespace_name(namespace)?;
+        self.accounts.set_quota(namespace, limit).await?;
+        Ok(())
+    }
+
+    /// A namespace's quota and usage, for its owner, members and administrators.
+    pub async fn quota(&self, actor: &Actor, namespace: &str) -> AdminResult<QuotaView> {
+        let allowed = match actor {
+            Actor::System => true,
+            Actor::User(p) => {
+                p.is_admin
+                    || p.name.as_deref() == Some(namespace)
+                    || p.memberships.iter().any(|(o, _)| o == namespace)
+            }
+        };
+        if !allowed {
+            return Err(AdminError::Forbidden(format!(
+                "you are not a member of `{namespace}`"
+            )));
+        }
+        let limit = self
+            .accounts
+            .quotas()
+            .await?
+            .into_iter()
+            .find(|(n, _)| n == namespace)
+            .map(|(_, l)| l);
+        Ok(QuotaView {
+            namespace: namespace.to_string(),
+            limit_bytes: limit,
+            used_bytes: self.accounts.namespace_usage(namespace).await?,
+        })
+    }
+
+    /// Every quota with its usage.
+    pub async fn quotas(&self, actor: &Actor) -> AdminResult<Vec<QuotaView>> {
+        Self::require_admin(actor)?;
+        let mut views = Vec::new();
+        for (namespace, limit) in self.accounts.quotas().await? {
+            views.push(QuotaView {
+                used_bytes: self.accounts.namespace_usage(&namespace).await?,
+                namespace,
+                limit_bytes: Some(limit),
+            });
+        }
+        Ok(views)
     }
 
     /// Immutable-tag rules as `(path, pattern)`.

@@ -36,6 +36,11 @@ pub fn router() -> Router<AppState> {
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", delete(revoke_token))
         .route("/visibility/{*name}", get(visibility).put(set_visibility))
+        .route("/quotas", get(list_quotas))
+        .route(
+            "/quotas/{namespace}",
+            get(show_quota).put(set_quota).delete(remove_quota),
+        )
         .route("/immutable-tags", get(list_immutable_tags))
         .route(
             "/immutable-tags/{*path}",
@@ -371,6 +376,61 @@ async fn remove_immutable_tags(
     state
         .admin
         .set_immutable_tags(&actor, &path, &query.pattern, false)
+        .await
+        .map_err(admin_error)?;
+    no_content()
+}
+
+async fn list_quotas(State(state): State<AppState>, Caller(actor): Caller) -> ApiResult {
+    let quotas = state.admin.quotas(&actor).await.map_err(admin_error)?;
+    Ok(Json(json!({ "quotas": quotas })).into_response())
+}
+
+async fn show_quota(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(namespace): Path<String>,
+) -> ApiResult {
+    let quota = state
+        .admin
+        .quota(&actor, &namespace)
+        .await
+        .map_err(admin_error)?;
+    Ok(Json(quota).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewQuota {
+    /// A size such as `10GiB`.
+    limit: String,
+}
+
+async fn set_quota(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(namespace): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let quota: NewQuota = body(&bytes)?;
+    let limit = crate::auth::admin::parse_size(&quota.limit)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest).message(e))?;
+    state
+        .admin
+        .set_quota(&actor, &namespace, Some(limit))
+        .await
+        .map_err(admin_error)?;
+    no_content()
+}
+
+async fn remove_quota(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(namespace): Path<String>,
+) -> ApiResult {
+    state
+        .admin
+        .set_quota(&actor, &namespace, None)
         .await
         .map_err(admin_error)?;
     no_content()

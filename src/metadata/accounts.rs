@@ -144,6 +144,15 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Makes `path` public or private. Idempotent.
     async fn set_public(&self, path: &str, public: bool) -> MetadataResult<()>;
 
+    /// Quotas as `(namespace, limit in bytes)`.
+    async fn quotas(&self) -> MetadataResult<Vec<(String, u64)>>;
+
+    /// Sets (`Some`) or removes (`None`) a namespace's quota.
+    async fn set_quota(&self, namespace: &str, limit: Option<u64>) -> MetadataResult<()>;
+
+    /// Bytes stored in a namespace, each distinct blob counted once.
+    async fn namespace_usage(&self, namespace: &str) -> MetadataResult<u64>;
+
     /// Immutable-tag rules as `(path, pattern)`.
     async fn immutable_tags(&self) -> MetadataResult<Vec<(String, String)>>;
 

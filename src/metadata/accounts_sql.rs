@@ -274,6 +274,51 @@ macro_rules! sql_account_store {
                 Ok(())
             }
 
+            async fn quotas(&self) -> MetadataResult<Vec<(String, u64)>> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT namespace, limit_bytes FROM namespace_quotas ORDER BY namespace")
+                        .fetch_all(&self.read)
+                        .await?;
+                Ok(rows.into_iter().map(|(n, l)| (n, l as u64)).collect())
+            }
+
+            async fn set_quota(&self, namespace: &str, limit: Option<u64>) -> MetadataResult<()> {
+                let mut tx = self.begin_write().await?;
+                match limit {
+                    Some(limit) => {
+                        sqlx::query(
+                            "INSERT INTO namespace_quotas (namespace, limit_bytes, created_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT (namespace) DO UPDATE SET limit_bytes = excluded.limit_bytes",
+                        )
+                        .bind(namespace)
+                        .bind(limit.min(i64::MAX as u64) as i64)
+                        .bind(unix_now())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM namespace_quotas WHERE namespace = $1")
+                            .bind(namespace)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn namespace_usage(&self, namespace: &str) -> MetadataResult<u64> {
+                let used: i64 = sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE digest IN ( \
+                     SELECT rb.blob_digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+                     WHERE r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/')",
+                )
+                .bind(namespace)
+                .fetch_one(&self.read)
+                .await?;
+                Ok(used as u64)
+            }
+
             async fn immutable_tags(&self) -> MetadataResult<Vec<(String, String)>> {
                 Ok(sqlx::query_as("SELECT path, pattern FROM immutable_tags ORDER BY path, pattern")
                     .fetch_all(&self.read)

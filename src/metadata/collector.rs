@@ -48,17 +48,19 @@ pub enum Garbage {
 
 #[async_trait]
 pub trait CollectorStore: Send + Sync + 'static {
-    /// Reviews up to `limit` due items of each queue (manifests that became
-    /// candidates at or before `candidates_before`, then blob links, then
-    /// blobs) and expires up to `limit` uploads idle since `idle_before`,
-    /// in one transaction. Items locked by a concurrent writer are skipped
+    /// Reviews up to `limit` due items of each queue (manifests that have
+    /// been candidates for at least `grace` seconds, then blob links, then
+    /// blobs) and expires up to `limit` uploads idle for `upload_expiry`
+    /// seconds, in one transaction. "Now" is read at each round, so what a
+    /// round queues (a deleted index's children) is due in the next one when
+    /// the grace is zero. Items locked by a concurrent writer are skipped
     /// for a later pass. With `dry_run` the transaction is rolled back after
     /// repeating the steps until nothing more is due, so the report says
     /// what a real pass would remove, cascades included.
     async fn collect(
         &self,
-        candidates_before: i64,
-        idle_before: i64,
+        grace: i64,
+        upload_expiry: i64,
         limit: u32,
         dry_run: bool,
     ) -> MetadataResult<Collected>;

@@ -286,18 +286,12 @@ macro_rules! sql_collector_store {
 
         #[async_trait::async_trait]
         impl CollectorStore for $store {
-            async fn collect(
-                &self,
-                candidates_before: i64,
-                idle_before: i64,
-                limit: u32,
-                dry_run: bool,
-            ) -> MetadataResult<Collected> {
+            async fn collect(&self, grace: i64, upload_expiry: i64, limit: u32, dry_run: bool) -> MetadataResult<Collected> {
                 let mut tx = self.begin_write().await?;
-                let mut collected = Self::collect_round(&mut tx, candidates_before, idle_before, limit).await?;
+                let mut collected = Self::collect_round(&mut tx, unix_now() - grace, unix_now() - upload_expiry, limit).await?;
                 if dry_run {
                     loop {
-                        let round = Self::collect_round(&mut tx, candidates_before, idle_before, limit).await?;
+                        let round = Self::collect_round(&mut tx, unix_now() - grace, unix_now() - upload_expiry, limit).await?;
                         if round.reviewed == 0 {
                             break;
                         }

@@ -53,6 +53,32 @@ pub struct StoredManifest {
     pub payload: Vec<u8>,
 }
 
+/// What recording an uploaded blob did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobCommit {
+    /// Recorded; the storage key the blob is kept under (an earlier upload's
+    /// when the content was already there).
+    Recorded(String),
+    /// The namespace's quota would be exceeded; nothing was recorded.
+    QuotaExceeded(QuotaExceeded),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mounted {
+    Linked(u64),
+    /// The source repository has no such blob.
+    NotInSource,
+    QuotaExceeded(QuotaExceeded),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaExceeded {
+    pub namespace: String,
+    pub limit: u64,
+    pub used: u64,
+    pub size: u64,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolStats {
     pub connections: u32,
@@ -141,7 +167,7 @@ pub trait MetadataStore: Send + Sync + 'static {
         repository: &RepositoryName,
         from: &RepositoryName,
         digest: &Digest,
-    ) -> MetadataResult<Option<u64>>;
+    ) -> MetadataResult<Mounted>;
 
     /// Removes the link of a blob from a repository, unless a manifest of
     /// that repository still refers to it. The bytes stay in blob storage.
@@ -190,7 +216,7 @@ pub trait MetadataStore: Send + Sync + 'static {
         digest: &Digest,
         size: u64,
         storage_key: &str,
-    ) -> MetadataResult<String>;
+    ) -> MetadataResult<BlobCommit>;
 
     /// Stores a manifest (if not already there) with its edges, and points
     /// `tags` at it, after checking inside the same transaction that every

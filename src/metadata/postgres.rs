@@ -40,7 +40,12 @@ impl PostgresMetadataStore {
     }
 }
 
-sql_metadata_store!(PostgresMetadataStore, Postgres, share = " FOR SHARE");
+sql_metadata_store!(
+    PostgresMetadataStore,
+    Postgres,
+    share = " FOR SHARE",
+    lock = " FOR UPDATE"
+);
 sql_account_store!(PostgresMetadataStore, Postgres);
 sql_collector_store!(
     PostgresMetadataStore,

@@ -8,8 +8,56 @@
 macro_rules! sql_metadata_store {
     // `$share` locks rows a transaction relies on against a concurrent delete
     // (`FOR SHARE` on PostgreSQL; nothing on SQLite, whose writers are serialized).
-    ($store:ty, $db:ty, share = $share:literal) => {
+    ($store:ty, $db:ty, share = $share:literal, lock = $lock:literal) => {
         impl $store {
+            /// Whether linking a blob of `size` into `repository` would take
+            /// its namespace over its quota. Blobs already in the namespace
+            /// count once. The quota row is locked, so concurrent pushes into
+            /// one namespace are checked one after the other.
+            async fn check_quota(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                repository: &str,
+                digest: &str,
+                size: u64,
+            ) -> Result<Option<QuotaExceeded>, sqlx::Error> {
+                let namespace = repository.split('/').next().unwrap_or(repository);
+                let limit: Option<i64> = sqlx::query_scalar(concat!(
+                    "SELECT limit_bytes FROM namespace_quotas WHERE namespace = $1",
+                    $lock
+                ))
+                .bind(namespace)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(limit) = limit else {
+                    return Ok(None);
+                };
+                let in_namespace = "SELECT rb.blob_digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+                                    WHERE r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/'";
+                let already: bool = sqlx::query_scalar(&format!("SELECT EXISTS ({in_namespace} AND rb.blob_digest = $2)"))
+                    .bind(namespace)
+                    .bind(digest)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                if already {
+                    return Ok(None);
+                }
+                let used: i64 = sqlx::query_scalar(&format!(
+                    "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE digest IN ({in_namespace})"
+                ))
+                .bind(namespace)
+                .fetch_one(&mut *conn)
+                .await?;
+                if used as u64 + size > limit as u64 {
+                    return Ok(Some(QuotaExceeded {
+                        namespace: namespace.to_string(),
+                        limit: limit as u64,
+                        used: used as u64,
+                        size,
+                    }));
+                }
+                Ok(None)
+            }
+
             /// Queues a review of a manifest that may just have become
             /// unreferenced (see `collector_sql.rs`); a later push or tag
             /// makes the review find it alive.
@@ -204,7 +252,7 @@ macro_rules! sql_metadata_store {
                 repository: &RepositoryName,
                 from: &RepositoryName,
                 digest: &Digest,
-            ) -> MetadataResult<Option<u64>> {
+            ) -> MetadataResult<Mounted> {
                 let mut tx = self.begin_write().await?;
                 let size: Option<i64> = sqlx::query_scalar(concat!(
                     "SELECT b.size FROM repository_blobs rb \
@@ -218,8 +266,11 @@ macro_rules! sql_metadata_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(size) = size else {
-                    return Ok(None);
+                    return Ok(Mounted::NotInSource);
                 };
+                if let Some(exceeded) = Self::check_quota(&mut tx, repository.as_str(), digest.as_str(), size as u64).await? {
+                    return Ok(Mounted::QuotaExceeded(exceeded));
+                }
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
                 Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
                 sqlx::query(
@@ -232,7 +283,7 @@ macro_rules! sql_metadata_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(Some(size as u64))
+                Ok(Mounted::Linked(size as u64))
             }
 
             async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> MetadataResult<DeleteOutcome> {
@@ -342,9 +393,12 @@ macro_rules! sql_metadata_store {
                 digest: &Digest,
                 size: u64,
                 storage_key: &str,
-            ) -> MetadataResult<String> {
+            ) -> MetadataResult<BlobCommit> {
                 let mut tx = self.begin_write().await?;
                 let now = unix_now();
+                if let Some(exceeded) = Self::check_quota(&mut tx, repository.as_str(), digest.as_str(), size).await? {
+                    return Ok(BlobCommit::QuotaExceeded(exceeded));
+                }
                 // An upsert that locks the row (the no-op update): a collector
                 // reviewing this blob skips it until we commit, and if it has
                 // just deleted the row, ours is inserted afresh.
@@ -374,7 +428,7 @@ macro_rules! sql_metadata_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(recorded.unwrap_or_else(|| storage_key.to_string()))
+                Ok(BlobCommit::Recorded(recorded.unwrap_or_else(|| storage_key.to_string())))
             }
 
             async fn put_manifest(

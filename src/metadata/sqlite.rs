@@ -63,6 +63,6 @@ impl SqliteMetadataStore {
     }
 }
 
-sql_metadata_store!(SqliteMetadataStore, Sqlite, share = "");
+sql_metadata_store!(SqliteMetadataStore, Sqlite, share = "", lock = "");
 sql_account_store!(SqliteMetadataStore, Sqlite);
 sql_collector_store!(SqliteMetadataStore, Sqlite, claim = "");

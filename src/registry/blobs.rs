@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{Registry, RegistryError, RegistryResult};
-use crate::metadata::{DeleteOutcome, LinkedBlob};
+use crate::metadata::{DeleteOutcome, LinkedBlob, Mounted};
 use crate::oci::range::{ByteRange, RangeRequest, parse_download_range};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::{ByteStream, StorageError};
@@ -118,11 +118,14 @@ impl Registry {
         digest: &Digest,
         from: &RepositoryName,
     ) -> RegistryResult<Option<BlobStat>> {
-        let size = self.metadata.mount_blob(repository, from, digest).await?;
-        Ok(size.map(|size| BlobStat {
-            digest: digest.clone(),
-            size,
-        }))
+        match self.metadata.mount_blob(repository, from, digest).await? {
+            Mounted::Linked(size) => Ok(Some(BlobStat {
+                digest: digest.clone(),
+                size,
+            })),
+            Mounted::NotInSource => Ok(None),
+            Mounted::QuotaExceeded(exceeded) => Err(super::uploads::quota_error(&exceeded)),
+        }
     }
 
     /// Unlinks a blob from a repository. Refused while a manifest of the

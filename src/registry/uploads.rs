@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use futures_util::StreamExt;
 
 use super::{BlobStat, Registry, RegistryError, RegistryResult};
-use crate::metadata::UploadSession;
+use crate::metadata::{BlobCommit, QuotaExceeded, UploadSession};
 use crate::oci::range::ByteRange;
 use crate::oci::{Algorithm, BlobHasher, Digest, RepositoryName};
 use crate::storage::{AppendError, ByteStream, StagedUpload, StorageError};
@@ -279,10 +279,21 @@ impl Registry {
         digest: &Digest,
         key: String,
     ) -> RegistryResult<BlobStat> {
-        let recorded = self
+        let recorded = match self
             .metadata
             .commit_blob(repository, &session.id, digest, session.received, &key)
-            .await?;
+            .await?
+        {
+            BlobCommit::Recorded(recorded) => recorded,
+            BlobCommit::QuotaExceeded(exceeded) => {
+                // Nothing refers to our copy: it goes with the session.
+                if let Err(e) = self.blobs.delete(&key).await {
+                    tracing::warn!(%digest, key, error = %e, "could not remove a blob refused by a quota");
+                }
+                self.discard(repository, session).await;
+                return Err(quota_error(&exceeded));
+            }
+        };
         if recorded != key
             && let Err(e) = self.blobs.delete(&key).await
         {
@@ -362,4 +373,12 @@ impl Registry {
         }
         Ok(hasher.finish())
     }
+}
+
+/// The refusal a client sees when a push would exceed its namespace's quota.
+pub(super) fn quota_error(exceeded: &QuotaExceeded) -> RegistryError {
+    RegistryError::Denied(format!(
+        "the storage quota of namespace `{}` ({} bytes) would be exceeded: {} bytes used, this blob is {} bytes",
+        exceeded.namespace, exceeded.limit, exceeded.used, exceeded.size
+    ))
 }

@@ -11,6 +11,7 @@ mod cli;
 mod gc;
 mod instances;
 mod manifests;
+mod quotas;
 mod real_clients;
 mod s3_storage;
 mod soak;
