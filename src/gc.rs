@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::metadata::{Collected, CollectorStore, Garbage, MetadataError};
+use crate::metadata::{AccountStore, Collected, CollectorStore, Garbage, MetadataError};
 use crate::metrics::Metrics;
 use crate::storage::{BlobStore, StagedUpload};
 
@@ -39,8 +39,11 @@ impl Default for GcConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct GcReport {
+    /// Tags retention policies removed (or, in a dry run, would remove), as
+    /// `(repository, tag)`.
+    pub expired_tags: Vec<(String, String)>,
     pub collected: Collected,
     /// Blob-store objects deleted, and those that failed (retried next pass).
     pub objects_deleted: u64,
@@ -50,6 +53,7 @@ pub struct GcReport {
 
 pub struct Collector {
     metadata: Arc<dyn CollectorStore>,
+    accounts: Arc<dyn AccountStore>,
     blobs: Arc<dyn BlobStore>,
     config: GcConfig,
     metrics: Option<Arc<Metrics>>,
@@ -58,12 +62,14 @@ pub struct Collector {
 impl Collector {
     pub fn new(
         metadata: Arc<dyn CollectorStore>,
+        accounts: Arc<dyn AccountStore>,
         blobs: Arc<dyn BlobStore>,
         config: GcConfig,
         metrics: Option<Arc<Metrics>>,
     ) -> Self {
         Self {
             metadata,
+            accounts,
             blobs,
             config,
             metrics,
@@ -76,7 +82,10 @@ impl Collector {
         let started = Instant::now();
         let grace = self.config.grace.as_secs() as i64;
         let upload_expiry = self.config.upload_expiry.as_secs() as i64;
-        let mut report = GcReport::default();
+        let mut report = GcReport {
+            expired_tags: self.apply_retention(dry_run).await?,
+            ..GcReport::default()
+        };
         if dry_run {
             report.collected = self
                 .metadata
@@ -140,6 +149,50 @@ impl Collector {
         Ok(report)
     }
 
+    /// Untags what retention policies let go (the queues then collect what
+    /// those tags held); in a dry run only lists it. A repository covered by
+    /// several policies follows the most specific (longest path).
+    async fn apply_retention(&self, dry_run: bool) -> Result<Vec<(String, String)>, MetadataError> {
+        let mut policies = self.accounts.retention_policies().await?;
+        if policies.is_empty() {
+            return Ok(Vec::new());
+        }
+        policies.sort_by_key(|p| std::cmp::Reverse(p.path.len()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut by_repository: std::collections::BTreeMap<String, Vec<(String, i64)>> =
+            Default::default();
+        for policy in &policies {
+            for (repository, tag, pushed_at) in self.metadata.tags_under(&policy.path).await? {
+                by_repository
+                    .entry(repository)
+                    .or_default()
+                    .push((tag, pushed_at));
+            }
+        }
+        let mut expired = Vec::new();
+        for (repository, mut tags) in by_repository {
+            tags.sort();
+            tags.dedup();
+            let Some(policy) = policies.iter().find(|p| p.applies_to(&repository)) else {
+                continue;
+            };
+            for (tag, pushed_at) in policy.expired(&tags, now) {
+                if dry_run
+                    || self
+                        .metadata
+                        .untag_if_unchanged(&repository, tag, *pushed_at)
+                        .await?
+                {
+                    expired.push((repository.clone(), tag.clone()));
+                }
+            }
+        }
+        Ok(expired)
+    }
+
     /// Runs a pass every `interval` until the returned task is aborted.
     pub fn spawn(self: Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         let interval = self.config.interval?;
@@ -149,8 +202,12 @@ impl Collector {
                 match self.run_pass(false).await {
                     Ok(report) => {
                         let c = report.collected;
-                        if c.reviewed > 0 || report.objects_deleted > 0 {
+                        if c.reviewed > 0
+                            || report.objects_deleted > 0
+                            || !report.expired_tags.is_empty()
+                        {
                             tracing::info!(
+                                expired_tags = report.expired_tags.len(),
                                 manifests = c.manifests,
                                 blob_links = c.blob_links,
                                 blobs = c.blobs,

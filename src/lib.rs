@@ -11,5 +11,6 @@ pub mod metadata;
 pub mod metrics;
 pub mod oci;
 pub mod registry;
+pub mod retention;
 pub mod server;
 pub mod storage;

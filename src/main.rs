@@ -66,6 +66,9 @@ enum Command {
     /// Manage storage quotas per namespace.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Manage retention policies (applied by every garbage-collection pass).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Collect garbage now: unreferenced manifests and blobs past the grace
     /// period, and expired uploads (running registries do this on their own).
     Gc {
@@ -169,6 +172,26 @@ enum QuotaCommand {
     /// Remove a namespace's quota.
     Remove { namespace: String },
     /// List quotas with their usage.
+    List,
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Keep the newest N tags and/or tags pushed within D days in a
+    /// repository (team/app) or namespace (team); untag the rest.
+    Set {
+        path: String,
+        #[arg(long)]
+        keep_last: Option<u64>,
+        #[arg(long)]
+        keep_days: Option<u64>,
+        /// Tags matching this pattern are always kept (repeatable), e.g. 'v*'.
+        #[arg(long)]
+        exclude: Vec<String>,
+    },
+    /// Remove a policy.
+    Remove { path: String },
+    /// List policies.
     List,
 }
 
@@ -416,9 +439,19 @@ async fn administer(config: Config, command: Command) -> anyhow::Result<()> {
                     .map_err(|_| anyhow::anyhow!("`{text}` is not a duration such as 0s or 24h"))?;
             }
             let blobs = berth::server::open_blob_store(&config).await?;
-            let collector = berth::gc::Collector::new(stores.collector.clone(), blobs, gc, None);
+            let collector = berth::gc::Collector::new(
+                stores.collector.clone(),
+                stores.accounts.clone(),
+                blobs,
+                gc,
+                None,
+            );
             let report = collector.run_pass(dry_run).await?;
             let c = report.collected;
+            for (repository, tag) in &report.expired_tags {
+                let done = if dry_run { "would untag" } else { "untagged" };
+                println!("{done} {repository}:{tag} (retention)");
+            }
             let verb = if dry_run {
                 "would collect"
             } else {
@@ -478,6 +511,44 @@ async fn administer(config: Config, command: Command) -> anyhow::Result<()> {
                     quota.namespace,
                     quota.used_bytes,
                     quota.limit_bytes.unwrap_or(0)
+                );
+            }
+        }
+        Command::Retention(RetentionCommand::Set {
+            path,
+            keep_last,
+            keep_days,
+            exclude,
+        }) => {
+            let policy = berth::retention::RetentionPolicy {
+                path: path.clone(),
+                keep_last,
+                keep_days,
+                exclude,
+            };
+            admin
+                .set_retention(&system, &policy)
+                .await
+                .map_err(admin_error)?;
+            eprintln!(
+                "retention policy of `{path}` set; `berth gc --dry-run` lists what it would untag"
+            );
+        }
+        Command::Retention(RetentionCommand::Remove { path }) => {
+            admin
+                .remove_retention(&system, &path)
+                .await
+                .map_err(admin_error)?;
+            eprintln!("`{path}` has no retention policy");
+        }
+        Command::Retention(RetentionCommand::List) => {
+            for policy in admin.retention_policies().await.map_err(admin_error)? {
+                println!(
+                    "{}\tkeep_last={}\tkeep_days={}\texclude={}",
+                    policy.path,
+                    policy.keep_last.map_or("-".into(), |n| n.to_string()),
+                    policy.keep_days.map_or("-".into(), |n| n.to_string()),
+                    policy.exclude.join(",")
                 );
             }
         }

@@ -146,6 +146,7 @@ impl Metrics {
             ("blob", c.blobs),
             ("upload", c.uploads),
             ("object", report.objects_deleted),
+            ("tag", report.expired_tags.len() as u64),
         ] {
             self.gc_collected
                 .get_or_create(&KindLabels { kind })

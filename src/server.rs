@@ -84,6 +84,7 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
     let metadata = stores.registry.clone();
     let collector = Arc::new(Collector::new(
         stores.collector.clone(),
+        stores.accounts.clone(),
         blobs.clone(),
         config.gc,
         Some(metrics.clone()),

@@ -595,6 +595,48 @@ impl Admin {
         Ok(views)
     }
 
+    /// Sets or replaces the retention policy of a repository or namespace.
+    pub async fn set_retention(
+        &self,
+        actor: &Actor,
+        policy: &crate::retention::RetentionPolicy,
+    ) -> AdminResult<()> {
+        self.require_namespace_admin(actor, &policy.path)?;
+        if policy.keep_last.is_none() && policy.keep_days.is_none() {
+            return Err(AdminError::Invalid(
+                "give keep_last, keep_days or both".into(),
+            ));
+        }
+        for pattern in &policy.exclude {
+            let valid = !pattern.is_empty()
+                && pattern
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-*".contains(&b));
+            if !valid {
+                return Err(AdminError::Invalid(format!(
+                    "`{pattern}` is not a tag pattern"
+                )));
+            }
+        }
+        self.accounts.set_retention_policy(policy).await?;
+        Ok(())
+    }
+
+    pub async fn remove_retention(&self, actor: &Actor, path: &str) -> AdminResult<()> {
+        self.require_namespace_admin(actor, path)?;
+        if self.accounts.remove_retention_policy(path).await? {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound(format!(
+                "`{path}` has no retention policy"
+            )))
+        }
+    }
+
+    pub async fn retention_policies(&self) -> AdminResult<Vec<crate::retention::RetentionPolicy>> {
+        Ok(self.accounts.retention_policies().await?)
+    }
+
     /// Immutable-tag rules as `(path, pattern)`.
     pub async fn immutable_tags(&self) -> AdminResult<Vec<(String, String)>> {
         Ok(self.accounts.immutable_tags().await?)

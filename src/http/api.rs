@@ -36,6 +36,11 @@ pub fn router() -> Router<AppState> {
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", delete(revoke_token))
         .route("/visibility/{*name}", get(visibility).put(set_visibility))
+        .route("/retention", get(list_retention))
+        .route(
+            "/retention/{*path}",
+            put(set_retention).delete(remove_retention),
+        )
         .route("/quotas", get(list_quotas))
         .route(
             "/quotas/{namespace}",
@@ -431,6 +436,58 @@ async fn remove_quota(
     state
         .admin
         .set_quota(&actor, &namespace, None)
+        .await
+        .map_err(admin_error)?;
+    no_content()
+}
+
+async fn list_retention(State(state): State<AppState>, Caller(_): Caller) -> ApiResult {
+    let policies = state
+        .admin
+        .retention_policies()
+        .await
+        .map_err(admin_error)?;
+    Ok(Json(json!({ "retention": policies })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRetention {
+    keep_last: Option<u64>,
+    keep_days: Option<u64>,
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+async fn set_retention(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(path): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let new: NewRetention = body(&bytes)?;
+    let policy = crate::retention::RetentionPolicy {
+        path,
+        keep_last: new.keep_last,
+        keep_days: new.keep_days,
+        exclude: new.exclude,
+    };
+    state
+        .admin
+        .set_retention(&actor, &policy)
+        .await
+        .map_err(admin_error)?;
+    no_content()
+}
+
+async fn remove_retention(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(path): Path<String>,
+) -> ApiResult {
+    state
+        .admin
+        .remove_retention(&actor, &path)
         .await
         .map_err(admin_error)?;
     no_content()

@@ -144,6 +144,18 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Makes `path` public or private. Idempotent.
     async fn set_public(&self, path: &str, public: bool) -> MetadataResult<()>;
 
+    /// Every retention policy.
+    async fn retention_policies(&self) -> MetadataResult<Vec<crate::retention::RetentionPolicy>>;
+
+    /// Sets or replaces the policy of `policy.path`.
+    async fn set_retention_policy(
+        &self,
+        policy: &crate::retention::RetentionPolicy,
+    ) -> MetadataResult<()>;
+
+    /// False when `path` had no policy.
+    async fn remove_retention_policy(&self, path: &str) -> MetadataResult<bool>;
+
     /// Quotas as `(namespace, limit in bytes)`.
     async fn quotas(&self) -> MetadataResult<Vec<(String, u64)>>;
 

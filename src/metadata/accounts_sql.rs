@@ -274,6 +274,51 @@ macro_rules! sql_account_store {
                 Ok(())
             }
 
+            async fn retention_policies(&self) -> MetadataResult<Vec<crate::retention::RetentionPolicy>> {
+                let rows: Vec<(String, Option<i64>, Option<i64>, String)> = sqlx::query_as(
+                    "SELECT path, keep_last, keep_days, exclude FROM retention_policies ORDER BY path",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(path, keep_last, keep_days, exclude)| crate::retention::RetentionPolicy {
+                        path,
+                        keep_last: keep_last.map(|n| n as u64),
+                        keep_days: keep_days.map(|n| n as u64),
+                        exclude: exclude.split_whitespace().map(str::to_string).collect(),
+                    })
+                    .collect())
+            }
+
+            async fn set_retention_policy(&self, policy: &crate::retention::RetentionPolicy) -> MetadataResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO retention_policies (path, keep_last, keep_days, exclude, created_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (path) DO UPDATE SET keep_last = excluded.keep_last, keep_days = excluded.keep_days, \
+                     exclude = excluded.exclude",
+                )
+                .bind(&policy.path)
+                .bind(policy.keep_last.map(|n| n as i64))
+                .bind(policy.keep_days.map(|n| n as i64))
+                .bind(policy.exclude.join(" "))
+                .bind(unix_now())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn remove_retention_policy(&self, path: &str) -> MetadataResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let deleted = sqlx::query("DELETE FROM retention_policies WHERE path = $1")
+                    .bind(path)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(deleted.rows_affected() == 1)
+            }
+
             async fn quotas(&self) -> MetadataResult<Vec<(String, u64)>> {
                 let rows: Vec<(String, i64)> =
                     sqlx::query_as("SELECT namespace, limit_bytes FROM namespace_quotas ORDER BY namespace")

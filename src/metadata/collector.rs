@@ -65,6 +65,20 @@ pub trait CollectorStore: Send + Sync + 'static {
         dry_run: bool,
     ) -> MetadataResult<Collected>;
 
+    /// Tags of every repository that is `path` or lies under it, as
+    /// `(repository, tag, pushed_at)`.
+    async fn tags_under(&self, path: &str) -> MetadataResult<Vec<(String, String, i64)>>;
+
+    /// Removes a tag if it still points where it did at `pushed_at` (a tag
+    /// pushed again meanwhile stays) and no immutable-tag rule covers it;
+    /// queues its manifest for review. True when removed.
+    async fn untag_if_unchanged(
+        &self,
+        repository: &str,
+        tag: &str,
+        pushed_at: i64,
+    ) -> MetadataResult<bool>;
+
     /// Blob-store objects to delete, oldest first.
     async fn garbage(&self, limit: u32) -> MetadataResult<Vec<Garbage>>;
 

@@ -304,6 +304,44 @@ macro_rules! sql_collector_store {
                 Ok(collected)
             }
 
+            async fn tags_under(&self, path: &str) -> MetadataResult<Vec<(String, String, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT r.name, t.name, t.updated_at FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                     WHERE r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/' ORDER BY r.name, t.name",
+                )
+                .bind(path)
+                .fetch_all(&self.read)
+                .await?)
+            }
+
+            async fn untag_if_unchanged(&self, repository: &str, tag: &str, pushed_at: i64) -> MetadataResult<bool> {
+                let mut tx = self.begin_write().await?;
+                if Self::immutable_tag(&mut tx, repository, [tag]).await?.is_some() {
+                    return Ok(false);
+                }
+                let row: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT t.repository_id, m.digest FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                     JOIN manifests m ON m.id = t.manifest_id WHERE r.name = $1 AND t.name = $2 AND t.updated_at = $3",
+                )
+                .bind(repository)
+                .bind(tag)
+                .bind(pushed_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((repository_id, digest)) = row else {
+                    return Ok(false);
+                };
+                sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2 AND updated_at = $3")
+                    .bind(repository_id)
+                    .bind(tag)
+                    .bind(pushed_at)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::enqueue_manifest_review(&mut tx, repository_id, &digest).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
             async fn garbage(&self, limit: u32) -> MetadataResult<Vec<Garbage>> {
                 let rows: Vec<(String, String, String, String)> = sqlx::query_as(
                     "SELECT id, kind, storage_key, storage_state FROM storage_garbage ORDER BY created_at LIMIT $1",

@@ -31,10 +31,16 @@ async fn collect_with(app: &TestApp, config: GcConfig, dry_run: bool) -> GcRepor
         .await
         .unwrap();
     let blobs = berth::server::open_blob_store(&app.config).await.unwrap();
-    Collector::new(stores.collector.clone(), blobs, config, None)
-        .run_pass(dry_run)
-        .await
-        .unwrap()
+    Collector::new(
+        stores.collector.clone(),
+        stores.accounts.clone(),
+        blobs,
+        config,
+        None,
+    )
+    .run_pass(dry_run)
+    .await
+    .unwrap()
 }
 
 /// Blob objects in storage (committed blobs only, not staging).

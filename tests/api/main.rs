@@ -13,6 +13,7 @@ mod instances;
 mod manifests;
 mod quotas;
 mod real_clients;
+mod retention;
 mod s3_storage;
 mod soak;
 mod tag_rules;
