@@ -1,0 +1,570 @@
+//! `cargo bench --bench registry`: Berth against the reference registry
+//! (Debian's `docker-registry`, when installed) on this machine, driven by
+//! the same client in the same run. Prints each figure for both and their
+//! ratio. Berth runs as users run it: authentication on, a token per client.
+//!
+//! Sizes can be lowered for a quick look: `BERTH_BENCH_LARGE_MIB=128
+//! BERTH_BENCH_HUGE_MIB=0 cargo bench --bench registry`.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const ADMIN_PASSWORD: &str = "bench-admin-password";
+const CHUNK: usize = 16 * 1024 * 1024;
+const MEASURE: Duration = Duration::from_secs(3);
+/// What `docker push` sends; the reference registry checks layer types of OCI manifests.
+const MANIFEST_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// A server under test.
+struct Target {
+    name: &'static str,
+    base: String,
+    token: Option<String>,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Target {
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let request = http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Peak resident memory of the server process so far, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let pid = self.child.id().expect("server runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+async fn wait_ready(base: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http.get(format!("{base}/v2/")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base} did not come up");
+}
+
+async fn start_berth() -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("BERTH_LISTEN", "127.0.0.1:0")
+        .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("BERTH_TOKEN_LIFETIME", "1h")
+        .env("BERTH_GC_INTERVAL", "off")
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("berth starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // With RUST_LOG=warn the address line is not logged; find the port via the listener instead.
+    let address = loop {
+        if let Some(address) = listening_address(child.id().unwrap()) {
+            break address;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = format!("http://{address}");
+    wait_ready(&base).await;
+    let scopes = [
+        "repository:bench/large:pull,push",
+        "repository:bench/chunked:pull,push",
+        "repository:bench/huge:pull,push",
+        "repository:bench/small:pull,push",
+        "repository:bench/tags:pull,push",
+    ];
+    let mut query: Vec<(&str, &str)> = vec![("service", "berth")];
+    query.extend(scopes.iter().map(|s| ("scope", *s)));
+    let token: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/token"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .query(&query)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Target {
+        name: "berth",
+        base,
+        token: Some(token["token"].as_str().unwrap().to_string()),
+        child,
+        _dir: dir,
+    }
+}
+
+/// The TCP port a process listens on, from /proc.
+fn listening_address(pid: u32) -> Option<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            l.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_string)
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // State 0A is LISTEN.
+        if fields.get(3) == Some(&"0A") && inodes.iter().any(|i| Some(&i.as_str()) == fields.get(9))
+        {
+            let port = u16::from_str_radix(fields[1].split(':').nth(1)?, 16).ok()?;
+            Some(format!("127.0.0.1:{port}"))
+        } else {
+            None
+        }
+    })
+}
+
+async fn start_reference() -> Option<Target> {
+    let binary = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(dir.path().join("config.yml"), config).unwrap();
+    let child = Command::new(binary)
+        .arg("serve")
+        .arg(dir.path().join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    Some(Target {
+        name: "reference",
+        base,
+        token: None,
+        child,
+        _dir: dir,
+    })
+}
+
+fn random_bytes(len: usize, seed: u64) -> Bytes {
+    // xorshift: fast, incompressible enough, reproducible.
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+fn location(target: &Target, response: &reqwest::Response) -> String {
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    location
+        .strip_prefix(&target.base)
+        .unwrap_or(&location)
+        .to_string()
+}
+
+async fn push_monolithic(target: &Target, http: &reqwest::Client, repo: &str, blob: &Bytes) -> f64 {
+    let digest = sha256(blob);
+    let started = Instant::now();
+    // Two requests (POST, then PUT with the body), as the reference registry
+    // does not take a body on POST; the same for both.
+    let post = target
+        .request(
+            http,
+            reqwest::Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 202, "{}", target.name);
+    let location = location(target, &post);
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = target
+        .request(
+            http,
+            reqwest::Method::PUT,
+            &format!("{location}{separator}digest={digest}"),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "{}", target.name);
+    blob.len() as f64 / 1048576.0 / started.elapsed().as_secs_f64()
+}
+
+async fn push_chunked(target: &Target, http: &reqwest::Client, repo: &str, blob: &Bytes) -> f64 {
+    let digest = sha256(blob);
+    let started = Instant::now();
+    let post = target
+        .request(
+            http,
+            reqwest::Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut location = location(target, &post);
+    let mut offset = 0;
+    while offset < blob.len() {
+        let end = (offset + CHUNK).min(blob.len());
+        let patch = target
+            .request(http, reqwest::Method::PATCH, &location)
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{offset}-{}", end - 1))
+            .body(blob.slice(offset..end))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patch.status(), 202, "{}", target.name);
+        location = self::location(target, &patch);
+        offset = end;
+    }
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = target
+        .request(
+            http,
+            reqwest::Method::PUT,
+            &format!("{location}{separator}digest={digest}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "{}", target.name);
+    blob.len() as f64 / 1048576.0 / started.elapsed().as_secs_f64()
+}
+
+async fn pull(target: &Target, http: &reqwest::Client, repo: &str, digest: &str) -> f64 {
+    use futures_util::StreamExt;
+    let started = Instant::now();
+    let response = target
+        .request(
+            http,
+            reqwest::Method::GET,
+            &format!("/v2/{repo}/blobs/{digest}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", target.name);
+    let mut stream = response.bytes_stream();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        total += chunk.unwrap().len();
+    }
+    total as f64 / 1048576.0 / started.elapsed().as_secs_f64()
+}
+
+fn image(seed: usize) -> (Bytes, Bytes, String) {
+    let config = Bytes::from(format!(
+        r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#
+    ));
+    let layer = random_bytes(2048, seed as u64 + 7);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": sha256(&layer), "size": layer.len()}],
+    })
+    .to_string();
+    (config, layer, manifest)
+}
+
+async fn push_image(target: &Target, http: &reqwest::Client, repo: &str, tag: &str, seed: usize) {
+    let (config, layer, manifest) = image(seed);
+    for blob in [&config, &layer] {
+        push_monolithic(target, http, repo, blob).await;
+    }
+    let put = target
+        .request(
+            http,
+            reqwest::Method::PUT,
+            &format!("/v2/{repo}/manifests/{tag}"),
+        )
+        .header("content-type", MANIFEST_TYPE)
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    let status = put.status();
+    assert_eq!(
+        status,
+        201,
+        "{}: {}",
+        target.name,
+        put.text().await.unwrap_or_default()
+    );
+}
+
+async fn small_images_per_second(target: &Arc<Target>, count: usize) -> f64 {
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (target, next) = (target.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if n >= count {
+                    return;
+                }
+                push_image(&target, &http, "bench/small", &format!("t{n}"), n + 1000).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Requests per second from 32 concurrent connections during [`MEASURE`].
+async fn rate(target: &Arc<Target>, method: reqwest::Method, path: String) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + MEASURE;
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (target, done, method, path) =
+            (target.clone(), done.clone(), method.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            while Instant::now() < deadline {
+                // What clients send; without it the reference falls back to schema 1.
+                let response = target
+                    .request(&http, method.clone(), &path)
+                    .header("accept", MANIFEST_TYPE)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    response.status().is_success(),
+                    "{} {path}: {}",
+                    target.name,
+                    response.status()
+                );
+                response.bytes().await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / MEASURE.as_secs_f64()
+}
+
+struct Row {
+    name: String,
+    unit: &'static str,
+    berth: f64,
+    reference: Option<f64>,
+    /// True when smaller is better.
+    lower_is_better: bool,
+}
+
+async fn run(
+    target: Arc<Target>,
+    large: &Bytes,
+    huge_mib: usize,
+) -> Vec<(String, &'static str, f64, bool)> {
+    let http = reqwest::Client::new();
+    let mut rows = Vec::new();
+    let mut chunked = large.to_vec();
+    chunked[0] ^= 0xff;
+    let chunked = Bytes::from(chunked);
+    let mib = large.len() / 1048576;
+    rows.push((
+        format!("push {mib} MiB, monolithic"),
+        "MiB/s",
+        push_monolithic(&target, &http, "bench/large", large).await,
+        false,
+    ));
+    rows.push((
+        format!("push {mib} MiB, 16 MiB chunks"),
+        "MiB/s",
+        push_chunked(&target, &http, "bench/chunked", &chunked).await,
+        false,
+    ));
+    rows.push((
+        format!("pull {mib} MiB"),
+        "MiB/s",
+        pull(&target, &http, "bench/large", &sha256(large)).await,
+        false,
+    ));
+    rows.push((
+        "small images pushed, 16 clients".into(),
+        "images/s",
+        small_images_per_second(&target, 400).await,
+        false,
+    ));
+    let (config, _, _) = image(1000);
+    rows.push((
+        "blob HEAD, 32 connections".into(),
+        "req/s",
+        rate(
+            &target,
+            reqwest::Method::HEAD,
+            format!("/v2/bench/small/blobs/{}", sha256(&config)),
+        )
+        .await,
+        false,
+    ));
+    rows.push((
+        "manifest GET by tag, 32 connections".into(),
+        "req/s",
+        rate(
+            &target,
+            reqwest::Method::GET,
+            "/v2/bench/small/manifests/t0".into(),
+        )
+        .await,
+        false,
+    ));
+    push_image(&target, &http, "bench/tags", "many0000", 5000).await;
+    let (_, _, manifest) = image(5000);
+    for n in 1..1000 {
+        let put = target
+            .request(
+                &http,
+                reqwest::Method::PUT,
+                &format!("/v2/bench/tags/manifests/many{n:04}"),
+            )
+            .header("content-type", MANIFEST_TYPE)
+            .body(manifest.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 201);
+    }
+    rows.push((
+        "tag list, 1,000 tags, 32 connections".into(),
+        "req/s",
+        rate(
+            &target,
+            reqwest::Method::GET,
+            "/v2/bench/tags/tags/list".into(),
+        )
+        .await,
+        false,
+    ));
+    rows.push((
+        format!("peak resident memory (up to {mib} MiB blobs)"),
+        "MiB",
+        target.peak_rss_mib(),
+        true,
+    ));
+    if huge_mib > 0 {
+        let huge = random_bytes(huge_mib * 1048576, 99 + target.name.len() as u64);
+        push_chunked(&target, &http, "bench/huge", &huge).await;
+        rows.push((
+            format!("peak resident memory after a {huge_mib} MiB push"),
+            "MiB",
+            target.peak_rss_mib(),
+            true,
+        ));
+    }
+    rows
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let large_mib = env_usize("BERTH_BENCH_LARGE_MIB", 512);
+        let huge_mib = env_usize("BERTH_BENCH_HUGE_MIB", 2048);
+        let large = random_bytes(large_mib * 1048576, 42);
+        let berth = Arc::new(start_berth().await);
+        let berth_rows = run(berth.clone(), &large, huge_mib).await;
+        drop(berth);
+        let reference_rows = match start_reference().await {
+            Some(reference) => Some(run(Arc::new(reference), &large, huge_mib).await),
+            None => {
+                eprintln!("docker-registry is not installed (apt-get install docker-registry): Berth figures only");
+                None
+            }
+        };
+        let rows: Vec<Row> = berth_rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, unit, value, lower))| Row {
+                name,
+                unit,
+                berth: value,
+                reference: reference_rows.as_ref().map(|r| r[i].2),
+                lower_is_better: lower,
+            })
+            .collect();
+        println!("\n{:<48} {:>10} {:>12} {:>12} {:>8}", "workload", "unit", "berth", "reference", "ratio");
+        for row in rows {
+            let (reference, ratio) = match row.reference {
+                Some(r) if r > 0.0 => {
+                    let ratio = if row.lower_is_better { r / row.berth } else { row.berth / r };
+                    (format!("{r:.1}"), format!("{ratio:.2}x"))
+                }
+                _ => ("-".into(), "-".into()),
+            };
+            println!("{:<48} {:>10} {:>12.1} {:>12} {:>8}", row.name, row.unit, row.berth, reference, ratio);
+        }
+        println!("\n(ratio: how many times better Berth is; for memory, reference / berth)");
+    });
+}
