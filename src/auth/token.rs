@@ -50,7 +50,14 @@ pub struct TokenIssuer {
     issuer: String,
     service: String,
     lifetime: Duration,
+    /// Tokens whose signature and claims were verified, by SHA-256 of the
+    /// token text: a client sends the same token with every request, and an
+    /// ES256 verification costs far more than the request it guards.
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
 }
+
+/// Verified tokens remembered at most; the cache is simply emptied when full.
+const VERIFIED_CACHE: usize = 10_000;
 
 fn unix(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
@@ -65,6 +72,7 @@ impl TokenIssuer {
             issuer,
             service,
             lifetime,
+            verified: Default::default(),
         }
     }
 
@@ -108,6 +116,26 @@ impl TokenIssuer {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        use sha2::Digest as _;
+        let fingerprint: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = unix(SystemTime::now());
+        if let Some(claims) = self.verified.lock().expect("token cache lock").get(&fingerprint) {
+            // The same text was verified before; only time can have changed.
+            if claims.exp + LEEWAY_SECONDS > now {
+                return Ok(claims.clone());
+            }
+            return Err(TokenError::Invalid("ExpiredSignature".into()));
+        }
+        let claims = self.verify_uncached(token).await?;
+        let mut verified = self.verified.lock().expect("token cache lock");
+        if verified.len() >= VERIFIED_CACHE {
+            verified.clear();
+        }
+        verified.insert(fingerprint, claims.clone());
+        Ok(claims)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
         let invalid = |e: jsonwebtoken::errors::Error| TokenError::Invalid(e.to_string());
         let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
         if header.alg != Algorithm::ES256 {
