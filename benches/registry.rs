@@ -525,6 +525,12 @@ async fn run(
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` builds and
+    // runs this binary too, where a multi-gigabyte benchmark has no place.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benchmark skipped: run it with `cargo bench --bench registry`");
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -119,7 +119,12 @@ impl TokenIssuer {
         use sha2::Digest as _;
         let fingerprint: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let now = unix(SystemTime::now());
-        if let Some(claims) = self.verified.lock().expect("token cache lock").get(&fingerprint) {
+        if let Some(claims) = self
+            .verified
+            .lock()
+            .expect("token cache lock")
+            .get(&fingerprint)
+        {
             // The same text was verified before; only time can have changed.
             if claims.exp + LEEWAY_SECONDS > now {
                 return Ok(claims.clone());
