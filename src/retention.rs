@@ -19,9 +19,7 @@ pub struct RetentionPolicy {
 
 impl RetentionPolicy {
     pub fn applies_to(&self, repository: &str) -> bool {
-        repository == self.path
-            || (repository.starts_with(self.path.as_str())
-                && repository.as_bytes().get(self.path.len()) == Some(&b'/'))
+        crate::oci::name::lies_within(repository, &self.path)
     }
 
     /// Of one repository's `(tag, pushed_at)` pairs, the tags this policy

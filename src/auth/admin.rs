@@ -145,6 +145,23 @@ fn check_namespace_name(name: &str) -> AdminResult<()> {
     }
 }
 
+/// A tag pattern for immutable-tag rules and retention exclusions: tag
+/// characters and `*` wildcards.
+fn check_tag_pattern(pattern: &str) -> AdminResult<()> {
+    let valid = !pattern.is_empty()
+        && pattern.len() <= 128
+        && pattern
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-*".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(format!(
+            "`{pattern}` is not a tag pattern: tag characters and `*`, e.g. v*"
+        )))
+    }
+}
+
 fn check_password(password: &str) -> AdminResult<()> {
     if password.chars().count() < MIN_PASSWORD_LENGTH {
         return Err(AdminError::Invalid(format!(
@@ -487,28 +504,7 @@ impl Admin {
 
     /// Makes a repository (`alice/app`) or a namespace (`alice`) public or private.
     pub async fn set_visibility(&self, actor: &Actor, path: &str, public: bool) -> AdminResult<()> {
-        if path.parse::<crate::oci::RepositoryName>().is_err() {
-            return Err(AdminError::Invalid(format!(
-                "`{path}` is not a repository or namespace name"
-            )));
-        }
-        let namespace = super::namespace_of(path);
-        let allowed = match actor {
-            Actor::System => true,
-            Actor::User(p) => {
-                p.limits.is_none()
-                    && (p.is_admin
-                        || p.name.as_deref() == Some(namespace)
-                        || p.memberships
-                            .iter()
-                            .any(|(o, r)| o == namespace && *r == Role::Admin))
-            }
-        };
-        if !allowed {
-            return Err(AdminError::Forbidden(format!(
-                "only the owner of `{namespace}` or an administrator may change its visibility"
-            )));
-        }
+        self.require_namespace_admin(actor, path, "its visibility")?;
         self.accounts.set_public(path, public).await?;
         Ok(())
     }
@@ -522,17 +518,8 @@ impl Admin {
         pattern: &str,
         immutable: bool,
     ) -> AdminResult<()> {
-        self.require_namespace_admin(actor, path)?;
-        let valid = !pattern.is_empty()
-            && pattern.len() <= 128
-            && pattern
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-*".contains(&b));
-        if !valid {
-            return Err(AdminError::Invalid(format!(
-                "`{pattern}` is not a tag pattern: tag characters and `*`, e.g. v*"
-            )));
-        }
+        self.require_namespace_admin(actor, path, "its rules")?;
+        check_tag_pattern(pattern)?;
         self.accounts
             .set_immutable_tags(path, pattern, immutable)
             .await?;
@@ -601,29 +588,21 @@ impl Admin {
         actor: &Actor,
         policy: &crate::retention::RetentionPolicy,
     ) -> AdminResult<()> {
-        self.require_namespace_admin(actor, &policy.path)?;
+        self.require_namespace_admin(actor, &policy.path, "its rules")?;
         if policy.keep_last.is_none() && policy.keep_days.is_none() {
             return Err(AdminError::Invalid(
                 "give keep_last, keep_days or both".into(),
             ));
         }
         for pattern in &policy.exclude {
-            let valid = !pattern.is_empty()
-                && pattern
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-*".contains(&b));
-            if !valid {
-                return Err(AdminError::Invalid(format!(
-                    "`{pattern}` is not a tag pattern"
-                )));
-            }
+            check_tag_pattern(pattern)?;
         }
         self.accounts.set_retention_policy(policy).await?;
         Ok(())
     }
 
     pub async fn remove_retention(&self, actor: &Actor, path: &str) -> AdminResult<()> {
-        self.require_namespace_admin(actor, path)?;
+        self.require_namespace_admin(actor, path, "its rules")?;
         if self.accounts.remove_retention_policy(path).await? {
             Ok(())
         } else {
@@ -643,8 +622,9 @@ impl Admin {
     }
 
     /// The repository or namespace `path` must be valid and the caller its
-    /// owner, an admin of its organization, or an administrator.
-    fn require_namespace_admin(&self, actor: &Actor, path: &str) -> AdminResult<()> {
+    /// owner, an admin of its organization, or an administrator; `what` says
+    /// what they were about to change, for the refusal.
+    fn require_namespace_admin(&self, actor: &Actor, path: &str, what: &str) -> AdminResult<()> {
         if path.parse::<crate::oci::RepositoryName>().is_err() {
             return Err(AdminError::Invalid(format!(
                 "`{path}` is not a repository or namespace name"
@@ -666,7 +646,7 @@ impl Admin {
             Ok(())
         } else {
             Err(AdminError::Forbidden(format!(
-                "only the owner of `{namespace}` or an administrator may change its rules"
+                "only the owner of `{namespace}` or an administrator may change {what}"
             )))
         }
     }

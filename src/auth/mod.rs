@@ -104,19 +104,13 @@ pub struct Principal {
     pub access_token: Option<String>,
 }
 
-/// The first path component: the namespace a repository belongs to.
-pub fn namespace_of(path: &str) -> &str {
-    path.split('/').next().unwrap_or(path)
-}
+pub use crate::oci::name::namespace_of;
 
 /// True when `repository` is, or lies under, one of the public paths.
 pub fn is_public(repository: &str, public_paths: &[String]) -> bool {
-    public_paths.iter().any(|path| {
-        repository == path
-            || (repository.len() > path.len()
-                && repository.starts_with(path.as_str())
-                && repository.as_bytes()[path.len()] == b'/')
-    })
+    public_paths
+        .iter()
+        .any(|path| crate::oci::name::lies_within(repository, path))
 }
 
 impl Principal {

@@ -151,7 +151,6 @@ async fn route_request(
     request: Request,
     subject: &mut Option<String>,
 ) -> ApiResult {
-    let state = state.clone();
     let path = request
         .uri()
         .path()
@@ -163,7 +162,7 @@ async fn route_request(
     };
     let method = request.method().clone();
     let claims = auth::authorize(
-        &state,
+        state,
         request.headers(),
         &auth::required_scopes(&route, &method),
     )
@@ -177,13 +176,13 @@ async fn route_request(
     });
     match route {
         Route::Catalog => match method {
-            Method::GET | Method::HEAD => catalog::list_repositories(&state, claims, request).await,
+            Method::GET | Method::HEAD => catalog::list_repositories(state, claims, request).await,
             _ => method_not_allowed(),
         },
         Route::Tags { name } => {
             let name = parse_name(name)?;
             match method {
-                Method::GET | Method::HEAD => catalog::list_tags(&state, &name, request).await,
+                Method::GET | Method::HEAD => catalog::list_tags(state, &name, request).await,
                 _ => method_not_allowed(),
             }
         }
@@ -191,10 +190,10 @@ async fn route_request(
             let name = parse_name(name)?;
             match method {
                 Method::GET | Method::HEAD => {
-                    manifests::get_manifest(&state, &name, reference, request).await
+                    manifests::get_manifest(state, &name, reference, request).await
                 }
-                Method::PUT => manifests::put_manifest(&state, &name, reference, request).await,
-                Method::DELETE => manifests::delete_manifest(&state, &name, reference).await,
+                Method::PUT => manifests::put_manifest(state, &name, reference, request).await,
+                Method::DELETE => manifests::delete_manifest(state, &name, reference).await,
                 _ => method_not_allowed(),
             }
         }
@@ -202,7 +201,7 @@ async fn route_request(
             let name = parse_name(name)?;
             match method {
                 Method::GET | Method::HEAD => {
-                    referrers::list_referrers(&state, &name, digest, request).await
+                    referrers::list_referrers(state, &name, digest, request).await
                 }
                 _ => method_not_allowed(),
             }
@@ -210,8 +209,8 @@ async fn route_request(
         Route::Blob { name, digest } => {
             let name = parse_name(name)?;
             match method {
-                Method::GET | Method::HEAD => blobs::get_blob(&state, &name, digest, request).await,
-                Method::DELETE => blobs::delete_blob(&state, &name, digest).await,
+                Method::GET | Method::HEAD => blobs::get_blob(state, &name, digest, request).await,
+                Method::DELETE => blobs::delete_blob(state, &name, digest).await,
                 _ => method_not_allowed(),
             }
         }
@@ -223,7 +222,7 @@ async fn route_request(
                     // becomes a normal upload, as if the blob were absent.
                     let from = headers::query_value(request.uri(), "from").unwrap_or_default();
                     let may_mount = auth::may_pull(claims.as_ref(), state.auth.is_some(), &from);
-                    uploads::start_upload(&state, &name, may_mount, request).await
+                    uploads::start_upload(state, &name, may_mount, request).await
                 }
                 _ => method_not_allowed(),
             }
@@ -231,10 +230,10 @@ async fn route_request(
         Route::Upload { name, id } => {
             let name = parse_name(name)?;
             match method {
-                Method::GET | Method::HEAD => uploads::upload_status(&state, &name, id).await,
-                Method::PATCH => uploads::append_chunk(&state, &name, id, request).await,
-                Method::PUT => uploads::finish_upload(&state, &name, id, request).await,
-                Method::DELETE => uploads::cancel_upload(&state, &name, id).await,
+                Method::GET | Method::HEAD => uploads::upload_status(state, &name, id).await,
+                Method::PATCH => uploads::append_chunk(state, &name, id, request).await,
+                Method::PUT => uploads::finish_upload(state, &name, id, request).await,
+                Method::DELETE => uploads::cancel_upload(state, &name, id).await,
                 _ => method_not_allowed(),
             }
         }

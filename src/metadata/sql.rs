@@ -20,7 +20,7 @@ macro_rules! sql_metadata_store {
                 digest: &str,
                 size: u64,
             ) -> Result<Option<QuotaExceeded>, sqlx::Error> {
-                let namespace = repository.split('/').next().unwrap_or(repository);
+                let namespace = crate::oci::name::namespace_of(repository);
                 let limit: Option<i64> = sqlx::query_scalar(concat!(
                     "SELECT limit_bytes FROM namespace_quotas WHERE namespace = $1",
                     $lock
@@ -90,10 +90,7 @@ macro_rules! sql_metadata_store {
                     .await?;
                 let applicable: Vec<&str> = rules
                     .iter()
-                    .filter(|(path, _)| {
-                        repository == path
-                            || (repository.starts_with(path.as_str()) && repository.as_bytes().get(path.len()) == Some(&b'/'))
-                    })
+                    .filter(|(path, _)| crate::oci::name::lies_within(repository, path))
                     .map(|(_, pattern)| pattern.as_str())
                     .collect();
                 if applicable.is_empty() {

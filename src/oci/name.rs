@@ -13,6 +13,19 @@ const MAX_TAG_LEN: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepositoryName(String);
 
+/// The first path component: the namespace a repository belongs to.
+pub fn namespace_of(path: &str) -> &str {
+    path.split('/').next().unwrap_or(path)
+}
+
+/// True when `repository` is `path` or lies under it (`team` covers
+/// `team/app`, not `teamx/app`): how visibility, tag rules and retention
+/// policies name what they apply to.
+pub fn lies_within(repository: &str, path: &str) -> bool {
+    repository == path
+        || (repository.starts_with(path) && repository.as_bytes().get(path.len()) == Some(&b'/'))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct NameError(pub &'static str);
@@ -155,6 +168,18 @@ impl fmt::Display for Reference {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn paths_cover_themselves_and_what_lies_below() {
+        assert!(lies_within("team", "team"));
+        assert!(lies_within("team/app", "team"));
+        assert!(lies_within("team/a/b", "team/a"));
+        assert!(!lies_within("teamx/app", "team"));
+        assert!(!lies_within("team", "team/app"));
+        assert_eq!(namespace_of("team/app"), "team");
+        assert_eq!(namespace_of("app"), "app");
+    }
+
     use super::*;
 
     #[test]

@@ -114,12 +114,18 @@ pub async fn push_image(app: &TestApp, repo: &str, tag: &str) -> String {
 
 /// Sends a request byte for byte, bypassing the client's URL normalisation
 /// (which would resolve `..` before it left), and returns the status code.
+/// Carries `app.bearer` like [`TestApp::request`].
 pub async fn raw_status(app: &TestApp, method: &str, path: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = app.base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let authorization = app
+        .bearer
+        .as_ref()
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
