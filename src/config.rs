@@ -25,6 +25,12 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// A filesystem path; default `<data_dir>/blobs`.
     pub storage: Option<String>,
+    /// Filesystem storage: flush each blob to disk before its upload is
+    /// acknowledged (the default). `false` leaves that to the kernel, as the
+    /// reference registry and zot do: faster on slow disks, and safe against
+    /// a crash of Berth, but a power loss can corrupt blobs pushed in the
+    /// last seconds.
+    pub fsync: bool,
     /// External base URL used in `Location` headers, e.g. `https://registry.example`.
     pub public_url: Option<String>,
     /// Size of the database connection pool.
@@ -74,6 +80,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             storage: None,
+            fsync: true,
             public_url: None,
             database_max_connections: 16,
             auth: "token".into(),
@@ -98,7 +105,8 @@ impl Default for Settings {
     }
 }
 
-const SETTING_NAMES: [&str; 24] = [
+const SETTING_NAMES: [&str; 25] = [
+    "fsync",
     "gc_interval",
     "gc_grace",
     "upload_expiry",
@@ -152,6 +160,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
     pub storage: StorageConfig,
+    pub fsync: bool,
     pub public_url: Option<String>,
     pub database_max_connections: u32,
     pub auth: AuthConfig,
@@ -173,6 +182,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
             .field("storage", &self.storage)
+            .field("fsync", &self.fsync)
             .field("public_url", &self.public_url)
             .field("database_max_connections", &self.database_max_connections)
             .field("auth", &self.auth)
@@ -415,6 +425,7 @@ impl Settings {
             listen,
             database_url,
             storage,
+            fsync: self.fsync,
             public_url,
             database_max_connections: self.database_max_connections,
             auth: AuthConfig {

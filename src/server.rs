@@ -35,7 +35,7 @@ struct Opened {
 pub async fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(match &config.storage {
         StorageConfig::Filesystem(path) => Arc::new(
-            FilesystemBlobStore::open(path)
+            FilesystemBlobStore::open(path, config.fsync)
                 .await
                 .with_context(|| format!("cannot open blob storage at {}", path.display()))?,
         ),

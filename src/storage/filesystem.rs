@@ -11,35 +11,61 @@
 //! the same content has just committed (the duplicate is deleted instead
 //! when its metadata finds the digest recorded).
 //! Staging files live on the same filesystem as blobs, so a commit is a
-//! `rename`, which is atomic. The store writes with `tokio::fs` rather than
-//! `object_store`'s local backend because uploads need append-at-offset and
-//! resumable staging across restarts, which that backend does not offer.
+//! `rename`, which is atomic. The store writes with its own staging writer
+//! rather than `object_store`'s local backend because uploads need
+//! append-at-offset and resumable staging across restarts, which that
+//! backend does not offer.
+//!
+//! Pushes are pipelined: the request task receives and hashes the next
+//! batch of body bytes while the blocking pool writes the previous one.
+//! With `fsync` on, the writer asks the kernel to start writing back every
+//! [`WRITEBACK_EVERY`] bytes and at the end of each request, so disk writes
+//! overlap with receiving and the flush before a commit waits only for what
+//! is still in flight instead of the whole blob.
 
-use std::io::SeekFrom;
+use std::collections::HashMap;
+use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio_util::io::ReaderStream;
+use tokio::task::JoinHandle;
 
 use super::*;
 
-/// Large reads keep pulls cheap in system calls; memory stays bounded per request.
-const READ_BUFFER: usize = 256 * 1024;
+/// Pulls read this much at a time, straight into the buffer that is sent,
+/// the next read running while the previous one is on the wire; so a pull
+/// holds about two of these.
+const READ_CHUNK: usize = 512 * 1024;
+/// Body bytes gathered into one vectored write. One batch is written while
+/// the next is received, so an upload holds about two batches in memory.
+const WRITE_BATCH: usize = 1024 * 1024;
+/// With `fsync` on, writeback of the staging file is started after this many new bytes.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 pub struct FilesystemBlobStore {
     root: PathBuf,
+    /// Flush blobs to disk before a commit is acknowledged.
+    fsync: bool,
+    staging_guards: StagingGuards,
 }
 
 impl FilesystemBlobStore {
-    /// Opens (creating if needed) a store rooted at `root`.
-    pub async fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+    /// Opens (creating if needed) a store rooted at `root`. With `fsync`, a
+    /// committed blob's bytes and name are on disk before the commit returns;
+    /// without it they are left to the kernel's writeback, which survives a
+    /// crash of Berth but not of the machine.
+    pub async fn open(root: impl Into<PathBuf>, fsync: bool) -> Result<Self, StorageError> {
         let root = root.into();
         fs::create_dir_all(root.join("blobs")).await?;
         fs::create_dir_all(root.join("uploads")).await?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            fsync,
+            staging_guards: StagingGuards::default(),
+        })
     }
 
     /// `blobs/<algorithm>/<first two hex>/<hex>.<upload id>`, relative to the root.
@@ -87,6 +113,265 @@ fn not_found_as(err: std::io::Error) -> StorageError {
     }
 }
 
+/// Which request owns an upload's staging file. A request dropped mid-push
+/// (its client went away) can leave a batch write queued on the blocking
+/// pool; every append, commit and abort first bumps the upload's epoch under
+/// this lock, so such a stale write finds a newer epoch and writes nothing
+/// instead of landing in bytes a later request wrote or committed.
+#[derive(Default)]
+struct StagingGuards(Mutex<HashMap<String, Weak<StagingGuard>>>);
+
+type StagingGuard = Mutex<u64>;
+
+impl StagingGuards {
+    fn get(&self, id: &str) -> Arc<StagingGuard> {
+        let mut guards = self.0.lock().expect("staging guard map poisoned");
+        if let Some(guard) = guards.get(id).and_then(Weak::upgrade) {
+            return guard;
+        }
+        if guards.len() >= 1024 {
+            guards.retain(|_, guard| guard.strong_count() > 0);
+        }
+        let guard = Arc::new(Mutex::new(0));
+        guards.insert(id.to_string(), Arc::downgrade(&guard));
+        guard
+    }
+
+    /// Takes the staging file away from any earlier request.
+    async fn supersede(&self, id: &str) -> Result<(), StorageError> {
+        let guard = self.get(id);
+        tokio::task::spawn_blocking(move || take_over(&guard))
+            .await
+            .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
+        Ok(())
+    }
+}
+
+/// Waits for a write in progress, then makes every queued one stale.
+fn take_over(guard: &StagingGuard) -> u64 {
+    let mut epoch = guard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    *epoch += 1;
+    *epoch
+}
+
+/// Appends one request's body to a staging file, one batch write in flight
+/// on the blocking pool at a time.
+struct StagingWriter {
+    file: Arc<std::fs::File>,
+    guard: Arc<StagingGuard>,
+    epoch: u64,
+    writeback: Option<Writeback>,
+    writing: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// With `fsync` on: the part of the staging file written since writeback
+/// was last started, and the task starting it. That task may block while
+/// the disk is busy; it runs beside the writer so receiving never waits for
+/// it, and at most one runs per request.
+struct Writeback {
+    from: u64,
+    to: u64,
+    starting: Option<JoinHandle<()>>,
+}
+
+impl Writeback {
+    fn start(&mut self, file: &Arc<std::fs::File>, force: bool) {
+        let busy = self.starting.as_ref().is_some_and(|t| !t.is_finished());
+        let due = self.to - self.from >= WRITEBACK_EVERY || (force && self.to > self.from);
+        if !due || (busy && !force) {
+            return;
+        }
+        let (file, offset, len) = (file.clone(), self.from, self.to - self.from);
+        self.starting = Some(tokio::task::spawn_blocking(move || {
+            start_writeback(&file, offset, len)
+        }));
+        self.from = self.to;
+    }
+}
+
+impl StagingWriter {
+    /// Opens staging at `offset`, discarding what an earlier failed append left beyond it.
+    async fn open(
+        path: PathBuf,
+        offset: u64,
+        guard: Arc<StagingGuard>,
+        fsync: bool,
+    ) -> Result<Self, StorageError> {
+        let (file, epoch, guard) = tokio::task::spawn_blocking(move || {
+            let epoch = take_over(&guard);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => StorageError::StagingLost {
+                        found: 0,
+                        expected: offset,
+                    },
+                    _ => StorageError::Io(e),
+                })?;
+            let found = file.metadata()?.len();
+            if found < offset {
+                return Err(StorageError::StagingLost {
+                    found,
+                    expected: offset,
+                });
+            }
+            if found > offset {
+                file.set_len(offset)?;
+            }
+            file.seek(SeekFrom::Start(offset))?;
+            Ok((file, epoch, guard))
+        })
+        .await
+        .map_err(|e| StorageError::Io(std::io::Error::other(e)))??;
+        Ok(Self {
+            file: Arc::new(file),
+            guard,
+            epoch,
+            writeback: (fsync && std::env::var("XWB").is_err()).then_some(Writeback {
+                from: offset,
+                to: offset,
+                starting: None,
+            }),
+            writing: None,
+        })
+    }
+
+    /// Queues `batch` after the previous batch has been written.
+    async fn write(&mut self, batch: Vec<Bytes>) -> Result<(), StorageError> {
+        await_io(self.writing.take()).await?;
+        if let Some(writeback) = self.writeback.as_mut() {
+            // Everything up to `to` is written now.
+            writeback.start(&self.file, false);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Some(writeback) = self.writeback.as_mut() {
+            writeback.to += batch.iter().map(|b| b.len() as u64).sum::<u64>();
+        }
+        let (file, guard, epoch) = (self.file.clone(), self.guard.clone(), self.epoch);
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            let current = guard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if *current != epoch {
+                return Err(std::io::Error::other(
+                    "a newer request took over this upload",
+                ));
+            }
+            write_all_vectored(&file, &batch)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the last write and starts writeback of what is left.
+    async fn finish(mut self) -> Result<(), StorageError> {
+        await_io(self.writing.take()).await?;
+        if let Some(writeback) = self.writeback.as_mut() {
+            writeback.start(&self.file, true);
+        }
+        Ok(())
+    }
+}
+
+/// Asks the kernel to start writing a range of `file` to disk without
+/// waiting. Unlike a flush, it consumes no write error: the flush at commit
+/// still reports any.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor belongs to `file`, which outlives the call; the
+    // call only reads its arguments. A failure merely leaves the work to the
+    // flush at commit.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File, _offset: u64, _len: u64) {}
+
+async fn await_io(task: Option<JoinHandle<std::io::Result<()>>>) -> Result<(), StorageError> {
+    match task {
+        None => Ok(()),
+        Some(task) => Ok(task
+            .await
+            .map_err(|e| StorageError::Io(std::io::Error::other(e)))??),
+    }
+}
+
+fn write_all_vectored(mut file: &std::fs::File, batch: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Streams `len` bytes (all of the file when `None`) of the file at `path`
+/// from `start`. Reads run on the blocking pool into buffers that become the
+/// response's frames without another copy, one read ahead of the sender.
+async fn read_stream(
+    path: PathBuf,
+    start: u64,
+    len: Option<u64>,
+) -> Result<ByteStream, StorageError> {
+    let (file, end) = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path).map_err(not_found_as)?;
+        let end = match len {
+            Some(len) => start.saturating_add(len),
+            None => file.metadata()?.len(),
+        };
+        file.seek(SeekFrom::Start(start))?;
+        Ok::<_, StorageError>((file, end))
+    })
+    .await
+    .map_err(|e| StorageError::Io(std::io::Error::other(e)))??;
+    let file = Arc::new(file);
+    let read_next = move |file: Arc<std::fs::File>, remaining: u64| {
+        tokio::task::spawn_blocking(move || {
+            let want = remaining.min(READ_CHUNK as u64);
+            let mut buffer = Vec::with_capacity(want as usize);
+            (&*file).take(want).read_to_end(&mut buffer)?;
+            if (buffer.len() as u64) < want {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file is shorter than expected",
+                ));
+            }
+            Ok(Bytes::from(buffer))
+        })
+    };
+    let remaining = end.saturating_sub(start);
+    let first = (remaining > 0).then(|| read_next(file.clone(), remaining));
+    let stream = futures_util::stream::unfold(
+        (file, remaining, first),
+        move |(file, remaining, reading)| async move {
+            let chunk = match reading?.await {
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(e)) => return Some((Err(e), (file, 0, None))),
+                Err(e) => return Some((Err(std::io::Error::other(e)), (file, 0, None))),
+            };
+            let remaining = remaining - chunk.len() as u64;
+            let next = (remaining > 0).then(|| read_next(file.clone(), remaining));
+            Some((Ok(chunk), (file, remaining, next)))
+        },
+    );
+    Ok(Box::pin(stream))
+}
+
 async fn sync_dir(path: &Path) {
     // Makes a rename durable; failure only weakens durability, never correctness.
     if let Ok(dir) = File::open(path).await {
@@ -118,39 +403,31 @@ impl BlobStore for FilesystemBlobStore {
         observe: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
     ) -> Result<Appended, AppendError> {
         let path = self.upload_path(&upload.id)?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => StorageError::StagingLost {
-                    found: 0,
-                    expected: offset,
-                },
-                _ => StorageError::Io(e),
-            })?;
-        let found = file.metadata().await.map_err(StorageError::Io)?.len();
-        if found < offset {
-            return Err(StorageError::StagingLost {
-                found,
-                expected: offset,
-            }
-            .into());
-        }
-        if found > offset {
-            file.set_len(offset).await.map_err(StorageError::Io)?;
-        }
-        file.seek(SeekFrom::Start(offset))
-            .await
-            .map_err(StorageError::Io)?;
+        let guard = self.staging_guards.get(&upload.id);
+        let mut writer = StagingWriter::open(path, offset, guard, self.fsync).await?;
+        let mut batch = Vec::new();
+        let mut batch_len = 0;
         let mut written = 0u64;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(AppendError::Body)?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    // What was written past `offset` is discarded by the next append.
+                    writer.finish().await?;
+                    return Err(AppendError::Body(e));
+                }
+            };
             observe(&chunk);
-            file.write_all(&chunk).await.map_err(StorageError::Io)?;
             written += chunk.len() as u64;
+            batch_len += chunk.len();
+            batch.push(chunk);
+            if batch_len >= WRITE_BATCH {
+                writer.write(std::mem::take(&mut batch)).await?;
+                batch_len = 0;
+            }
         }
-        file.flush().await.map_err(StorageError::Io)?;
+        writer.write(batch).await?;
+        writer.finish().await?;
         Ok(Appended {
             written,
             storage_state: upload.storage_state.clone(),
@@ -162,13 +439,7 @@ impl BlobStore for FilesystemBlobStore {
         upload: &StagedUpload,
         len: u64,
     ) -> Result<ByteStream, StorageError> {
-        let file = File::open(self.upload_path(&upload.id)?)
-            .await
-            .map_err(not_found_as)?;
-        Ok(Box::pin(ReaderStream::with_capacity(
-            file.take(len),
-            READ_BUFFER,
-        )))
+        read_stream(self.upload_path(&upload.id)?, 0, Some(len)).await
     }
 
     async fn commit_upload(
@@ -178,6 +449,7 @@ impl BlobStore for FilesystemBlobStore {
         digest: &Digest,
     ) -> Result<String, StorageError> {
         let staging = self.upload_path(&upload.id)?;
+        self.staging_guards.supersede(&upload.id).await?;
         let key = Self::blob_key(digest, &upload.id);
         let target = self.key_path(&key)?;
         let file = match OpenOptions::new().write(true).open(&staging).await {
@@ -200,37 +472,34 @@ impl BlobStore for FilesystemBlobStore {
         if found > len {
             file.set_len(len).await?;
         }
-        file.sync_all().await?;
+        if self.fsync {
+            file.sync_data().await?;
+        }
         drop(file);
         let parent = target.parent().expect("blob paths have a parent");
         fs::create_dir_all(parent).await?;
         fs::rename(&staging, &target).await?;
-        sync_dir(parent).await;
+        if self.fsync {
+            sync_dir(parent).await;
+        }
         Ok(key)
     }
 
     async fn abort_upload(&self, upload: &StagedUpload) -> Result<(), StorageError> {
-        match fs::remove_file(self.upload_path(&upload.id)?).await {
+        let path = self.upload_path(&upload.id)?;
+        self.staging_guards.supersede(&upload.id).await?;
+        match fs::remove_file(path).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
     }
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, StorageError> {
-        let mut file = File::open(self.key_path(key)?)
-            .await
-            .map_err(not_found_as)?;
-        let stream: ByteStream = match range {
-            Some(range) => {
-                file.seek(SeekFrom::Start(range.start)).await?;
-                Box::pin(ReaderStream::with_capacity(
-                    file.take(range.len()),
-                    READ_BUFFER,
-                ))
-            }
-            None => Box::pin(ReaderStream::with_capacity(file, READ_BUFFER)),
-        };
-        Ok(stream)
+        let path = self.key_path(key)?;
+        match range {
+            Some(range) => read_stream(path, range.start, Some(range.len())).await,
+            None => read_stream(path, 0, None).await,
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -263,7 +532,7 @@ mod tests {
     #[tokio::test]
     async fn staged_bytes_become_visible_only_on_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FilesystemBlobStore::open(dir.path()).await.unwrap();
+        let store = FilesystemBlobStore::open(dir.path(), true).await.unwrap();
         let upload = StagedUpload {
             id: "u1".into(),
             storage_state: store.begin_upload("u1").await.unwrap(),
@@ -326,9 +595,71 @@ mod tests {
     }
 
     #[tokio::test]
+    // Holding the lock while the write is queued is the point of the test.
+    #[allow(clippy::await_holding_lock)]
+    async fn a_write_left_queued_by_an_abandoned_request_lands_nowhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemBlobStore::open(dir.path(), true).await.unwrap();
+        store.begin_upload("u2").await.unwrap();
+        let path = store.upload_path("u2").unwrap();
+        let guard = store.staging_guards.get("u2");
+        let mut writer = StagingWriter::open(path.clone(), 0, guard.clone(), true)
+            .await
+            .unwrap();
+        {
+            // The write is queued behind the lock; meanwhile a newer request
+            // (whose client retried) takes the upload over.
+            let mut epoch = guard.lock().unwrap();
+            writer
+                .write(vec![Bytes::from_static(b"stale bytes")])
+                .await
+                .unwrap();
+            *epoch += 1;
+        }
+        assert!(writer.finish().await.is_err());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn without_fsync_blobs_commit_and_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemBlobStore::open(dir.path(), false).await.unwrap();
+        let upload = StagedUpload {
+            id: "u3".into(),
+            storage_state: store.begin_upload("u3").await.unwrap(),
+        };
+        // More than one write batch and one read chunk.
+        let content: Vec<u8> = (0..3 * WRITE_BATCH + 17).map(|i| (i % 251) as u8).collect();
+        let parts: Vec<std::io::Result<Bytes>> = content
+            .chunks(100_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut stream: ByteStream = Box::pin(futures_util::stream::iter(parts));
+        let appended = store
+            .append(&upload, 0, &mut stream, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(appended.written, content.len() as u64);
+        let digest = Digest::of_bytes(Algorithm::Sha256, &content);
+        let key = store
+            .commit_upload(&upload, content.len() as u64, &digest)
+            .await
+            .unwrap();
+        assert_eq!(collect(store.get(&key, None).await.unwrap()).await, content);
+        let range = ByteRange {
+            start: 5,
+            end: READ_CHUNK as u64 + 9,
+        };
+        assert_eq!(
+            collect(store.get(&key, Some(range)).await.unwrap()).await,
+            &content[5..READ_CHUNK + 10]
+        );
+    }
+
+    #[tokio::test]
     async fn lost_staging_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FilesystemBlobStore::open(dir.path()).await.unwrap();
+        let store = FilesystemBlobStore::open(dir.path(), true).await.unwrap();
         let upload = StagedUpload {
             id: "gone".into(),
             storage_state: String::new(),

@@ -175,6 +175,7 @@ impl TestApp {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url,
             storage,
+            fsync: true,
             public_url: None,
             database_max_connections: 8,
             log_format: berth::config::LogFormat::Text,
