@@ -129,6 +129,15 @@ pub enum DeleteOutcome {
     Immutable(String),
 }
 
+/// A repository's tag-list version: the repository's row id (a repository
+/// deleted and created again is a new one) and a counter bumped by every
+/// change to its tag names (migration 0008's triggers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TagsVersion {
+    pub repository_id: i64,
+    pub counter: i64,
+}
+
 /// One page of names (tags or repositories) in lexical byte order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -255,13 +264,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         tag: &Tag,
     ) -> MetadataResult<DeleteOutcome>;
 
-    /// Tags after `last`, at most `limit`; `None` when the repository is unknown.
-    async fn list_tags(
+    /// Where the repository's set of tag names stands; it changes in the
+    /// same transaction as any tag is added or removed. `None` when the
+    /// repository is unknown.
+    async fn tags_version(
         &self,
         repository: &RepositoryName,
-        last: Option<&str>,
-        limit: u32,
-    ) -> MetadataResult<Option<Page>>;
+    ) -> MetadataResult<Option<TagsVersion>>;
+
+    /// Every tag name of the repository, in byte order; `None` when the
+    /// repository is unknown.
+    async fn all_tags(&self, repository: &RepositoryName) -> MetadataResult<Option<Vec<String>>>;
 
     /// Repositories holding at least one manifest, after `last`, at most `limit`.
     async fn list_repositories(&self, last: Option<&str>, limit: u32) -> MetadataResult<Page>;

@@ -641,24 +641,31 @@ macro_rules! sql_metadata_store {
                 Ok(DeleteOutcome::Deleted)
             }
 
-            async fn list_tags(
+            async fn tags_version(
                 &self,
                 repository: &RepositoryName,
-                last: Option<&str>,
-                limit: u32,
-            ) -> MetadataResult<Option<Page>> {
+            ) -> MetadataResult<Option<TagsVersion>> {
+                let row: Option<(i64, i64)> =
+                    sqlx::query_as("SELECT id, tags_version FROM repositories WHERE name = $1")
+                        .bind(repository.as_str())
+                        .fetch_optional(&self.read)
+                        .await?;
+                Ok(row.map(|(repository_id, counter)| TagsVersion {
+                    repository_id,
+                    counter,
+                }))
+            }
+
+            async fn all_tags(&self, repository: &RepositoryName) -> MetadataResult<Option<Vec<String>>> {
                 let Some(repository_id) = Self::repository_id(&self.read, repository).await? else {
                     return Ok(None);
                 };
-                let names: Vec<String> = sqlx::query_scalar(
-                    "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3",
-                )
-                .bind(repository_id)
-                .bind(last.unwrap_or(""))
-                .bind(i64::from(limit) + 1)
-                .fetch_all(&self.read)
-                .await?;
-                Ok(Some(Self::page(names, limit)))
+                let names: Vec<String> =
+                    sqlx::query_scalar("SELECT name FROM tags WHERE repository_id = $1 ORDER BY name")
+                        .bind(repository_id)
+                        .fetch_all(&self.read)
+                        .await?;
+                Ok(Some(names))
             }
 
             async fn list_repositories(&self, last: Option<&str>, limit: u32) -> MetadataResult<Page> {

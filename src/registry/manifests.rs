@@ -2,6 +2,8 @@
 //! byte; every blob and child they name must already be in the repository,
 //! which the metadata store checks in the same transaction that stores them.
 
+use std::sync::Arc;
+
 use super::{Registry, RegistryError, RegistryResult};
 use crate::metadata::{
     DeleteOutcome, NewManifest, Page, PutManifestOutcome, Referrer, StoredManifest,
@@ -128,6 +130,8 @@ impl Registry {
         }
     }
 
+    /// A page of the repository's tags in byte order, from the per-instance
+    /// cache when the database's tag version still matches it.
     pub async fn list_tags(
         &self,
         repository: &RepositoryName,
@@ -135,25 +139,33 @@ impl Registry {
         last: Option<&str>,
     ) -> RegistryResult<ListPage> {
         let page_size = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        if page_size == 0 {
-            // Still answer NAME_UNKNOWN for an unknown repository.
-            self.metadata
-                .list_tags(repository, None, 0)
-                .await?
-                .ok_or(RegistryError::RepositoryUnknown)?;
-            return Ok(list_page(
-                Page {
-                    names: vec![],
-                    more: false,
-                },
-                0,
-            ));
-        }
-        let page = self
+        let version = self
             .metadata
-            .list_tags(repository, last, page_size)
+            .tags_version(repository)
             .await?
             .ok_or(RegistryError::RepositoryUnknown)?;
+        let names = match self.tag_lists.get(repository.as_str(), version) {
+            Some(names) => names,
+            None => {
+                let names = Arc::new(
+                    self.metadata
+                        .all_tags(repository)
+                        .await?
+                        .ok_or(RegistryError::RepositoryUnknown)?,
+                );
+                self.tag_lists
+                    .put(repository.as_str(), version, names.clone());
+                names
+            }
+        };
+        let start = last.map_or(0, |last| {
+            names.partition_point(|name| name.as_str() <= last)
+        });
+        let end = start.saturating_add(page_size as usize).min(names.len());
+        let page = Page {
+            names: names[start..end].to_vec(),
+            more: page_size > 0 && end < names.len(),
+        };
         Ok(list_page(page, page_size))
     }
 

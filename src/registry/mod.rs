@@ -8,6 +8,7 @@
 mod blobs;
 mod error;
 mod manifests;
+mod tag_lists;
 mod uploads;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub struct Registry {
     metadata: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     upload_locks: uploads::UploadLocks,
+    tag_lists: tag_lists::TagLists,
 }
 
 impl Registry {
@@ -34,6 +36,7 @@ impl Registry {
             metadata,
             blobs,
             upload_locks: uploads::UploadLocks::default(),
+            tag_lists: tag_lists::TagLists::default(),
         }
     }
 

@@ -270,6 +270,30 @@ async fn three_instances_on_one_database_and_bucket_act_as_one_registry() {
         .json_value()
         .await;
     assert_eq!(tags["tags"], json!(["1", "latest"]));
+
+    // Each instance answers tag lists from memory while the database's tag
+    // version matches: a tag added or removed through another instance shows
+    // at once, and moving a tag (as above) changes no list.
+    let list = |instance: &Instance| {
+        let request = at(instance, Method::GET, "/v2/team/app/tags/list?n=2");
+        async move { request.send().await.unwrap().json_value().await["tags"].clone() }
+    };
+    assert_eq!(list(third).await, json!(["1", "latest"]));
+    let tagged = at(second, Method::PUT, "/v2/team/app/manifests/2")
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.status(), StatusCode::CREATED);
+    assert_eq!(list(third).await, json!(["1", "2"]));
+    let untagged = at(first, Method::DELETE, "/v2/team/app/manifests/1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(untagged.status(), StatusCode::ACCEPTED);
+    assert_eq!(list(third).await, json!(["2", "latest"]));
+    assert_eq!(list(second).await, json!(["2", "latest"]));
 }
 
 /// The Docker engine pushes through one instance and pulls through another.

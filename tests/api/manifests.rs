@@ -526,7 +526,47 @@ async fn deleting_tags_and_manifests(app: TestApp) {
     assert_eq!(header(&response, "docker-content-digest"), digest);
 }
 
+/// Tag lists are served from a per-instance cache keyed by a version the
+/// database bumps on every change of tag names, however it happens.
+async fn tag_lists_follow_every_change(app: TestApp) {
+    let first = push_image_blobs(&app, "alice/app", "first").await;
+    let second = push_image_blobs(&app, "alice/app", "second").await;
+    for (tag, body) in [("a", &first), ("b", &first), ("c", &second)] {
+        let response = put_manifest(&app, "alice/app", tag, OCI_MANIFEST, body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let list =
+        || async { app.get("/v2/alice/app/tags/list").await.json_value().await["tags"].clone() };
+    assert_eq!(list().await, json!(["a", "b", "c"]));
+    // Moving a tag keeps the names.
+    let moved = put_manifest(&app, "alice/app", "a", OCI_MANIFEST, &second).await;
+    assert_eq!(moved.status(), StatusCode::CREATED);
+    assert_eq!(list().await, json!(["a", "b", "c"]));
+    // Deleting a manifest takes its tags with it (a cascade inside the database).
+    let deleted = app
+        .request(
+            Method::DELETE,
+            &format!("/v2/alice/app/manifests/{}", sha256(&first)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    assert_eq!(list().await, json!(["a", "c"]));
+    let untagged = app
+        .request(Method::DELETE, "/v2/alice/app/manifests/c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(untagged.status(), StatusCode::ACCEPTED);
+    assert_eq!(list().await, json!(["a"]));
+    let retagged = put_manifest(&app, "alice/app", "b", OCI_MANIFEST, &second).await;
+    assert_eq!(retagged.status(), StatusCode::CREATED);
+    assert_eq!(list().await, json!(["a", "b"]));
+}
+
 backend_tests!(
+    tag_lists_follow_every_change,
     image_manifest_round_trips_byte_for_byte,
     manifests_with_unknown_references_are_refused,
     malformed_and_oversized_manifests_are_refused,

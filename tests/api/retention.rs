@@ -83,6 +83,9 @@ async fn retention_untags_the_old_and_collects_what_they_held(app: TestApp) {
         app.get("/v2/team/app/manifests/old1").await.status(),
         StatusCode::OK
     );
+    // Listed (and so cached) before the collector untags behind the API's back.
+    let tags = app.get("/v2/team/app/tags/list").await.json_value().await;
+    assert_eq!(tags["tags"], json!(["new1", "new2", "old1", "old2", "v1"]));
 
     let report = crate::gc::collect(&app, std::time::Duration::ZERO, false).await;
     let mut expired = report.expired_tags.clone();
