@@ -201,7 +201,28 @@ enum KeyCommand {
     Rotate,
 }
 
+/// Makes big transient allocations go back to the system when freed. glibc
+/// raises its mmap threshold to the largest block freed so far, so after the
+/// first password hash (Argon2 takes 19 MiB) every later one came from the
+/// heap and stayed resident for good; a fixed threshold keeps such blocks
+/// mapped only while in use. Fixing it also fixes the trim threshold, set
+/// here so that freed pull and push buffers are reused rather than handed
+/// back and faulted in again for every chunk.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_large_allocations() {
+    // SAFETY: mallopt only changes allocator parameters; it runs before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_large_allocations() {}
+
 fn main() -> ExitCode {
+    return_large_allocations();
     let cli = Cli::parse();
     let mut overrides = Overrides {
         data_dir: cli.data_dir,

@@ -216,9 +216,7 @@ impl Admin {
             .map(str::to_string)
             .or_else(|| generated.clone())
             .unwrap_or_default();
-        let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
-            .await
-            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let hash = secret::hash_password_queued(password).await;
         match self.accounts.create_user("admin", &hash, true).await? {
             Created::Created => Ok(generated),
             // Another instance starting at the same moment created it.
@@ -237,9 +235,7 @@ impl Admin {
         check_namespace_name(name)?;
         check_password(password)?;
         let password = password.to_string();
-        let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
-            .await
-            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let hash = secret::hash_password_queued(password).await;
         match self.accounts.create_user(name, &hash, admin).await? {
             Created::Created => Ok(UserView {
                 name: name.to_string(),
@@ -275,9 +271,7 @@ impl Admin {
         }
         check_password(password)?;
         let password = password.to_string();
-        let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
-            .await
-            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let hash = secret::hash_password_queued(password).await;
         if self.accounts.set_password(name, &hash).await? {
             Ok(())
         } else {

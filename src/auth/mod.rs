@@ -238,10 +238,7 @@ impl Auth {
             .map(|r| r.password_hash.clone())
             .unwrap_or_else(|| secret::decoy_hash().to_string());
         let password = password.to_string();
-        let matches =
-            tokio::task::spawn_blocking(move || secret::verify_password(&password, &hash))
-                .await
-                .unwrap_or(false);
+        let matches = secret::verify_password_queued(password, hash).await;
         match record {
             Some(record) if matches => {
                 self.limiter.record_success(user);

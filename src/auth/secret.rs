@@ -33,6 +33,33 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Argon2 takes 19 MiB and most of a core for each call. Calls wait here
+/// for one of (number of cores) slots, so a burst of logins queues instead
+/// of multiplying memory and starving every other request of CPU.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// [`hash_password`] on the blocking pool, in its turn.
+pub async fn hash_password_queued(password: String) -> String {
+    let _slot = hashing_slots().acquire().await.expect("never closed");
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .expect("hashing a password does not panic")
+}
+
+/// [`verify_password`] on the blocking pool, in its turn.
+pub async fn verify_password_queued(password: String, phc: String) -> bool {
+    let _slot = hashing_slots().acquire().await.expect("never closed");
+    tokio::task::spawn_blocking(move || verify_password(&password, &phc))
+        .await
+        .unwrap_or(false)
+}
+
 /// A hash to verify against when the user does not exist, so an unknown
 /// name takes as long to refuse as a wrong password.
 pub fn decoy_hash() -> &'static str {

@@ -24,6 +24,13 @@ pub struct SqliteMetadataStore {
     write: SqlitePool,
 }
 
+/// SQLite reads are local CPU work, each connection with its own thread and
+/// page cache: beyond two per core they add memory, not throughput.
+fn read_connections(max_connections: u32) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get() as u32);
+    max_connections.clamp(1, cores.saturating_mul(2).max(2))
+}
+
 impl SqliteMetadataStore {
     pub async fn connect(url: &str, max_connections: u32) -> MetadataResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -51,7 +58,7 @@ impl SqliteMetadataStore {
             write.clone()
         } else {
             SqlitePoolOptions::new()
-                .max_connections(max_connections.max(1))
+                .max_connections(read_connections(max_connections))
                 .connect_with(options)
                 .await?
         };
