@@ -4,7 +4,8 @@
 //! ratio. Berth runs as users run it: authentication on, a token per client.
 //!
 //! Sizes can be lowered for a quick look: `BERTH_BENCH_LARGE_MIB=128
-//! BERTH_BENCH_HUGE_MIB=0 cargo bench --bench registry`.
+//! BERTH_BENCH_HUGE_MIB=0 cargo bench --bench registry`;
+//! `BERTH_BENCH_ONLY_BERTH=1` measures Berth with its defaults alone.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -80,11 +81,14 @@ async fn wait_ready(base: &str) {
     panic!("{base} did not come up");
 }
 
-async fn start_berth() -> Target {
+/// Berth with its defaults; `fsync = false` leaves flushing blobs to disk
+/// to the kernel, as the reference registry does.
+async fn start_berth(fsync: bool) -> Target {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .arg("serve")
         .current_dir(dir.path())
+        .env("BERTH_FSYNC", fsync.to_string())
         .env("BERTH_LISTEN", "127.0.0.1:0")
         .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("BERTH_TOKEN_LIFETIME", "1h")
@@ -415,6 +419,8 @@ struct Row {
     name: String,
     unit: &'static str,
     berth: f64,
+    /// Rows that write or read blobs: Berth with `fsync = false`.
+    unsynced: Option<f64>,
     reference: Option<f64>,
     /// True when smaller is better.
     lower_is_better: bool,
@@ -539,11 +545,34 @@ fn main() {
         let large_mib = env_usize("BERTH_BENCH_LARGE_MIB", 512);
         let huge_mib = env_usize("BERTH_BENCH_HUGE_MIB", 2048);
         let large = random_bytes(large_mib * 1048576, 42);
-        let berth = Arc::new(start_berth().await);
+        let fsync = std::env::var("BERTH_BENCH_FSYNC").map_or(true, |v| v != "false");
+        let berth = Arc::new(start_berth(fsync).await);
         let berth_rows = run(berth.clone(), &large, huge_mib).await;
         drop(berth);
-        let reference_rows = match start_reference().await {
+        // The reference never flushes blobs to disk; Berth does by default, so
+        // pushes are also measured on equal terms.
+        let only_berth = std::env::var_os("BERTH_BENCH_ONLY_BERTH").is_some();
+        let mut unsynced_pushes = Vec::new();
+        if !only_berth {
+            let unsynced = Arc::new(start_berth(false).await);
+            let http = reqwest::Client::new();
+            let mut chunked = large.to_vec();
+            chunked[0] ^= 0xff;
+            unsynced_pushes = vec![
+                push_monolithic(&unsynced, &http, "bench/large", &large).await,
+                push_chunked(&unsynced, &http, "bench/chunked", &Bytes::from(chunked)).await,
+            ];
+            // Small images write blobs too; the other rows do not touch the disk.
+            let (pull, small) = (
+                pull(&unsynced, &http, "bench/large", &sha256(&large)).await,
+                small_images_per_second(&unsynced, 400).await,
+            );
+            unsynced_pushes.extend([pull, small]);
+        }
+        let reference = if only_berth { None } else { start_reference().await };
+        let reference_rows = match reference {
             Some(reference) => Some(run(Arc::new(reference), &large, huge_mib).await),
+            None if only_berth => None,
             None => {
                 eprintln!("docker-registry is not installed (apt-get install docker-registry): Berth figures only");
                 None
@@ -556,21 +585,34 @@ fn main() {
                 name,
                 unit,
                 berth: value,
+                unsynced: unsynced_pushes.get(i).copied(),
                 reference: reference_rows.as_ref().map(|r| r[i].2),
                 lower_is_better: lower,
             })
             .collect();
-        println!("\n{:<48} {:>10} {:>12} {:>12} {:>8}", "workload", "unit", "berth", "reference", "ratio");
+        println!(
+            "\n{:<44} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8}",
+            "workload", "unit", "berth", "(no fsync)", "reference", "ratio", "(no fsync)"
+        );
         for row in rows {
-            let (reference, ratio) = match row.reference {
-                Some(r) if r > 0.0 => {
-                    let ratio = if row.lower_is_better { r / row.berth } else { row.berth / r };
-                    (format!("{r:.1}"), format!("{ratio:.2}x"))
-                }
-                _ => ("-".into(), "-".into()),
+            let ratio = |berth: f64| match row.reference {
+                Some(r) if r > 0.0 && row.lower_is_better => format!("{:.2}x", r / berth),
+                Some(r) if r > 0.0 => format!("{:.2}x", berth / r),
+                _ => "-".into(),
             };
-            println!("{:<48} {:>10} {:>12.1} {:>12} {:>8}", row.name, row.unit, row.berth, reference, ratio);
+            let show = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+            println!(
+                "{:<44} {:>8} {:>10.1} {:>10} {:>10} {:>8} {:>8}",
+                row.name,
+                row.unit,
+                row.berth,
+                show(row.unsynced),
+                show(row.reference),
+                ratio(row.berth),
+                row.unsynced.map_or("-".into(), ratio)
+            );
         }
-        println!("\n(ratio: how many times better Berth is; for memory, reference / berth)");
+        println!("\n(ratio: how many times better Berth is; for memory, reference / berth.");
+        println!(" no fsync: Berth with fsync = false, which like the reference leaves flushing blobs to the kernel)");
     });
 }
