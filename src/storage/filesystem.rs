@@ -372,10 +372,21 @@ async fn read_stream(
     Ok(Box::pin(stream))
 }
 
-async fn sync_dir(path: &Path) {
-    // Makes a rename durable; failure only weakens durability, never correctness.
-    if let Ok(dir) = File::open(path).await {
-        let _ = dir.sync_all().await;
+/// Makes a committed blob's bytes and name durable: the file and its
+/// directory are flushed at once, so the filesystem can fold both into one
+/// journal commit instead of two in a row.
+async fn flush_committed(target: &Path) -> Result<(), StorageError> {
+    let parent = target.parent().expect("blob paths have a parent");
+    let (data, name) = tokio::join!(
+        async { File::open(target).await?.sync_data().await },
+        async { File::open(parent).await?.sync_all().await },
+    );
+    data?;
+    match name {
+        // Some filesystems cannot flush a directory; the rename is then as
+        // durable as they make it.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        other => Ok(other?),
     }
 }
 
@@ -458,6 +469,9 @@ impl BlobStore for FilesystemBlobStore {
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound && fs::try_exists(&target).await? =>
             {
+                if self.fsync {
+                    flush_committed(&target).await?;
+                }
                 return Ok(key);
             }
             Err(e) => return Err(not_found_as(e)),
@@ -472,15 +486,15 @@ impl BlobStore for FilesystemBlobStore {
         if found > len {
             file.set_len(len).await?;
         }
-        if self.fsync {
-            file.sync_data().await?;
-        }
         drop(file);
         let parent = target.parent().expect("blob paths have a parent");
         fs::create_dir_all(parent).await?;
+        // Renamed before it is flushed: the name is this upload's own, and no
+        // metadata points at it until this returns, so a crash in between
+        // leaves only an unreferenced file.
         fs::rename(&staging, &target).await?;
         if self.fsync {
-            sync_dir(parent).await;
+            flush_committed(&target).await?;
         }
         Ok(key)
     }
