@@ -272,9 +272,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         repository: &RepositoryName,
     ) -> MetadataResult<Option<TagsVersion>>;
 
-    /// Every tag name of the repository, in byte order; `None` when the
-    /// repository is unknown.
-    async fn all_tags(&self, repository: &RepositoryName) -> MetadataResult<Option<Vec<String>>>;
+    /// Every tag name of the repository whose version was read, in byte order.
+    async fn all_tags(&self, version: TagsVersion) -> MetadataResult<Vec<String>>;
 
     /// Repositories holding at least one manifest, after `last`, at most `limit`.
     async fn list_repositories(&self, last: Option<&str>, limit: u32) -> MetadataResult<Page>;

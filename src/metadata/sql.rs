@@ -656,16 +656,13 @@ macro_rules! sql_metadata_store {
                 }))
             }
 
-            async fn all_tags(&self, repository: &RepositoryName) -> MetadataResult<Option<Vec<String>>> {
-                let Some(repository_id) = Self::repository_id(&self.read, repository).await? else {
-                    return Ok(None);
-                };
-                let names: Vec<String> =
+            async fn all_tags(&self, version: TagsVersion) -> MetadataResult<Vec<String>> {
+                Ok(
                     sqlx::query_scalar("SELECT name FROM tags WHERE repository_id = $1 ORDER BY name")
-                        .bind(repository_id)
+                        .bind(version.repository_id)
                         .fetch_all(&self.read)
-                        .await?;
-                Ok(Some(names))
+                        .await?,
+                )
             }
 
             async fn list_repositories(&self, last: Option<&str>, limit: u32) -> MetadataResult<Page> {

@@ -147,12 +147,8 @@ impl Registry {
         let names = match self.tag_lists.get(repository.as_str(), version) {
             Some(names) => names,
             None => {
-                let names = Arc::new(
-                    self.metadata
-                        .all_tags(repository)
-                        .await?
-                        .ok_or(RegistryError::RepositoryUnknown)?,
-                );
+                // Repository rows are never deleted: the id read with the version still names it.
+                let names = Arc::new(self.metadata.all_tags(version).await?);
                 self.tag_lists
                     .put(repository.as_str(), version, names.clone());
                 names

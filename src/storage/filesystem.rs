@@ -142,7 +142,7 @@ impl StagingGuards {
         let guard = self.get(id);
         tokio::task::spawn_blocking(move || take_over(&guard))
             .await
-            .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
+            .map_err(join_error)?;
         Ok(())
     }
 }
@@ -225,7 +225,7 @@ impl StagingWriter {
             Ok((file, epoch, guard))
         })
         .await
-        .map_err(|e| StorageError::Io(std::io::Error::other(e)))??;
+        .map_err(join_error)??;
         Ok(Self {
             file: Arc::new(file),
             guard,
@@ -297,12 +297,15 @@ fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &std::fs::File, _offset: u64, _len: u64) {}
 
+/// A blocking-pool task that panicked (never expected) reports as an I/O error.
+fn join_error(e: tokio::task::JoinError) -> StorageError {
+    StorageError::Io(std::io::Error::other(e))
+}
+
 async fn await_io(task: Option<JoinHandle<std::io::Result<()>>>) -> Result<(), StorageError> {
     match task {
         None => Ok(()),
-        Some(task) => Ok(task
-            .await
-            .map_err(|e| StorageError::Io(std::io::Error::other(e)))??),
+        Some(task) => Ok(task.await.map_err(join_error)??),
     }
 }
 
@@ -338,7 +341,7 @@ async fn read_stream(
         Ok::<_, StorageError>((file, end))
     })
     .await
-    .map_err(|e| StorageError::Io(std::io::Error::other(e)))??;
+    .map_err(join_error)??;
     let file = Arc::new(file);
     let read_next = move |file: Arc<std::fs::File>, remaining: u64| {
         tokio::task::spawn_blocking(move || {
