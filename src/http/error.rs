@@ -88,12 +88,18 @@ fn storage_error(error: StorageError) -> ApiError {
 }
 
 fn metadata_error(error: MetadataError) -> ApiError {
-    let unreachable = matches!(
-        &error,
+    let unreachable = match &error {
         MetadataError::Database(
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-        )
-    );
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+        ) => true,
+        // SQLSTATE classes 08 (connection exception) and 57 (operator
+        // intervention: the server shutting down or restarting) are
+        // transient; a client may retry.
+        MetadataError::Database(sqlx::Error::Database(e)) => e
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        _ => false,
+    };
     let code = if unreachable {
         ErrorCode::Unavailable
     } else {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 
 use super::accounts_sql::sql_account_store;
 use super::collector_sql::sql_collector_store;
@@ -15,6 +15,9 @@ use super::sql::sql_metadata_store;
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
 
 pub struct PostgresMetadataStore {
     read: PgPool,
@@ -26,6 +29,20 @@ impl PostgresMetadataStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out by default: a second
+            // round trip to the server for every query. A connection in use
+            // moments ago is alive; one that sat idle may have been cut (a
+            // database restart, a proxy's idle timeout), so only those are
+            // checked, and a dead one is replaced before anyone sees it.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;

@@ -49,8 +49,12 @@ impl SqliteMetadataStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| MetadataError::Database(sqlx::Error::Io(e)))?;
         }
+        // sqlx pings each connection it hands out by default: for SQLite a
+        // second trip to the connection's thread per query, for nothing, as
+        // an in-process connection cannot be cut.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&write).await?;
@@ -59,6 +63,7 @@ impl SqliteMetadataStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(read_connections(max_connections))
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?
         };
