@@ -20,6 +20,7 @@ use tokio::process::{Child, Command};
 const ADMIN_PASSWORD: &str = "bench-admin-password";
 const CHUNK: usize = 16 * 1024 * 1024;
 const MEASURE: Duration = Duration::from_secs(3);
+const PULLS: usize = 5;
 /// What `docker push` sends; the reference registry checks layer types of OCI manifests.
 const MANIFEST_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
@@ -302,7 +303,18 @@ async fn push_chunked(target: &Target, http: &reqwest::Client, repo: &str, blob:
     blob.len() as f64 / 1048576.0 / started.elapsed().as_secs_f64()
 }
 
+/// The median of [`PULLS`] pulls: one pull takes a fraction of a second, and
+/// on a shared 2-core machine a single sample swings by a third.
 async fn pull(target: &Target, http: &reqwest::Client, repo: &str, digest: &str) -> f64 {
+    let mut rates = Vec::with_capacity(PULLS);
+    for _ in 0..PULLS {
+        rates.push(pull_once(target, http, repo, digest).await);
+    }
+    rates.sort_by(f64::total_cmp);
+    rates[PULLS / 2]
+}
+
+async fn pull_once(target: &Target, http: &reqwest::Client, repo: &str, digest: &str) -> f64 {
     use futures_util::StreamExt;
     let started = Instant::now();
     let response = target
