@@ -150,3 +150,70 @@ impl From<RegistryError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A database error as PostgreSQL reports it, with only its SQLSTATE.
+    #[derive(Debug)]
+    struct ServerError(&'static str);
+
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for ServerError {}
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "from the database"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn status_for(sqlstate: &'static str) -> StatusCode {
+        metadata_error(MetadataError::Database(sqlx::Error::Database(Box::new(
+            ServerError(sqlstate),
+        ))))
+        .status
+    }
+
+    #[test]
+    fn a_restarting_or_unreachable_database_is_unavailable_not_a_bug() {
+        // admin_shutdown, crash_shutdown, connection_failure
+        for sqlstate in ["57P01", "57P02", "08006"] {
+            assert_eq!(
+                status_for(sqlstate),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{sqlstate}"
+            );
+        }
+        // unique_violation, undefined_table: our own bugs
+        for sqlstate in ["23505", "42P01"] {
+            assert_eq!(
+                status_for(sqlstate),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{sqlstate}"
+            );
+        }
+    }
+}
