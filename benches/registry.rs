@@ -229,11 +229,8 @@ fn location(target: &Target, response: &reqwest::Response) -> String {
         .to_string()
 }
 
-async fn push_monolithic(target: &Target, http: &reqwest::Client, repo: &str, blob: &Bytes) -> f64 {
-    let digest = sha256(blob);
-    let started = Instant::now();
-    // Two requests (POST, then PUT with the body), as the reference registry
-    // does not take a body on POST; the same for both.
+/// Opens an upload session; returns its location.
+async fn start_upload(target: &Target, http: &reqwest::Client, repo: &str) -> String {
     let post = target
         .request(
             http,
@@ -244,14 +241,23 @@ async fn push_monolithic(target: &Target, http: &reqwest::Client, repo: &str, bl
         .await
         .unwrap();
     assert_eq!(post.status(), 202, "{}", target.name);
-    let location = location(target, &post);
+    location(target, &post)
+}
+
+/// An upload location with `digest=` added to its query.
+fn with_digest(location: &str, digest: &str) -> String {
     let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}digest={digest}")
+}
+
+async fn push_monolithic(target: &Target, http: &reqwest::Client, repo: &str, blob: &Bytes) -> f64 {
+    let digest = sha256(blob);
+    let started = Instant::now();
+    // Two requests (POST, then PUT with the body), as the reference registry
+    // does not take a body on POST; the same for both.
+    let location = start_upload(target, http, repo).await;
     let put = target
-        .request(
-            http,
-            reqwest::Method::PUT,
-            &format!("{location}{separator}digest={digest}"),
-        )
+        .request(http, reqwest::Method::PUT, &with_digest(&location, &digest))
         .header("content-type", "application/octet-stream")
         .body(blob.clone())
         .send()
@@ -264,16 +270,7 @@ async fn push_monolithic(target: &Target, http: &reqwest::Client, repo: &str, bl
 async fn push_chunked(target: &Target, http: &reqwest::Client, repo: &str, blob: &Bytes) -> f64 {
     let digest = sha256(blob);
     let started = Instant::now();
-    let post = target
-        .request(
-            http,
-            reqwest::Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/"),
-        )
-        .send()
-        .await
-        .unwrap();
-    let mut location = location(target, &post);
+    let mut location = start_upload(target, http, repo).await;
     let mut offset = 0;
     while offset < blob.len() {
         let end = (offset + CHUNK).min(blob.len());
@@ -289,13 +286,8 @@ async fn push_chunked(target: &Target, http: &reqwest::Client, repo: &str, blob:
         location = self::location(target, &patch);
         offset = end;
     }
-    let separator = if location.contains('?') { '&' } else { '?' };
     let put = target
-        .request(
-            http,
-            reqwest::Method::PUT,
-            &format!("{location}{separator}digest={digest}"),
-        )
+        .request(http, reqwest::Method::PUT, &with_digest(&location, &digest))
         .send()
         .await
         .unwrap();
