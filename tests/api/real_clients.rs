@@ -17,6 +17,17 @@ pub static DOCKER: Mutex<()> = Mutex::const_new(());
 
 /// Runs a command, panicking with its output if it fails; returns stdout and stderr together.
 pub async fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    run_expecting(true, program, args, env).await
+}
+
+/// Runs a command, panicking with its output unless it succeeds or fails as
+/// `succeeds` says; returns stdout and stderr together.
+async fn run_expecting(
+    succeeds: bool,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> String {
     let output = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
@@ -28,9 +39,11 @@ pub async fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
+    let outcome = if succeeds { "failed" } else { "succeeded" };
+    assert_eq!(
         output.status.success(),
-        "{program} {args:?} failed:\n{text}"
+        succeeds,
+        "{program} {args:?} {outcome}:\n{text}"
     );
     text
 }
@@ -73,22 +86,7 @@ pub async fn build_context(dir: &Path, greeting: &str) {
 
 /// Runs a command that must fail; returns its output.
 async fn run_fails(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        !output.status.success(),
-        "{program} {args:?} succeeded:\n{text}"
-    );
-    text
+    run_expecting(false, program, args, env).await
 }
 
 /// `docker login` with the password on standard input.
