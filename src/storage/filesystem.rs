@@ -230,7 +230,7 @@ impl StagingWriter {
             file: Arc::new(file),
             guard,
             epoch,
-            writeback: (fsync && std::env::var("XWB").is_err()).then_some(Writeback {
+            writeback: fsync.then_some(Writeback {
                 from: offset,
                 to: offset,
                 starting: None,
