@@ -5,6 +5,10 @@
 //! begins) lives in `sqlite.rs` and `postgres.rs`, each store providing
 //! `read` and `write` pools and a `begin_write` method.
 
+/// Values per `IN (...)` list or multi-row insert: far below either
+/// engine's limit on bound parameters (SQLite's is 32,766, PostgreSQL's 65,535).
+pub(super) const IN_LIST: usize = 500;
+
 macro_rules! sql_metadata_store {
     // `$share` locks rows a transaction relies on against a concurrent delete
     // (`FOR SHARE` on PostgreSQL; nothing on SQLite, whose writers are serialized).
@@ -155,6 +159,33 @@ macro_rules! sql_metadata_store {
                 Ok(())
             }
 
+            /// Rows of `{select}{repository_id}{filter}(values...){lock}`, one
+            /// statement per [`IN_LIST`] values; none for no values.
+            async fn select_in<T>(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                select: &str,
+                repository_id: i64,
+                filter: &str,
+                lock: &str,
+                values: &[&str],
+            ) -> Result<Vec<T>, sqlx::Error>
+            where
+                T: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+            {
+                let mut rows = Vec::new();
+                for values in values.chunks(crate::metadata::sql::IN_LIST) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(select);
+                    query.push_bind(repository_id).push(filter).push("(");
+                    let mut list = query.separated(", ");
+                    for value in values {
+                        list.push_bind(*value);
+                    }
+                    query.push(")").push(lock);
+                    rows.extend(query.build_query_as::<T>().fetch_all(&mut *conn).await?);
+                }
+                Ok(rows)
+            }
+
             async fn repository_id<'e, E>(executor: E, name: &RepositoryName) -> Result<Option<i64>, sqlx::Error>
             where
                 E: sqlx::Executor<'e, Database = $db>,
@@ -165,12 +196,18 @@ macro_rules! sql_metadata_store {
                     .await
             }
 
-            /// Create-or-find: a concurrent creator of the same name makes the
-            /// insert a no-op, and the select then sees its row.
+            /// Find-or-create. Looked up first: a push names an existing
+            /// repository nearly always, and inside the single SQLite writer's
+            /// transaction every statement saved is a round trip saved. A
+            /// concurrent creator of the same name makes the insert a no-op,
+            /// and the select then sees its row.
             async fn ensure_repository(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 name: &RepositoryName,
             ) -> Result<i64, sqlx::Error> {
+                if let Some(id) = Self::repository_id(&mut *conn, name).await? {
+                    return Ok(id);
+                }
                 sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                     .bind(name.as_str())
                     .bind(unix_now())
@@ -318,9 +355,27 @@ macro_rules! sql_metadata_store {
             }
 
             async fn create_upload(&self, repository: &RepositoryName, session: &UploadSession) -> MetadataResult<()> {
+                let now = unix_now();
+                // Into an existing repository, the usual case: one statement,
+                // no transaction around it.
+                let inserted = sqlx::query(
+                    "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
+                     SELECT $1, id, $3, $4, $5, $6, $6 FROM repositories WHERE name = $2",
+                )
+                .bind(&session.id)
+                .bind(repository.as_str())
+                .bind(session.received as i64)
+                .bind(&session.hash_state)
+                .bind(&session.storage_state)
+                .bind(now)
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    return Ok(());
+                }
                 let mut tx = self.begin_write().await?;
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
-                let now = unix_now();
                 sqlx::query(
                     "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -409,7 +464,17 @@ macro_rules! sql_metadata_store {
                 .bind(storage_key)
                 .fetch_one(&mut *tx)
                 .await?;
-                let repository_id = Self::ensure_repository(&mut tx, repository).await?;
+                // The session's row names its repository; it is gone only if
+                // the session expired meanwhile.
+                let session_repository: Option<i64> =
+                    sqlx::query_scalar("DELETE FROM uploads WHERE id = $1 RETURNING repository_id")
+                        .bind(upload_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let repository_id = match session_repository {
+                    Some(id) => id,
+                    None => Self::ensure_repository(&mut tx, repository).await?,
+                };
                 sqlx::query(
                     "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (repository_id, blob_digest) DO NOTHING",
@@ -420,10 +485,6 @@ macro_rules! sql_metadata_store {
                 .execute(&mut *tx)
                 .await?;
                 Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
-                sqlx::query("DELETE FROM uploads WHERE id = $1")
-                    .bind(upload_id)
-                    .execute(&mut *tx)
-                    .await?;
                 tx.commit().await?;
                 Ok(BlobCommit::Recorded(recorded.unwrap_or_else(|| storage_key.to_string())))
             }
@@ -436,42 +497,48 @@ macro_rules! sql_metadata_store {
             ) -> MetadataResult<PutManifestOutcome> {
                 let mut tx = self.begin_write().await?;
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
-                let mut blob_edges = Vec::with_capacity(manifest.parsed.blobs.len());
-                for blob in &manifest.parsed.blobs {
-                    // Locked, so a collector cannot unlink it before this commits.
-                    let linked: Option<String> = sqlx::query_scalar(concat!(
-                        "SELECT blob_digest FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2",
-                        $share
-                    ))
-                    .bind(repository_id)
-                    .bind(blob.digest.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    match (linked, blob.required) {
-                        (Some(_), _) => blob_edges.push(&blob.digest),
-                        (None, true) => return Ok(PutManifestOutcome::MissingReference(blob.digest.clone())),
-                        (None, false) => {}
-                    }
+                // Every reference is looked up in one statement per
+                // [`IN_LIST`] names, not one per layer: inside the SQLite
+                // writer's transaction each statement is a round trip.
+                let blob_digests: Vec<&str> = manifest.parsed.blobs.iter().map(|b| b.digest.as_str()).collect();
+                // Locked, so a collector cannot unlink them before this commits.
+                let linked: Vec<(String,)> = Self::select_in(
+                    &mut tx,
+                    "SELECT blob_digest FROM repository_blobs WHERE repository_id = ",
+                    repository_id,
+                    " AND blob_digest IN ",
+                    $share,
+                    &blob_digests,
+                )
+                .await?;
+                let linked: std::collections::HashSet<&str> = linked.iter().map(|(d,)| d.as_str()).collect();
+                if let Some(missing) = manifest.parsed.blobs.iter().find(|b| b.required && !linked.contains(b.digest.as_str())) {
+                    return Ok(PutManifestOutcome::MissingReference(missing.digest.clone()));
                 }
-                let mut child_ids = Vec::with_capacity(manifest.parsed.children.len());
-                for child in &manifest.parsed.children {
-                    let id: Option<i64> =
-                        sqlx::query_scalar(concat!("SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2", $share))
-                            .bind(repository_id)
-                            .bind(child.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    match id {
-                        Some(id) => child_ids.push(id),
-                        None => return Ok(PutManifestOutcome::MissingReference(child.clone())),
-                    }
+                let blob_edges: Vec<&str> = linked.into_iter().collect();
+                let child_digests: Vec<&str> = manifest.parsed.children.iter().map(|d| d.as_str()).collect();
+                let children: Vec<(String, i64)> = Self::select_in(
+                    &mut tx,
+                    "SELECT digest, id FROM manifests WHERE repository_id = ",
+                    repository_id,
+                    " AND digest IN ",
+                    $share,
+                    &child_digests,
+                )
+                .await?;
+                let children: std::collections::HashMap<&str, i64> =
+                    children.iter().map(|(digest, id)| (digest.as_str(), *id)).collect();
+                if let Some(missing) = manifest.parsed.children.iter().find(|c| !children.contains_key(c.as_str())) {
+                    return Ok(PutManifestOutcome::MissingReference(missing.clone()));
                 }
+                let child_ids: Vec<i64> = children.into_values().collect();
 
                 let now = unix_now();
-                sqlx::query(
+                // The no-op update makes RETURNING yield the id of an existing row too.
+                let manifest_id: i64 = sqlx::query_scalar(
                     "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type",
+                     ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type RETURNING id",
                 )
                 .bind(repository_id)
                 .bind(manifest.digest.as_str())
@@ -481,32 +548,23 @@ macro_rules! sql_metadata_store {
                 .bind(manifest.parsed.annotations.as_deref())
                 .bind(manifest.payload)
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                let manifest_id: i64 = sqlx::query_scalar("SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2")
-                    .bind(repository_id)
-                    .bind(manifest.digest.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                for digest in blob_edges {
-                    sqlx::query(
-                        "INSERT INTO manifest_blobs (manifest_id, blob_digest) VALUES ($1, $2) \
-                         ON CONFLICT (manifest_id, blob_digest) DO NOTHING",
-                    )
-                    .bind(manifest_id)
-                    .bind(digest.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                for edges in blob_edges.chunks(crate::metadata::sql::IN_LIST) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO manifest_blobs (manifest_id, blob_digest) ");
+                    insert.push_values(edges, |mut row, digest| {
+                        row.push_bind(manifest_id).push_bind(*digest);
+                    });
+                    insert.push(" ON CONFLICT (manifest_id, blob_digest) DO NOTHING");
+                    insert.build().execute(&mut *tx).await?;
                 }
-                for child_id in child_ids {
-                    sqlx::query(
-                        "INSERT INTO manifest_references (parent_id, child_id) VALUES ($1, $2) \
-                         ON CONFLICT (parent_id, child_id) DO NOTHING",
-                    )
-                    .bind(manifest_id)
-                    .bind(child_id)
-                    .execute(&mut *tx)
-                    .await?;
+                for edges in child_ids.chunks(crate::metadata::sql::IN_LIST) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO manifest_references (parent_id, child_id) ");
+                    insert.push_values(edges, |mut row, child_id| {
+                        row.push_bind(manifest_id).push_bind(*child_id);
+                    });
+                    insert.push(" ON CONFLICT (parent_id, child_id) DO NOTHING");
+                    insert.build().execute(&mut *tx).await?;
                 }
                 if tags.is_empty() {
                     Self::enqueue_manifest_review(&mut tx, repository_id, manifest.digest.as_str()).await?;

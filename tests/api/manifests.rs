@@ -109,6 +109,61 @@ async fn manifests_with_unknown_references_are_refused(app: TestApp) {
     );
 }
 
+/// More layers than the registry checks in one database statement (500):
+/// the references past the first batch are checked and recorded too.
+async fn manifests_with_hundreds_of_layers(app: TestApp) {
+    const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+    let config = push_blob(&app, "alice/big", b"{}").await;
+    let layers: Vec<Vec<u8>> = (0..520)
+        .map(|n| format!("layer {n}").into_bytes())
+        .collect();
+    for (n, layer) in layers.iter().enumerate() {
+        if n != 510 {
+            push_blob(&app, "alice/big", layer).await;
+        }
+    }
+    let manifest = |layers: &[&Vec<u8>]| {
+        json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+            "layers": layers.iter().map(|l| descriptor(LAYER, l)).collect::<Vec<_>>(),
+        })
+        .to_string()
+    };
+    let all: Vec<&Vec<u8>> = layers.iter().collect();
+    let response = put_manifest(
+        &app,
+        "alice/big",
+        "v1",
+        OCI_MANIFEST,
+        manifest(&all).as_bytes(),
+    )
+    .await;
+    let body = assert_error(response, StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN").await;
+    assert_eq!(body["errors"][0]["detail"]["digest"], sha256(&layers[510]));
+
+    // Without the missing layer, and with one layer listed twice (as empty layers are).
+    let mut present: Vec<&Vec<u8>> = all.clone();
+    present.remove(510);
+    present.push(&layers[0]);
+    let response = put_manifest(
+        &app,
+        "alice/big",
+        "v1",
+        OCI_MANIFEST,
+        manifest(&present).as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    for n in [0, 499, 519] {
+        let in_use = app
+            .delete(&format!("/v2/alice/big/blobs/{}", sha256(&layers[n])))
+            .await;
+        assert_error(in_use, StatusCode::CONFLICT, "DENIED").await;
+    }
+}
+
 async fn malformed_and_oversized_manifests_are_refused(app: TestApp) {
     for body in [
         b"not json".to_vec(),
@@ -569,6 +624,7 @@ backend_tests!(
     tag_lists_follow_every_change,
     image_manifest_round_trips_byte_for_byte,
     manifests_with_unknown_references_are_refused,
+    manifests_with_hundreds_of_layers,
     malformed_and_oversized_manifests_are_refused,
     push_by_digest_checks_the_digest_and_adds_tags,
     indexes_need_their_children,
