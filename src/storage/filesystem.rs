@@ -19,9 +19,11 @@
 //! Pushes are pipelined: the request task receives and hashes the next
 //! batch of body bytes while the blocking pool writes the previous one.
 //! With `fsync` on, the writer asks the kernel to start writing back every
-//! [`WRITEBACK_EVERY`] bytes and at the end of each request, so disk writes
-//! overlap with receiving and the flush before a commit waits only for what
-//! is still in flight instead of the whole blob.
+//! [`WRITEBACK_EVERY`] bytes and at the end of each request (unless less
+//! than a batch is left), so disk writes overlap with receiving and the
+//! flush before a commit waits only for what is still in flight instead of
+//! the whole blob. A commit's file operations run in one blocking-pool task,
+//! and its two flushes in two side by side.
 
 use std::collections::HashMap;
 use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
@@ -30,7 +32,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::fs::{self, File, OpenOptions};
+use tokio::fs::{self, File};
 use tokio::task::JoinHandle;
 
 use super::*;
@@ -179,7 +181,11 @@ struct Writeback {
 impl Writeback {
     fn start(&mut self, file: &Arc<std::fs::File>, force: bool) {
         let busy = self.starting.as_ref().is_some_and(|t| !t.is_finished());
-        let due = self.to - self.from >= WRITEBACK_EVERY || (force && self.to > self.from);
+        // A tail under one batch is left to the flush at commit: starting
+        // its writeback early saves that flush next to nothing, and costs a
+        // trip to the blocking pool on every small push.
+        let pending = self.to - self.from;
+        let due = pending >= WRITEBACK_EVERY || (force && pending >= WRITE_BATCH as u64);
         if !due || (busy && !force) {
             return;
         }
@@ -375,17 +381,46 @@ async fn read_stream(
     Ok(Box::pin(stream))
 }
 
+/// Moves a staging file of at least `len` bytes to `target`, cut to `len`.
+/// Renamed before it is flushed: the name is this upload's own, and no
+/// metadata points at it until the commit returns, so a crash in between
+/// leaves only an unreferenced file. Returns the committed file.
+fn move_into_place(staging: &Path, target: &Path, len: u64) -> Result<std::fs::File, StorageError> {
+    let file = match std::fs::OpenOptions::new().write(true).open(staging) {
+        Ok(file) => file,
+        // Committed before (a retried commit after a crash between rename and metadata).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && target.try_exists()? => {
+            return Ok(std::fs::File::open(target)?);
+        }
+        Err(e) => return Err(not_found_as(e)),
+    };
+    let found = file.metadata()?.len();
+    if found < len {
+        return Err(StorageError::StagingLost {
+            found,
+            expected: len,
+        });
+    }
+    if found > len {
+        file.set_len(len)?;
+    }
+    std::fs::create_dir_all(target.parent().expect("blob paths have a parent"))?;
+    std::fs::rename(staging, target)?;
+    Ok(file)
+}
+
 /// Makes a committed blob's bytes and name durable: the file and its
 /// directory are flushed at once, so the filesystem can fold both into one
 /// journal commit instead of two in a row.
-async fn flush_committed(target: &Path) -> Result<(), StorageError> {
-    let parent = target.parent().expect("blob paths have a parent");
-    let (data, name) = tokio::join!(
-        async { File::open(target).await?.sync_data().await },
-        async { File::open(parent).await?.sync_all().await },
-    );
-    data?;
-    match name {
+async fn flush_committed(file: std::fs::File, target: PathBuf) -> Result<(), StorageError> {
+    let data = tokio::task::spawn_blocking(move || file.sync_data());
+    let name = tokio::task::spawn_blocking(move || {
+        let parent = target.parent().expect("blob paths have a parent");
+        std::fs::File::open(parent)?.sync_all()
+    });
+    let (data, name) = tokio::join!(data, name);
+    data.map_err(join_error)??;
+    match name.map_err(join_error)? {
         // Some filesystems cannot flush a directory; the rename is then as
         // durable as they make it.
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
@@ -463,41 +498,19 @@ impl BlobStore for FilesystemBlobStore {
         digest: &Digest,
     ) -> Result<String, StorageError> {
         let staging = self.upload_path(&upload.id)?;
-        self.staging_guards.supersede(&upload.id).await?;
         let key = Self::blob_key(digest, &upload.id);
         let target = self.key_path(&key)?;
-        let file = match OpenOptions::new().write(true).open(&staging).await {
-            Ok(file) => file,
-            // Committed before (a retried commit after a crash between rename and metadata).
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound && fs::try_exists(&target).await? =>
-            {
-                if self.fsync {
-                    flush_committed(&target).await?;
-                }
-                return Ok(key);
-            }
-            Err(e) => return Err(not_found_as(e)),
-        };
-        let found = file.metadata().await?.len();
-        if found < len {
-            return Err(StorageError::StagingLost {
-                found,
-                expected: len,
-            });
-        }
-        if found > len {
-            file.set_len(len).await?;
-        }
-        drop(file);
-        let parent = target.parent().expect("blob paths have a parent");
-        fs::create_dir_all(parent).await?;
-        // Renamed before it is flushed: the name is this upload's own, and no
-        // metadata points at it until this returns, so a crash in between
-        // leaves only an unreferenced file.
-        fs::rename(&staging, &target).await?;
+        let guard = self.staging_guards.get(&upload.id);
+        // One trip to the blocking pool for the whole move, not one per call.
+        let (file, target) = tokio::task::spawn_blocking(move || {
+            take_over(&guard);
+            let file = move_into_place(&staging, &target, len)?;
+            Ok::<_, StorageError>((file, target))
+        })
+        .await
+        .map_err(join_error)??;
         if self.fsync {
-            flush_committed(&target).await?;
+            flush_committed(file, target).await?;
         }
         Ok(key)
     }
