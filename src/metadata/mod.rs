@@ -61,6 +61,9 @@ pub enum BlobCommit {
     Recorded(String),
     /// The namespace's quota would be exceeded; nothing was recorded.
     QuotaExceeded(QuotaExceeded),
+    /// The upload session is gone or no longer at the expected offset (it
+    /// expired, or a concurrent request moved it); nothing was recorded.
+    SessionMoved,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,13 +218,17 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Records a verified blob whose bytes are already committed to storage
     /// under `storage_key`, links it to `repository` and ends upload
-    /// `upload_id`, atomically. Idempotent: the blob may already exist,
-    /// globally or in the repository; the key already recorded then wins and
-    /// is returned (the caller removes its now redundant copy).
+    /// `upload_id`, atomically, if the session is still at
+    /// `expected_received` bytes (what the committing request read before
+    /// appending its own body, which it does not save separately).
+    /// Idempotent: the blob may already exist, globally or in the repository;
+    /// the key already recorded then wins and is returned (the caller removes
+    /// its now redundant copy).
     async fn commit_blob(
         &self,
         repository: &RepositoryName,
         upload_id: &str,
+        expected_received: u64,
         digest: &Digest,
         size: u64,
         storage_key: &str,

@@ -442,6 +442,7 @@ macro_rules! sql_metadata_store {
                 &self,
                 repository: &RepositoryName,
                 upload_id: &str,
+                expected_received: u64,
                 digest: &Digest,
                 size: u64,
                 storage_key: &str,
@@ -464,16 +465,16 @@ macro_rules! sql_metadata_store {
                 .bind(storage_key)
                 .fetch_one(&mut *tx)
                 .await?;
-                // The session's row names its repository; it is gone only if
-                // the session expired meanwhile.
-                let session_repository: Option<i64> =
-                    sqlx::query_scalar("DELETE FROM uploads WHERE id = $1 RETURNING repository_id")
+                // Ends the session if no one moved it meanwhile; its row names
+                // the repository. On a miss the transaction rolls back.
+                let repository_id: Option<i64> =
+                    sqlx::query_scalar("DELETE FROM uploads WHERE id = $1 AND received = $2 RETURNING repository_id")
                         .bind(upload_id)
+                        .bind(expected_received as i64)
                         .fetch_optional(&mut *tx)
                         .await?;
-                let repository_id = match session_repository {
-                    Some(id) => id,
-                    None => Self::ensure_repository(&mut tx, repository).await?,
+                let Some(repository_id) = repository_id else {
+                    return Ok(BlobCommit::SessionMoved);
                 };
                 sqlx::query(
                     "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \

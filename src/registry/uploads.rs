@@ -136,10 +136,12 @@ impl Registry {
         let lock = self.upload_locks.get(id);
         let _guard = lock.lock().await;
         let mut session = self.session(repository, id).await?;
+        let saved_offset = session.received;
         if let Some(chunk) = last_chunk {
-            session = self.append_locked(repository, session, chunk).await?;
+            session = self.append_unrecorded(session, chunk).await?;
         }
-        self.commit_session(repository, session, digest).await
+        self.commit_session(repository, session, saved_offset, digest)
+            .await
     }
 
     /// A whole blob in one request (`POST ...?digest=`).
@@ -150,8 +152,11 @@ impl Registry {
         body: ChunkBody,
     ) -> RegistryResult<BlobStat> {
         let session = self.new_session(repository, digest.algorithm()).await?;
-        let result = match self.append_locked(repository, session.clone(), body).await {
-            Ok(session) => self.commit_session(repository, session, digest).await,
+        let result = match self.append_unrecorded(session.clone(), body).await {
+            Ok(appended) => {
+                self.commit_session(repository, appended, session.received, digest)
+                    .await
+            }
             Err(e) => Err(e),
         };
         if result.is_err() {
@@ -179,9 +184,32 @@ impl Registry {
         }
     }
 
+    /// Appends a chunk and saves the session's new offset and state, for a
+    /// request that leaves the upload open.
     async fn append_locked(
         &self,
         repository: &RepositoryName,
+        session: UploadSession,
+        chunk: ChunkBody,
+    ) -> RegistryResult<UploadSession> {
+        let expected = session.received;
+        let session = self.append_unrecorded(session, chunk).await?;
+        if session.received != expected && !self.metadata.advance_upload(&session, expected).await?
+        {
+            let current = self.session(repository, &session.id).await?;
+            return Err(RegistryError::ChunkOutOfOrder {
+                received: current.received,
+            });
+        }
+        Ok(session)
+    }
+
+    /// Appends a chunk to staging and returns the session as it now stands,
+    /// without saving it: a request that commits right after saves a write
+    /// to the metadata store, and the commit checks the offset it started
+    /// from instead.
+    async fn append_unrecorded(
+        &self,
         mut session: UploadSession,
         mut chunk: ChunkBody,
     ) -> RegistryResult<UploadSession> {
@@ -229,30 +257,29 @@ impl Registry {
         if appended.written == 0 {
             return Ok(session);
         }
-        let expected = session.received;
         session.received += appended.written;
         session.hash_state = hasher.save();
         session.storage_state = appended.storage_state;
-        if !self.metadata.advance_upload(&session, expected).await? {
-            let current = self.session(repository, &session.id).await?;
-            return Err(RegistryError::ChunkOutOfOrder {
-                received: current.received,
-            });
-        }
         Ok(session)
     }
 
+    /// Verifies and commits a session whose metadata row still says
+    /// `saved_offset` bytes (less than `session.received` when this request
+    /// appended a last chunk).
     async fn commit_session(
         &self,
         repository: &RepositoryName,
         session: UploadSession,
+        saved_offset: u64,
         digest: &Digest,
     ) -> RegistryResult<BlobStat> {
         let hasher = BlobHasher::restore(&session.hash_state).map_err(|_| {
             RegistryError::Internal(format!("hash state of upload {} is corrupt", session.id))
         })?;
         if hasher.algorithm() != digest.algorithm() {
-            return self.commit_rehashed(repository, session, digest).await;
+            return self
+                .commit_rehashed(repository, session, saved_offset, digest)
+                .await;
         }
         let actual = hasher.finish();
         if actual != *digest {
@@ -266,7 +293,8 @@ impl Registry {
             .blobs
             .commit_upload(&staged(&session), session.received, digest)
             .await?;
-        self.record_blob(repository, &session, digest, key).await
+        self.record_blob(repository, &session, saved_offset, digest, key)
+            .await
     }
 
     /// Records a committed blob; removes our copy when the same content was
@@ -276,12 +304,20 @@ impl Registry {
         &self,
         repository: &RepositoryName,
         session: &UploadSession,
+        saved_offset: u64,
         digest: &Digest,
         key: String,
     ) -> RegistryResult<BlobStat> {
         let recorded = match self
             .metadata
-            .commit_blob(repository, &session.id, digest, session.received, &key)
+            .commit_blob(
+                repository,
+                &session.id,
+                saved_offset,
+                digest,
+                session.received,
+                &key,
+            )
             .await?
         {
             BlobCommit::Recorded(recorded) => recorded,
@@ -292,6 +328,19 @@ impl Registry {
                 }
                 self.discard(repository, session).await;
                 return Err(quota_error(&exceeded));
+            }
+            BlobCommit::SessionMoved => {
+                // Our copy stays: a request racing on this session from
+                // another instance commits to the same key and may have
+                // recorded it, so deleting could lose its blob. At worst an
+                // expired session leaves one unreferenced object.
+                tracing::warn!(upload = %session.id, key, "upload session moved while its blob was committed");
+                return Err(match self.metadata.upload(repository, &session.id).await? {
+                    Some(current) => RegistryError::ChunkOutOfOrder {
+                        received: current.received,
+                    },
+                    None => RegistryError::UploadUnknown,
+                });
             }
         };
         if recorded != key
@@ -314,6 +363,7 @@ impl Registry {
         &self,
         repository: &RepositoryName,
         session: UploadSession,
+        saved_offset: u64,
         digest: &Digest,
     ) -> RegistryResult<BlobStat> {
         match self.rehash_staged(&session, digest.algorithm()).await {
@@ -322,7 +372,8 @@ impl Registry {
                     .blobs
                     .commit_upload(&staged(&session), session.received, digest)
                     .await?;
-                self.record_blob(repository, &session, digest, key).await
+                self.record_blob(repository, &session, saved_offset, digest, key)
+                    .await
             }
             Ok(actual) => {
                 self.discard(repository, &session).await;
@@ -343,7 +394,9 @@ impl Registry {
                 }
                 let actual = hasher.finish();
                 if actual == *digest {
-                    return self.record_blob(repository, &session, digest, key).await;
+                    return self
+                        .record_blob(repository, &session, saved_offset, digest, key)
+                        .await;
                 }
                 if let Err(e) = self.blobs.delete(&key).await {
                     tracing::warn!(key, error = %e, "could not remove a blob that failed verification");

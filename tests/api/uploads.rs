@@ -464,6 +464,67 @@ async fn concurrent_pushes_of_one_blob_end_with_one_blob(app: TestApp) {
     assert_eq!(staged_files(&app).await, 0);
 }
 
+/// Two instances on one database and one blob directory: while a final
+/// PUT streams its body through one, a PATCH through the other saves a chunk
+/// to the same session. The PUT, which read the session first, must not
+/// record its blob; its client learns where the session now stands.
+#[tokio::test]
+async fn a_final_put_loses_to_a_chunk_saved_meanwhile_through_another_instance() {
+    let first = TestApp::start(crate::harness::Backend::Postgres).await;
+    let second = TestApp::start_with(crate::harness::Backend::Postgres, |config| {
+        config.database_url = first.config.database_url.clone();
+        config.storage = first.config.storage.clone();
+    })
+    .await;
+    let location = start(&first, "team/app").await;
+    let id = location.rsplit('/').next().unwrap().to_string();
+    let berth::config::StorageConfig::Filesystem(root) = &first.config.storage else {
+        unreachable!("PostgreSQL tests keep blobs on the filesystem")
+    };
+    let staging = root.join("uploads").join(&id);
+
+    // Past the store's 1 MiB write batch, so the head reaches the disk at once.
+    let (head, tail) = (vec![1u8; 2 << 20], vec![2u8; 64 * 1024]);
+    let digest = sha256(&[head.clone(), tail.clone()].concat());
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let bytes = receiver.recv().await?;
+        Some((Ok::<_, std::io::Error>(bytes), receiver))
+    });
+    let put = first
+        .request(Method::PUT, &with_digest(&location, &digest))
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let put = tokio::spawn(put);
+    sender.send(Bytes::from(head)).await.unwrap();
+    // The PUT has read the session once its first bytes reach staging.
+    for waited in 0.. {
+        if std::fs::metadata(&staging).map_or(0, |m| m.len()) > 0 {
+            break;
+        }
+        assert!(waited < 3000, "the PUT's body never reached staging");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let chunk = patch(&second, &location, Some("0-4"), b"other").await;
+    assert_eq!(chunk.status(), StatusCode::ACCEPTED);
+    sender.send(Bytes::from(tail)).await.unwrap();
+    drop(sender);
+
+    let response = put.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(header(&response, "range"), "0-4");
+    assert_error(
+        response,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "BLOB_UPLOAD_INVALID",
+    )
+    .await;
+    for app in [&first, &second] {
+        let head = app.head(&format!("/v2/team/app/blobs/{digest}")).await;
+        assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    }
+}
+
 backend_tests!(
     monolithic_upload_verifies_the_digest,
     post_then_put_with_the_whole_body,
