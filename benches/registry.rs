@@ -41,7 +41,7 @@ struct Target {
     base: String,
     token: Option<String>,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Target {
@@ -56,6 +56,17 @@ impl Target {
             Some(token) => request.bearer_auth(token),
             None => request,
         }
+    }
+
+    /// Stops the server and hands back its files, to be deleted after the
+    /// whole run: deleting thousands of files just before the next server's
+    /// run slows that run's file creation on filesystems that hold freed
+    /// inodes back for a while (ext4 without a journal, as on the machine
+    /// the published figures come from).
+    fn stop(self: Arc<Self>) -> tempfile::TempDir {
+        let target = Arc::into_inner(self).expect("no request in flight");
+        drop(target.child);
+        target.dir
     }
 
     /// Peak resident memory of the server process so far, in MiB.
@@ -136,7 +147,7 @@ async fn start_berth(fsync: bool) -> Target {
         base,
         token: Some(token["token"].as_str().unwrap().to_string()),
         child,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -196,7 +207,7 @@ async fn start_reference() -> Option<Target> {
         base,
         token: None,
         child,
-        _dir: dir,
+        dir,
     })
 }
 
@@ -557,7 +568,7 @@ fn main() {
         let fsync = std::env::var("BERTH_BENCH_FSYNC").map_or(true, |v| v != "false");
         let berth = Arc::new(start_berth(fsync).await);
         let berth_rows = run(berth.clone(), &large, huge_mib).await;
-        drop(berth);
+        let mut stopped = vec![berth.stop()];
         // The reference never flushes blobs to disk; Berth does by default, so
         // pushes are also measured on equal terms.
         let only_berth = std::env::var_os("BERTH_BENCH_ONLY_BERTH").is_some();
@@ -575,6 +586,7 @@ fn main() {
                 small_images_per_second(&unsynced, 400).await,
             );
             unsynced_pushes.extend([pull, small]);
+            stopped.push(unsynced.stop());
         }
         let reference = if only_berth { None } else { start_reference().await };
         let reference_rows = match reference {
