@@ -217,18 +217,9 @@ impl StagingWriter {
                     },
                     _ => StorageError::Io(e),
                 })?;
-            let found = file.metadata()?.len();
-            if found < offset {
-                return Err(StorageError::StagingLost {
-                    found,
-                    expected: offset,
-                });
-            }
-            if found > offset {
-                file.set_len(offset)?;
-            }
+            cut_staging(&file, offset)?;
             file.seek(SeekFrom::Start(offset))?;
-            Ok((file, epoch, guard))
+            Ok::<_, StorageError>((file, epoch, guard))
         })
         .await
         .map_err(join_error)??;
@@ -381,6 +372,22 @@ async fn read_stream(
     Ok(Box::pin(stream))
 }
 
+/// Checks that a staging file holds the `len` bytes its session recorded,
+/// and cuts off what a failed request left past them.
+fn cut_staging(file: &std::fs::File, len: u64) -> Result<(), StorageError> {
+    let found = file.metadata()?.len();
+    if found < len {
+        return Err(StorageError::StagingLost {
+            found,
+            expected: len,
+        });
+    }
+    if found > len {
+        file.set_len(len)?;
+    }
+    Ok(())
+}
+
 /// Moves a staging file of at least `len` bytes to `target`, cut to `len`.
 /// Renamed before it is flushed: the name is this upload's own, and no
 /// metadata points at it until the commit returns, so a crash in between
@@ -394,16 +401,7 @@ fn move_into_place(staging: &Path, target: &Path, len: u64) -> Result<std::fs::F
         }
         Err(e) => return Err(not_found_as(e)),
     };
-    let found = file.metadata()?.len();
-    if found < len {
-        return Err(StorageError::StagingLost {
-            found,
-            expected: len,
-        });
-    }
-    if found > len {
-        file.set_len(len)?;
-    }
+    cut_staging(&file, len)?;
     std::fs::create_dir_all(target.parent().expect("blob paths have a parent"))?;
     std::fs::rename(staging, target)?;
     Ok(file)
