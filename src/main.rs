@@ -248,9 +248,18 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    // Log lines (an access line per request at `info`) are written by a
+    // thread of their own, so a slow reader of stderr (a logging driver
+    // under back-pressure) does not stall the runtime's workers. Nothing is
+    // dropped: a full buffer waits. The guard flushes what is left on exit.
+    let (stderr, _flush_logs_on_exit) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .thread_name("berth-logs")
+            .finish(std::io::stderr());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(stderr);
     match config.log_format {
         LogFormat::Json => logs.json().flatten_event(true).init(),
         LogFormat::Text => logs
