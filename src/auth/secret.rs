@@ -44,18 +44,24 @@ fn hashing_slots() -> &'static tokio::sync::Semaphore {
     })
 }
 
+/// Runs `work` on the blocking pool once a hashing slot is free.
+async fn in_turn<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let _slot = hashing_slots().acquire().await.expect("never closed");
+    tokio::task::spawn_blocking(work).await
+}
+
 /// [`hash_password`] on the blocking pool, in its turn.
 pub async fn hash_password_queued(password: String) -> String {
-    let _slot = hashing_slots().acquire().await.expect("never closed");
-    tokio::task::spawn_blocking(move || hash_password(&password))
+    in_turn(move || hash_password(&password))
         .await
         .expect("hashing a password does not panic")
 }
 
 /// [`verify_password`] on the blocking pool, in its turn.
 pub async fn verify_password_queued(password: String, phc: String) -> bool {
-    let _slot = hashing_slots().acquire().await.expect("never closed");
-    tokio::task::spawn_blocking(move || verify_password(&password, &phc))
+    in_turn(move || verify_password(&password, &phc))
         .await
         .unwrap_or(false)
 }

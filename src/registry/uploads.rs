@@ -196,12 +196,20 @@ impl Registry {
         let session = self.append_unrecorded(session, chunk).await?;
         if session.received != expected && !self.metadata.advance_upload(&session, expected).await?
         {
-            let current = self.session(repository, &session.id).await?;
-            return Err(RegistryError::ChunkOutOfOrder {
-                received: current.received,
-            });
+            return Err(self.session_moved(repository, &session.id).await);
         }
         Ok(session)
+    }
+
+    /// The answer to a request whose session another request moved
+    /// meanwhile: where the session now stands, or that it is gone.
+    async fn session_moved(&self, repository: &RepositoryName, id: &str) -> RegistryError {
+        match self.session(repository, id).await {
+            Ok(current) => RegistryError::ChunkOutOfOrder {
+                received: current.received,
+            },
+            Err(e) => e,
+        }
     }
 
     /// Appends a chunk to staging and returns the session as it now stands,
@@ -335,12 +343,7 @@ impl Registry {
                 // recorded it, so deleting could lose its blob. At worst an
                 // expired session leaves one unreferenced object.
                 tracing::warn!(upload = %session.id, key, "upload session moved while its blob was committed");
-                return Err(match self.metadata.upload(repository, &session.id).await? {
-                    Some(current) => RegistryError::ChunkOutOfOrder {
-                        received: current.received,
-                    },
-                    None => RegistryError::UploadUnknown,
-                });
+                return Err(self.session_moved(repository, &session.id).await);
             }
         };
         if recorded != key

@@ -149,11 +149,17 @@ impl StagingGuards {
     }
 }
 
+/// The upload's epoch, once no write holds it. A write that panicked
+/// poisons nothing worth refusing: the epoch is a plain counter.
+fn lock_epoch(guard: &StagingGuard) -> std::sync::MutexGuard<'_, u64> {
+    guard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Waits for a write in progress, then makes every queued one stale.
 fn take_over(guard: &StagingGuard) -> u64 {
-    let mut epoch = guard
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut epoch = lock_epoch(guard);
     *epoch += 1;
     *epoch
 }
@@ -189,7 +195,7 @@ impl Writeback {
         if !due || (busy && !force) {
             return;
         }
-        let (file, offset, len) = (file.clone(), self.from, self.to - self.from);
+        let (file, offset, len) = (file.clone(), self.from, pending);
         self.starting = Some(tokio::task::spawn_blocking(move || {
             start_writeback(&file, offset, len)
         }));
@@ -251,9 +257,8 @@ impl StagingWriter {
         }
         let (file, guard, epoch) = (self.file.clone(), self.guard.clone(), self.epoch);
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            let current = guard
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Held through the write, so a take-over waits for it to end.
+            let current = lock_epoch(&guard);
             if *current != epoch {
                 return Err(std::io::Error::other(
                     "a newer request took over this upload",
