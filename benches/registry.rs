@@ -143,7 +143,7 @@ async fn start_berth(fsync: bool) -> Target {
         .await
         .unwrap();
     Target {
-        name: "berth",
+        name: if fsync { "berth" } else { "berth, no fsync" },
         base,
         token: Some(token["token"].as_str().unwrap().to_string()),
         child,
@@ -225,10 +225,11 @@ fn random_bytes(len: usize, seed: u64) -> Bytes {
     Bytes::from(out)
 }
 
-/// The same bytes but the first, so the chunked push is not a blob the server already has.
-fn altered(blob: &Bytes) -> Bytes {
+/// The same bytes but the first (unless `mark` is 0), so each push is of a
+/// blob the server does not have yet.
+fn variant(blob: &Bytes, mark: u8) -> Bytes {
     let mut copy = blob.to_vec();
-    copy[0] ^= 0xff;
+    copy[0] ^= mark;
     Bytes::from(copy)
 }
 
@@ -413,7 +414,8 @@ async fn push_image(target: &Target, http: &reqwest::Client, repo: &str, tag: &s
     );
 }
 
-async fn small_images_per_second(target: &Arc<Target>, count: usize) -> f64 {
+/// Pushes images `first..first + count`, each under a tag of its own.
+async fn small_images_per_second(target: &Arc<Target>, first: usize, count: usize) -> f64 {
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -426,6 +428,7 @@ async fn small_images_per_second(target: &Arc<Target>, count: usize) -> f64 {
                 if n >= count {
                     return;
                 }
+                let n = first + n;
                 push_image(&target, &http, "bench/small", &format!("t{n}"), n + 1000).await;
             }
         }));
@@ -437,7 +440,7 @@ async fn small_images_per_second(target: &Arc<Target>, count: usize) -> f64 {
 }
 
 /// Requests per second from 32 concurrent connections during [`MEASURE`].
-async fn rate(target: &Arc<Target>, method: reqwest::Method, path: String) -> f64 {
+async fn rate(target: Arc<Target>, method: reqwest::Method, path: String) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + MEASURE;
     let mut tasks = Vec::new();
@@ -471,79 +474,245 @@ async fn rate(target: &Arc<Target>, method: reqwest::Method, path: String) -> f6
     done.load(Ordering::Relaxed) as f64 / MEASURE.as_secs_f64()
 }
 
+/// The servers measured: Berth as it ships, and unless only Berth is asked
+/// for, Berth with `fsync = false` and the reference registry.
+struct Servers {
+    berth: Arc<Target>,
+    unsynced: Option<Arc<Target>>,
+    reference: Option<Arc<Target>>,
+}
+
+impl Servers {
+    /// All of them, for the rows that write or read blobs.
+    fn all(&self) -> Vec<Arc<Target>> {
+        [
+            Some(&self.berth),
+            self.unsynced.as_ref(),
+            self.reference.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+
+    /// Berth as it ships and the reference, for the rows that do not touch
+    /// blob storage, where flushing makes no difference.
+    fn compared(&self) -> Vec<Arc<Target>> {
+        [Some(&self.berth), self.reference.as_ref()]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
 struct Row {
     name: String,
     unit: &'static str,
-    berth: f64,
-    /// Rows that write or read blobs: Berth with `fsync = false`.
-    unsynced: Option<f64>,
-    reference: Option<f64>,
+    /// Each measured server's name and figures, one per round.
+    samples: Vec<(&'static str, Vec<f64>)>,
     /// True when smaller is better.
     lower_is_better: bool,
 }
 
-async fn run(
-    target: Arc<Target>,
-    large: &Bytes,
-    huge_mib: usize,
-) -> Vec<(String, &'static str, f64, bool)> {
+impl Row {
+    fn new(
+        name: impl Into<String>,
+        unit: &'static str,
+        samples: Vec<(&'static str, Vec<f64>)>,
+    ) -> Self {
+        Row {
+            name: name.into(),
+            unit,
+            samples,
+            lower_is_better: false,
+        }
+    }
+
+    /// The median of a server's rounds.
+    fn figure(&self, server: &str) -> Option<f64> {
+        let (_, samples) = self.samples.iter().find(|(name, _)| *name == server)?;
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied()
+    }
+}
+
+/// Runs `workload` on each server in turn, `rounds` times over. Taking turns
+/// spreads this machine's drift (a neighbour's load, writeback, the page
+/// cache) over every server alike, where measuring one server after the
+/// other put a slow minute all on one side. The workload gets the round's
+/// number, to push what that server does not have yet.
+async fn in_turns<F, Fut>(
+    servers: &[Arc<Target>],
+    rounds: usize,
+    mut workload: F,
+) -> Vec<(&'static str, Vec<f64>)>
+where
+    F: FnMut(Arc<Target>, usize) -> Fut,
+    Fut: std::future::Future<Output = f64>,
+{
+    let mut samples: Vec<(&'static str, Vec<f64>)> = servers
+        .iter()
+        .map(|s| (s.name, Vec::with_capacity(rounds)))
+        .collect();
+    for round in 0..rounds {
+        for (server, (_, figures)) in servers.iter().zip(samples.iter_mut()) {
+            settle().await;
+            figures.push(workload(server.clone(), round).await);
+        }
+    }
+    samples
+}
+
+/// Writes everything dirty to disk before a turn. The reference (and Berth
+/// with `fsync = false`) leave a pushed blob to the kernel's writeback, which
+/// would otherwise run during the next server's turn and be counted there.
+async fn settle() {
+    let status = Command::new("sync").status().await.expect("sync runs");
+    assert!(status.success(), "sync failed");
+}
+
+/// Empties the page cache (when run as root), so that every push starts
+/// with free memory: after a few rounds of 512 MiB pushes by three servers
+/// the kernel would otherwise be reclaiming cache during the later turns
+/// only, and on this machine that cost a third of a push's speed.
+async fn forget_page_cache() {
+    settle().await;
+    // Not being allowed to (not root) leaves the figures noisier, not wrong.
+    let _ = tokio::fs::write("/proc/sys/vm/drop_caches", "1").await;
+}
+
+async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -> Vec<Row> {
     let http = reqwest::Client::new();
     let mut rows = Vec::new();
-    let chunked = altered(large);
     let mib = large.len() / 1048576;
-    rows.push((
+    // Round 0's monolithic push is `large` itself, which the pulls read.
+    let monolithic: Vec<Bytes> = (0..rounds).map(|r| variant(large, r as u8)).collect();
+    let chunked: Vec<Bytes> = (0..rounds)
+        .map(|r| variant(large, 0x80 | r as u8))
+        .collect();
+    let (all, compared) = (servers.all(), servers.compared());
+    rows.push(Row::new(
         format!("push {mib} MiB, monolithic"),
         "MiB/s",
-        push_monolithic(&target, &http, "bench/large", large).await,
-        false,
+        in_turns(&all, rounds, |target, round| {
+            let (http, blob) = (&http, &monolithic[round]);
+            async move {
+                forget_page_cache().await;
+                push_monolithic(&target, http, "bench/large", blob).await
+            }
+        })
+        .await,
     ));
-    rows.push((
+    rows.push(Row::new(
         format!("push {mib} MiB, 16 MiB chunks"),
         "MiB/s",
-        push_chunked(&target, &http, "bench/chunked", &chunked).await,
-        false,
+        in_turns(&all, rounds, |target, round| {
+            let (http, blob) = (&http, &chunked[round]);
+            async move {
+                forget_page_cache().await;
+                push_chunked(&target, http, "bench/chunked", blob).await
+            }
+        })
+        .await,
     ));
-    rows.push((
+    let large_digest = sha256(large);
+    rows.push(Row::new(
         format!("pull {mib} MiB"),
         "MiB/s",
-        pull(&target, "bench/large", &sha256(large)).await,
-        false,
+        in_turns(&all, rounds, |target, _| {
+            let digest = &large_digest;
+            async move { pull(&target, "bench/large", digest).await }
+        })
+        .await,
     ));
-    rows.push((
-        "small images pushed, 16 clients".into(),
+    // Small images write blobs too; the other rows do not touch blob storage.
+    rows.push(Row::new(
+        "small images pushed, 16 clients",
         "images/s",
-        small_images_per_second(&target, 400).await,
-        false,
+        in_turns(&all, rounds, |target, round| async move {
+            small_images_per_second(&target, round * 400, 400).await
+        })
+        .await,
     ));
     let (config, _, _) = image(1000);
-    rows.push((
-        "blob HEAD, 32 connections".into(),
+    let config_path = format!("/v2/bench/small/blobs/{}", sha256(&config));
+    rows.push(Row::new(
+        "blob HEAD, 32 connections",
         "req/s",
-        rate(
-            &target,
-            reqwest::Method::HEAD,
-            format!("/v2/bench/small/blobs/{}", sha256(&config)),
-        )
+        in_turns(&compared, rounds, |target, _| {
+            rate(target, reqwest::Method::HEAD, config_path.clone())
+        })
         .await,
-        false,
     ));
-    rows.push((
-        "manifest GET by tag, 32 connections".into(),
+    rows.push(Row::new(
+        "manifest GET by tag, 32 connections",
         "req/s",
-        rate(
-            &target,
-            reqwest::Method::GET,
-            "/v2/bench/small/manifests/t0".into(),
-        )
+        in_turns(&compared, rounds, |target, _| {
+            rate(
+                target,
+                reqwest::Method::GET,
+                "/v2/bench/small/manifests/t0".into(),
+            )
+        })
         .await,
-        false,
     ));
-    push_image(&target, &http, "bench/tags", "many0000", 5000).await;
+    for target in &compared {
+        put_many_tags(target, &http).await;
+    }
+    rows.push(Row::new(
+        "tag list, 1,000 tags, 32 connections",
+        "req/s",
+        in_turns(&compared, rounds, |target, _| {
+            rate(
+                target,
+                reqwest::Method::GET,
+                "/v2/bench/tags/tags/list".into(),
+            )
+        })
+        .await,
+    ));
+    let peak_rss = |compared: &[Arc<Target>]| {
+        compared
+            .iter()
+            .map(|target| (target.name, vec![target.peak_rss_mib()]))
+            .collect()
+    };
+    rows.push(Row {
+        lower_is_better: true,
+        ..Row::new(
+            format!("peak resident memory (up to {mib} MiB blobs)"),
+            "MiB",
+            peak_rss(&compared),
+        )
+    });
+    if huge_mib > 0 {
+        for target in &compared {
+            let huge = random_bytes(huge_mib * 1048576, 99 + target.name.len() as u64);
+            push_chunked(target, &http, "bench/huge", &huge).await;
+        }
+        rows.push(Row {
+            lower_is_better: true,
+            ..Row::new(
+                format!("peak resident memory after a {huge_mib} MiB push"),
+                "MiB",
+                peak_rss(&compared),
+            )
+        });
+    }
+    rows
+}
+
+/// One image tagged 1,000 times, for the tag-list row.
+async fn put_many_tags(target: &Target, http: &reqwest::Client) {
+    push_image(target, http, "bench/tags", "many0000", 5000).await;
     let (_, _, manifest) = image(5000);
     for n in 1..1000 {
         let put = target
             .request(
-                &http,
+                http,
                 reqwest::Method::PUT,
                 &format!("/v2/bench/tags/manifests/many{n:04}"),
             )
@@ -552,36 +721,61 @@ async fn run(
             .send()
             .await
             .unwrap();
-        assert_eq!(put.status(), 201);
+        assert_eq!(put.status(), 201, "{}", target.name);
     }
-    rows.push((
-        "tag list, 1,000 tags, 32 connections".into(),
-        "req/s",
-        rate(
-            &target,
-            reqwest::Method::GET,
-            "/v2/bench/tags/tags/list".into(),
-        )
-        .await,
-        false,
-    ));
-    rows.push((
-        format!("peak resident memory (up to {mib} MiB blobs)"),
-        "MiB",
-        target.peak_rss_mib(),
-        true,
-    ));
-    if huge_mib > 0 {
-        let huge = random_bytes(huge_mib * 1048576, 99 + target.name.len() as u64);
-        push_chunked(&target, &http, "bench/huge", &huge).await;
-        rows.push((
-            format!("peak resident memory after a {huge_mib} MiB push"),
-            "MiB",
-            target.peak_rss_mib(),
-            true,
-        ));
+}
+
+fn print(rows: &[Row], servers: &Servers) {
+    let (berth, unsynced) = (
+        servers.berth.name,
+        servers.unsynced.as_ref().map(|t| t.name),
+    );
+    let reference = servers.reference.as_ref().map(|t| t.name);
+    println!(
+        "\n{:<44} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "workload", "unit", "berth", "(no fsync)", "reference", "ratio", "(no fsync)"
+    );
+    for row in rows {
+        let figure = |server: Option<&str>| server.and_then(|s| row.figure(s));
+        let reference = figure(reference);
+        let ratio = |berth: f64| match reference {
+            Some(r) if r > 0.0 && row.lower_is_better => format!("{:.2}x", r / berth),
+            Some(r) if r > 0.0 => format!("{:.2}x", berth / r),
+            _ => "-".into(),
+        };
+        let show = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+        let berth = row.figure(berth).expect("berth is measured on every row");
+        println!(
+            "{:<44} {:>8} {:>10.1} {:>10} {:>10} {:>8} {:>8}",
+            row.name,
+            row.unit,
+            berth,
+            show(figure(unsynced)),
+            show(reference),
+            ratio(berth),
+            figure(unsynced).map_or("-".into(), ratio)
+        );
     }
-    rows
+    println!("\n(each figure is the median of its rounds, the servers taking turns;");
+    println!(" ratio: how many times better Berth is; for memory, reference / berth;");
+    println!(
+        " no fsync: Berth with fsync = false, which like the reference leaves flushing blobs to the kernel)"
+    );
+    println!("\nrounds:");
+    for row in rows
+        .iter()
+        .filter(|row| row.samples.iter().any(|(_, s)| s.len() > 1))
+    {
+        let samples: Vec<String> = row
+            .samples
+            .iter()
+            .map(|(name, figures)| {
+                let figures: Vec<String> = figures.iter().map(|f| format!("{f:.1}")).collect();
+                format!("{name} {}", figures.join(" / "))
+            })
+            .collect();
+        println!("  {}: {}", row.name, samples.join("; "));
+    }
 }
 
 fn main() {
@@ -598,74 +792,39 @@ fn main() {
     runtime.block_on(async {
         let large_mib = env_usize("BERTH_BENCH_LARGE_MIB", 512);
         let huge_mib = env_usize("BERTH_BENCH_HUGE_MIB", 2048);
+        let rounds = env_usize("BERTH_BENCH_ROUNDS", 3).max(1);
         let large = random_bytes(large_mib * 1048576, 42);
         let fsync = std::env::var("BERTH_BENCH_FSYNC").map_or(true, |v| v != "false");
-        let berth = Arc::new(start_berth(fsync).await);
-        let berth_rows = run(berth.clone(), &large, huge_mib).await;
-        let mut stopped = vec![berth.stop()];
-        // The reference never flushes blobs to disk; Berth does by default, so
-        // pushes are also measured on equal terms.
         let only_berth = std::env::var_os("BERTH_BENCH_ONLY_BERTH").is_some();
-        let mut unsynced_pushes = Vec::new();
-        if !only_berth {
-            let unsynced = Arc::new(start_berth(false).await);
-            let http = reqwest::Client::new();
-            unsynced_pushes = vec![
-                push_monolithic(&unsynced, &http, "bench/large", &large).await,
-                push_chunked(&unsynced, &http, "bench/chunked", &altered(&large)).await,
-            ];
-            // Small images write blobs too; the other rows do not touch the disk.
-            let (pull, small) = (
-                pull(&unsynced, "bench/large", &sha256(&large)).await,
-                small_images_per_second(&unsynced, 400).await,
-            );
-            unsynced_pushes.extend([pull, small]);
-            stopped.push(unsynced.stop());
-        }
-        let reference = if only_berth { None } else { start_reference().await };
-        let reference_rows = match reference {
-            Some(reference) => Some(run(Arc::new(reference), &large, huge_mib).await),
-            None if only_berth => None,
-            None => {
+        let berth = Arc::new(start_berth(fsync).await);
+        // The reference never flushes blobs to disk; Berth does by default, so
+        // the rows that write blobs are also measured on equal terms.
+        let (unsynced, reference) = if only_berth {
+            (None, None)
+        } else {
+            let reference = start_reference().await;
+            if reference.is_none() {
                 eprintln!("docker-registry is not installed (apt-get install docker-registry): Berth figures only");
-                None
             }
+            (Some(Arc::new(start_berth(false).await)), reference.map(Arc::new))
         };
-        let rows: Vec<Row> = berth_rows
+        let servers = Servers {
+            berth,
+            unsynced,
+            reference,
+        };
+        let rows = run(&servers, &large, huge_mib, rounds).await;
+        print(&rows, &servers);
+        // Their files are deleted last: see `Target::stop`.
+        let Servers {
+            berth,
+            unsynced,
+            reference,
+        } = servers;
+        let _files: Vec<tempfile::TempDir> = [Some(berth), unsynced, reference]
             .into_iter()
-            .enumerate()
-            .map(|(i, (name, unit, value, lower))| Row {
-                name,
-                unit,
-                berth: value,
-                unsynced: unsynced_pushes.get(i).copied(),
-                reference: reference_rows.as_ref().map(|r| r[i].2),
-                lower_is_better: lower,
-            })
+            .flatten()
+            .map(Target::stop)
             .collect();
-        println!(
-            "\n{:<44} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8}",
-            "workload", "unit", "berth", "(no fsync)", "reference", "ratio", "(no fsync)"
-        );
-        for row in rows {
-            let ratio = |berth: f64| match row.reference {
-                Some(r) if r > 0.0 && row.lower_is_better => format!("{:.2}x", r / berth),
-                Some(r) if r > 0.0 => format!("{:.2}x", berth / r),
-                _ => "-".into(),
-            };
-            let show = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
-            println!(
-                "{:<44} {:>8} {:>10.1} {:>10} {:>10} {:>8} {:>8}",
-                row.name,
-                row.unit,
-                row.berth,
-                show(row.unsynced),
-                show(row.reference),
-                ratio(row.berth),
-                row.unsynced.map_or("-".into(), ratio)
-            );
-        }
-        println!("\n(ratio: how many times better Berth is; for memory, reference / berth.");
-        println!(" no fsync: Berth with fsync = false, which like the reference leaves flushing blobs to the kernel)");
     });
 }
