@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool, Postgres, Transaction};
 
@@ -54,6 +55,16 @@ impl PostgresMetadataStore {
 
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.write.begin().await
+    }
+
+    /// For a single write statement, which needs no transaction around it.
+    async fn write_connection(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        self.write.acquire().await
+    }
+
+    async fn close_connections(&self) {
+        self.write.close().await;
+        self.read.close().await;
     }
 }
 

@@ -2,8 +2,9 @@
 //! statements here (`$N` placeholders, `ON CONFLICT`, `RETURNING`), so one
 //! text serves both; the macro only stamps it out for each engine's types.
 //! What differs between engines (connecting, pools, how a write transaction
-//! begins) lives in `sqlite.rs` and `postgres.rs`, each store providing
-//! `read` and `write` pools and a `begin_write` method.
+//! begins) lives in `sqlite.rs` and `postgres.rs`, each store providing a
+//! `read` pool and `begin_write`, `write_connection` and `close_connections`
+//! methods.
 
 /// Values per `IN (...)` list or multi-row insert: far below either
 /// engine's limit on bound parameters (SQLite's is 32,766, PostgreSQL's 65,535).
@@ -252,8 +253,7 @@ macro_rules! sql_metadata_store {
             }
 
             async fn close(&self) {
-                self.write.close().await;
-                self.read.close().await;
+                self.close_connections().await;
             }
 
             async fn upload_count(&self) -> MetadataResult<u64> {
@@ -368,7 +368,7 @@ macro_rules! sql_metadata_store {
                 .bind(&session.hash_state)
                 .bind(&session.storage_state)
                 .bind(now)
-                .execute(&self.write)
+                .execute(&mut *self.write_connection().await?)
                 .await?
                 .rows_affected();
                 if inserted == 1 {
@@ -420,7 +420,7 @@ macro_rules! sql_metadata_store {
                 .bind(unix_now())
                 .bind(&session.id)
                 .bind(expected_received as i64)
-                .execute(&self.write)
+                .execute(&mut *self.write_connection().await?)
                 .await?
                 .rows_affected();
                 Ok(updated == 1)
@@ -432,7 +432,7 @@ macro_rules! sql_metadata_store {
                 )
                 .bind(id)
                 .bind(repository.as_str())
-                .execute(&self.write)
+                .execute(&mut *self.write_connection().await?)
                 .await?
                 .rows_affected();
                 Ok(deleted > 0)

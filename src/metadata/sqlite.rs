@@ -1,27 +1,30 @@
 //! SQLite, the embedded default for a single machine.
 //!
-//! SQLite allows one writer at a time, so writes go through a pool of one
-//! connection (no `SQLITE_BUSY` between our own writers) and start with
+//! SQLite allows one writer at a time, so writes go through one connection
+//! that they take turns on (no `SQLITE_BUSY` between our own writers; see
+//! `sqlite_writer.rs` for why it is not in a pool) and start with
 //! `BEGIN IMMEDIATE` (another process, such as an admin command, waits on the
-//! busy timeout instead of failing mid-transaction). Reads use their own pool
-//! and, in WAL mode, never wait for the writer.
+//! busy timeout instead of failing mid-transaction). Reads use a pool of
+//! their own and, in WAL mode, never wait for the writer. A database in
+//! memory is refused: each connection would see a different one.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool};
 
 use super::accounts_sql::sql_account_store;
 use super::collector_sql::sql_collector_store;
 use super::sql::sql_metadata_store;
+use super::sqlite_writer::{SqliteWriter, WriteConnection, WriteTransaction};
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteMetadataStore {
     read: SqlitePool,
-    write: SqlitePool,
+    write: SqliteWriter,
 }
 
 /// SQLite reads are local CPU work, each connection with its own thread and
@@ -39,39 +42,44 @@ impl SqliteMetadataStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory
-            && let Some(parent) = options
-                .get_filename()
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(MetadataError::Database(sqlx::Error::Configuration(
+                "an in-memory SQLite database cannot be shared by the registry's connections; name a file".into(),
+            )));
+        }
+        if let Some(parent) = options
+            .get_filename()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
         {
             std::fs::create_dir_all(parent)
                 .map_err(|e| MetadataError::Database(sqlx::Error::Io(e)))?;
         }
+        let write = SqliteWriter::open(options.clone()).await?;
+        MIGRATOR.run(&mut *write.acquire().await?).await?;
         // sqlx pings each connection it hands out by default: for SQLite a
         // second trip to the connection's thread per query, for nothing, as
         // an in-process connection cannot be cut.
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
+        let read = SqlitePoolOptions::new()
+            .max_connections(read_connections(max_connections))
             .test_before_acquire(false)
-            .connect_with(options.clone())
+            .connect_with(options)
             .await?;
-        MIGRATOR.run(&write).await?;
-        let read = if in_memory {
-            write.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(read_connections(max_connections))
-                .test_before_acquire(false)
-                .connect_with(options)
-                .await?
-        };
         Ok(Self { read, write })
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.write.begin_with("BEGIN IMMEDIATE").await
+    async fn begin_write(&self) -> Result<WriteTransaction<'_>, sqlx::Error> {
+        self.write.begin().await
+    }
+
+    /// For a single write statement, which needs no transaction around it.
+    async fn write_connection(&self) -> Result<WriteConnection<'_>, sqlx::Error> {
+        self.write.acquire().await
+    }
+
+    async fn close_connections(&self) {
+        self.write.close().await;
+        self.read.close().await;
     }
 }
 
