@@ -18,6 +18,9 @@ use tokio::sync::{Mutex, MutexGuard};
 
 type Manager = <Sqlite as Database>::TransactionManager;
 
+/// sqlx's pools wait as long for a connection.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(super) struct SqliteWriter {
     options: SqliteConnectOptions,
     /// `None` before the first write, after `close`, and after the
@@ -53,8 +56,12 @@ impl SqliteWriter {
     }
 
     /// Waits for the connection (writers take turns) and opens it if needed.
+    /// A write that cannot get it within [`ACQUIRE_TIMEOUT`] fails, as it
+    /// would from sqlx's pool, instead of hanging behind a stuck one.
     pub(super) async fn acquire(&self) -> Result<WriteConnection<'_>, sqlx::Error> {
-        let mut connection = self.connection.lock().await;
+        let mut connection = tokio::time::timeout(ACQUIRE_TIMEOUT, self.connection.lock())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(sqlx::Error::PoolClosed);
         }

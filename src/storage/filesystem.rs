@@ -69,7 +69,12 @@ impl FilesystemBlobStore {
         fs::create_dir_all(root.join("blobs")).await?;
         fs::create_dir_all(root.join("uploads")).await?;
         if fsync {
-            let dirs = [root.clone(), root.parent().unwrap_or(&root).to_path_buf()];
+            // A root named relative to the working directory, with no parent in its name, sits in `.`.
+            let parent = root
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let dirs = [root.clone(), parent.to_path_buf()];
             tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|dir| sync_dir(dir)))
                 .await
                 .map_err(join_error)??;
