@@ -25,7 +25,7 @@ macro_rules! sql_account_store {
         #[async_trait::async_trait]
         impl AccountStore for $store {
             async fn user_count(&self) -> MetadataResult<u64> {
-                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.read).await?;
+                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *self.read_connection().await?).await?;
                 Ok(count as u64)
             }
 
@@ -50,7 +50,7 @@ macro_rules! sql_account_store {
                     "SELECT name, password_hash, is_admin, created_at FROM users WHERE name = $1",
                 )
                 .bind(name)
-                .fetch_optional(&self.read)
+                .fetch_optional(&mut *self.read_connection().await?)
                 .await?;
                 Ok(row.map(|(name, password_hash, is_admin, created_at)| UserRecord { name, password_hash, is_admin, created_at }))
             }
@@ -59,7 +59,7 @@ macro_rules! sql_account_store {
                 let rows: Vec<(String, String, bool, i64)> = sqlx::query_as(
                     "SELECT name, password_hash, is_admin, created_at FROM users ORDER BY name",
                 )
-                .fetch_all(&self.read)
+                .fetch_all(&mut *self.read_connection().await?)
                 .await?;
                 Ok(rows
                     .into_iter()
@@ -111,7 +111,7 @@ macro_rules! sql_account_store {
             }
 
             async fn organizations(&self) -> MetadataResult<Vec<String>> {
-                Ok(sqlx::query_scalar("SELECT name FROM organizations ORDER BY name").fetch_all(&self.read).await?)
+                Ok(sqlx::query_scalar("SELECT name FROM organizations ORDER BY name").fetch_all(&mut *self.read_connection().await?).await?)
             }
 
             async fn set_member(&self, organization: &str, user: &str, role: &str) -> MetadataResult<MemberOutcome> {
@@ -162,7 +162,7 @@ macro_rules! sql_account_store {
                 )
                 .bind(organization)
                 .bind(user)
-                .fetch_all(&self.read)
+                .fetch_all(&mut *self.read_connection().await?)
                 .await?;
                 Ok(rows
                     .into_iter()
@@ -193,7 +193,7 @@ macro_rules! sql_account_store {
             async fn access_token_by_secret(&self, secret_hash: &str) -> MetadataResult<Option<AccessTokenRecord>> {
                 let row: Option<$crate::metadata::accounts_sql::AccessTokenRow> = sqlx::query_as(&format!("{} WHERE secret_hash = $1", $crate::metadata::accounts_sql::ACCESS_TOKEN_SELECT))
                     .bind(secret_hash)
-                    .fetch_optional(&self.read)
+                    .fetch_optional(&mut *self.read_connection().await?)
                     .await?;
                 Ok(row.map($crate::metadata::accounts_sql::access_token_from_row))
             }
@@ -201,7 +201,7 @@ macro_rules! sql_account_store {
             async fn access_token(&self, id: &str) -> MetadataResult<Option<AccessTokenRecord>> {
                 let row: Option<$crate::metadata::accounts_sql::AccessTokenRow> = sqlx::query_as(&format!("{} WHERE id = $1", $crate::metadata::accounts_sql::ACCESS_TOKEN_SELECT))
                     .bind(id)
-                    .fetch_optional(&self.read)
+                    .fetch_optional(&mut *self.read_connection().await?)
                     .await?;
                 Ok(row.map($crate::metadata::accounts_sql::access_token_from_row))
             }
@@ -210,7 +210,7 @@ macro_rules! sql_account_store {
                 let rows: Vec<$crate::metadata::accounts_sql::AccessTokenRow> =
                     sqlx::query_as(&format!("{} WHERE ($1 IS NULL OR user_name = $1) ORDER BY created_at, id", $crate::metadata::accounts_sql::ACCESS_TOKEN_SELECT))
                         .bind(user)
-                        .fetch_all(&self.read)
+                        .fetch_all(&mut *self.read_connection().await?)
                         .await?;
                 Ok(rows.into_iter().map($crate::metadata::accounts_sql::access_token_from_row).collect())
             }
@@ -250,13 +250,13 @@ macro_rules! sql_account_store {
                     "SELECT user_name, access_token_id FROM refresh_tokens WHERE secret_hash = $1",
                 )
                 .bind(secret_hash)
-                .fetch_optional(&self.read)
+                .fetch_optional(&mut *self.read_connection().await?)
                 .await?;
                 Ok(row.map(|(user_name, access_token_id)| RefreshTokenRecord { user_name, access_token_id }))
             }
 
             async fn public_paths(&self) -> MetadataResult<Vec<String>> {
-                Ok(sqlx::query_scalar("SELECT path FROM public_paths ORDER BY path").fetch_all(&self.read).await?)
+                Ok(sqlx::query_scalar("SELECT path FROM public_paths ORDER BY path").fetch_all(&mut *self.read_connection().await?).await?)
             }
 
             async fn set_public(&self, path: &str, public: bool) -> MetadataResult<()> {
@@ -278,7 +278,7 @@ macro_rules! sql_account_store {
                 let rows: Vec<(String, Option<i64>, Option<i64>, String)> = sqlx::query_as(
                     "SELECT path, keep_last, keep_days, exclude FROM retention_policies ORDER BY path",
                 )
-                .fetch_all(&self.read)
+                .fetch_all(&mut *self.read_connection().await?)
                 .await?;
                 Ok(rows
                     .into_iter()
@@ -322,7 +322,7 @@ macro_rules! sql_account_store {
             async fn quotas(&self) -> MetadataResult<Vec<(String, u64)>> {
                 let rows: Vec<(String, i64)> =
                     sqlx::query_as("SELECT namespace, limit_bytes FROM namespace_quotas ORDER BY namespace")
-                        .fetch_all(&self.read)
+                        .fetch_all(&mut *self.read_connection().await?)
                         .await?;
                 Ok(rows.into_iter().map(|(n, l)| (n, l as u64)).collect())
             }
@@ -359,14 +359,14 @@ macro_rules! sql_account_store {
                      WHERE r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/')",
                 )
                 .bind(namespace)
-                .fetch_one(&self.read)
+                .fetch_one(&mut *self.read_connection().await?)
                 .await?;
                 Ok(used as u64)
             }
 
             async fn immutable_tags(&self) -> MetadataResult<Vec<(String, String)>> {
                 Ok(sqlx::query_as("SELECT path, pattern FROM immutable_tags ORDER BY path, pattern")
-                    .fetch_all(&self.read)
+                    .fetch_all(&mut *self.read_connection().await?)
                     .await?)
             }
 
@@ -397,7 +397,7 @@ macro_rules! sql_account_store {
                 let rows: Vec<(i64, String, String)> = sqlx::query_as(
                     "SELECT generation, kid, private_key_pem FROM signing_keys ORDER BY generation",
                 )
-                .fetch_all(&self.read)
+                .fetch_all(&mut *self.read_connection().await?)
                 .await?;
                 Ok(rows
                     .into_iter()

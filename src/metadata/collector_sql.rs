@@ -310,7 +310,7 @@ macro_rules! sql_collector_store {
                      WHERE r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/' ORDER BY r.name, t.name",
                 )
                 .bind(path)
-                .fetch_all(&self.read)
+                .fetch_all(&mut *self.read_connection().await?)
                 .await?)
             }
 
@@ -347,7 +347,7 @@ macro_rules! sql_collector_store {
                     "SELECT id, kind, storage_key, storage_state FROM storage_garbage ORDER BY created_at LIMIT $1",
                 )
                 .bind(i64::from(limit))
-                .fetch_all(&self.read)
+                .fetch_all(&mut *self.read_connection().await?)
                 .await?;
                 Ok(rows
                     .into_iter()

@@ -13,6 +13,7 @@ pub(crate) mod collector_sql;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_readers;
 mod sqlite_writer;
 
 use async_trait::async_trait;

@@ -57,6 +57,20 @@ impl PostgresMetadataStore {
         self.write.begin().await
     }
 
+    async fn read_connection(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        self.read.acquire().await
+    }
+
+    fn read_stats(&self) -> PoolStats {
+        if self.read.is_closed() {
+            return PoolStats::default();
+        }
+        PoolStats {
+            connections: self.read.size(),
+            idle: self.read.num_idle() as u32,
+        }
+    }
+
     /// For a single write statement, which needs no transaction around it.
     async fn write_connection(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
         self.write.acquire().await

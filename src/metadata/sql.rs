@@ -2,9 +2,9 @@
 //! statements here (`$N` placeholders, `ON CONFLICT`, `RETURNING`), so one
 //! text serves both; the macro only stamps it out for each engine's types.
 //! What differs between engines (connecting, pools, how a write transaction
-//! begins) lives in `sqlite.rs` and `postgres.rs`, each store providing a
-//! `read` pool and `begin_write`, `write_connection` and `close_connections`
-//! methods.
+//! begins) lives in `sqlite.rs` and `postgres.rs`, each store providing
+//! `read_connection`, `read_stats`, `begin_write`, `write_connection` and
+//! `close_connections` methods.
 
 /// Values per `IN (...)` list or multi-row insert: far below either
 /// engine's limit on bound parameters (SQLite's is 32,766, PostgreSQL's 65,535).
@@ -239,17 +239,12 @@ macro_rules! sql_metadata_store {
         #[async_trait::async_trait]
         impl MetadataStore for $store {
             async fn ping(&self) -> MetadataResult<()> {
-                sqlx::query("SELECT 1").execute(&self.read).await?;
+                sqlx::query("SELECT 1").execute(&mut *self.read_connection().await?).await?;
                 Ok(())
             }
 
             fn pool_stats(&self) -> PoolStats {
-                let (size, idle) = if self.read.is_closed() {
-                    (0, 0)
-                } else {
-                    (self.read.size(), self.read.num_idle() as u32)
-                };
-                PoolStats { connections: size, idle }
+                self.read_stats()
             }
 
             async fn close(&self) {
@@ -257,7 +252,7 @@ macro_rules! sql_metadata_store {
             }
 
             async fn upload_count(&self) -> MetadataResult<u64> {
-                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads").fetch_one(&self.read).await?;
+                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads").fetch_one(&mut *self.read_connection().await?).await?;
                 Ok(count as u64)
             }
 
@@ -270,7 +265,7 @@ macro_rules! sql_metadata_store {
                 )
                 .bind(repository.as_str())
                 .bind(digest.as_str())
-                .fetch_optional(&self.read)
+                .fetch_optional(&mut *self.read_connection().await?)
                 .await?;
                 row.map(|(size, key)| {
                     Ok(LinkedBlob {
@@ -399,7 +394,7 @@ macro_rules! sql_metadata_store {
                 )
                 .bind(repository.as_str())
                 .bind(id)
-                .fetch_optional(&self.read)
+                .fetch_optional(&mut *self.read_connection().await?)
                 .await?;
                 Ok(row.map(|(id, received, hash_state, storage_state)| UploadSession {
                     id,
@@ -615,7 +610,7 @@ macro_rules! sql_metadata_store {
                 )
                 .bind(repository.as_str())
                 .bind(digest.as_str())
-                .fetch_optional(&self.read)
+                .fetch_optional(&mut *self.read_connection().await?)
                 .await?;
                 row.map(Self::manifest_from_row).transpose()
             }
@@ -628,7 +623,7 @@ macro_rules! sql_metadata_store {
                 )
                 .bind(repository.as_str())
                 .bind(tag.as_str())
-                .fetch_optional(&self.read)
+                .fetch_optional(&mut *self.read_connection().await?)
                 .await?;
                 row.map(Self::manifest_from_row).transpose()
             }
@@ -707,7 +702,7 @@ macro_rules! sql_metadata_store {
                 let row: Option<(i64, i64)> =
                     sqlx::query_as("SELECT id, tags_version FROM repositories WHERE name = $1")
                         .bind(repository.as_str())
-                        .fetch_optional(&self.read)
+                        .fetch_optional(&mut *self.read_connection().await?)
                         .await?;
                 Ok(row.map(|(repository_id, counter)| TagsVersion {
                     repository_id,
@@ -719,7 +714,7 @@ macro_rules! sql_metadata_store {
                 Ok(
                     sqlx::query_scalar("SELECT name FROM tags WHERE repository_id = $1 ORDER BY name")
                         .bind(version.repository_id)
-                        .fetch_all(&self.read)
+                        .fetch_all(&mut *self.read_connection().await?)
                         .await?,
                 )
             }
@@ -732,7 +727,7 @@ macro_rules! sql_metadata_store {
                 )
                 .bind(last.unwrap_or(""))
                 .bind(i64::from(limit) + 1)
-                .fetch_all(&self.read)
+                .fetch_all(&mut *self.read_connection().await?)
                 .await?;
                 Ok(Self::page(names, limit))
             }
@@ -752,7 +747,7 @@ macro_rules! sql_metadata_store {
                 .bind(repository.as_str())
                 .bind(subject.as_str())
                 .bind(artifact_type)
-                .fetch_all(&self.read)
+                .fetch_all(&mut *self.read_connection().await?)
                 .await?;
                 rows.into_iter()
                     .map(|(digest, media_type, size, artifact_type, annotations)| {

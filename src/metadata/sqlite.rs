@@ -4,26 +4,28 @@
 //! that they take turns on (no `SQLITE_BUSY` between our own writers; see
 //! `sqlite_writer.rs` for why it is not in a pool) and start with
 //! `BEGIN IMMEDIATE` (another process, such as an admin command, waits on the
-//! busy timeout instead of failing mid-transaction). Reads use a pool of
-//! their own and, in WAL mode, never wait for the writer. A database in
+//! busy timeout instead of failing mid-transaction). Reads use connections
+//! of their own (`sqlite_readers.rs`, also without sqlx's pool) and, in WAL
+//! mode, never wait for the writer. A database in
 //! memory is refused: each connection would see a different one.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool};
+use sqlx::Sqlite;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use super::accounts_sql::sql_account_store;
 use super::collector_sql::sql_collector_store;
 use super::sql::sql_metadata_store;
+use super::sqlite_readers::{ReadConnection, SqliteReaders};
 use super::sqlite_writer::{SqliteWriter, WriteConnection, WriteTransaction};
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteMetadataStore {
-    read: SqlitePool,
+    read: SqliteReaders,
     write: SqliteWriter,
 }
 
@@ -57,15 +59,16 @@ impl SqliteMetadataStore {
         }
         let write = SqliteWriter::open(options.clone()).await?;
         MIGRATOR.run(&mut *write.acquire().await?).await?;
-        // sqlx pings each connection it hands out by default: for SQLite a
-        // second trip to the connection's thread per query, for nothing, as
-        // an in-process connection cannot be cut.
-        let read = SqlitePoolOptions::new()
-            .max_connections(read_connections(max_connections))
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await?;
+        let read = SqliteReaders::new(options, read_connections(max_connections));
         Ok(Self { read, write })
+    }
+
+    async fn read_connection(&self) -> Result<ReadConnection<'_>, sqlx::Error> {
+        self.read.acquire().await
+    }
+
+    fn read_stats(&self) -> PoolStats {
+        self.read.stats()
     }
 
     async fn begin_write(&self) -> Result<WriteTransaction<'_>, sqlx::Error> {
