@@ -18,11 +18,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::PoolStats;
+use super::sqlite_writer::ACQUIRE_TIMEOUT;
 
 /// How long a read connection is used before it is closed and replaced.
 const RETIRE_AFTER: Duration = Duration::from_secs(60);
-/// sqlx's pools wait as long for a connection.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct SqliteReaders {
     options: SqliteConnectOptions,

@@ -18,8 +18,8 @@ use tokio::sync::{Mutex, MutexGuard};
 
 type Manager = <Sqlite as Database>::TransactionManager;
 
-/// sqlx's pools wait as long for a connection.
-const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a write or a read waits for a connection; sqlx's pools wait as long.
+pub(super) const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(super) struct SqliteWriter {
     options: SqliteConnectOptions,
