@@ -187,6 +187,30 @@ macro_rules! sql_metadata_store {
                 Ok(rows)
             }
 
+            /// A row `(from, to)` in `table` for each of `to`, one statement
+            /// per [`IN_LIST`] rows; an edge already there (a conflict on
+            /// `columns`, the table's key) is left as it is.
+            async fn insert_edges<'t, T>(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                table: &str,
+                columns: &str,
+                from: i64,
+                to: &'t [T],
+            ) -> Result<(), sqlx::Error>
+            where
+                T: sqlx::Encode<'t, $db> + sqlx::Type<$db> + Copy + Send + 't,
+            {
+                for edges in to.chunks(crate::metadata::sql::IN_LIST) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO {table} ({columns}) "));
+                    insert.push_values(edges, |mut row, edge| {
+                        row.push_bind(from).push_bind(*edge);
+                    });
+                    insert.push(format!(" ON CONFLICT ({columns}) DO NOTHING"));
+                    insert.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
             async fn repository_id<'e, E>(executor: E, name: &RepositoryName) -> Result<Option<i64>, sqlx::Error>
             where
                 E: sqlx::Executor<'e, Database = $db>,
@@ -546,22 +570,8 @@ macro_rules! sql_metadata_store {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                for edges in blob_edges.chunks(crate::metadata::sql::IN_LIST) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO manifest_blobs (manifest_id, blob_digest) ");
-                    insert.push_values(edges, |mut row, digest| {
-                        row.push_bind(manifest_id).push_bind(*digest);
-                    });
-                    insert.push(" ON CONFLICT (manifest_id, blob_digest) DO NOTHING");
-                    insert.build().execute(&mut *tx).await?;
-                }
-                for edges in child_ids.chunks(crate::metadata::sql::IN_LIST) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO manifest_references (parent_id, child_id) ");
-                    insert.push_values(edges, |mut row, child_id| {
-                        row.push_bind(manifest_id).push_bind(*child_id);
-                    });
-                    insert.push(" ON CONFLICT (parent_id, child_id) DO NOTHING");
-                    insert.build().execute(&mut *tx).await?;
-                }
+                Self::insert_edges(&mut tx, "manifest_blobs", "manifest_id, blob_digest", manifest_id, &blob_edges).await?;
+                Self::insert_edges(&mut tx, "manifest_references", "parent_id, child_id", manifest_id, &child_ids).await?;
                 if tags.is_empty() {
                     Self::enqueue_manifest_review(&mut tx, repository_id, manifest.digest.as_str()).await?;
                 }
