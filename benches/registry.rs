@@ -6,6 +6,13 @@
 //! Sizes can be lowered for a quick look: `BERTH_BENCH_LARGE_MIB=128
 //! BERTH_BENCH_HUGE_MIB=0 cargo bench --bench registry`;
 //! `BERTH_BENCH_ONLY_BERTH=1` measures Berth with its defaults alone.
+//!
+//! `BERTH_BENCH_PROFILE=small-images` pushes only small images, to Berth
+//! alone, `BERTH_BENCH_ROUNDS` rounds of 400 (10 by default), and prints
+//! for each round the server's CPU time and context switches per image: the
+//! figures a change to the push path should move, steadier on a noisy VM
+//! than the rate. `BERTH_BENCH_BIN` runs another build of Berth instead
+//! (a copy of an earlier `target/release/berth`), to alternate two builds.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -69,6 +76,42 @@ impl Target {
         target.dir
     }
 
+    /// The server's CPU time so far (all its threads, living or not), and
+    /// the context switches of its living threads so far. Threads that
+    /// ended took theirs with them; over a round of a few seconds, few do
+    /// (the blocking pool keeps an idle thread for 10 s).
+    fn cpu_and_switches(&self) -> (Duration, u64) {
+        let pid = self.child.id().expect("server runs");
+        // Field 15 of /proc/PID/stat is `stime`, 14 `utime`, in clock ticks;
+        // fields are counted after the parenthesised command name.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map_or(vec![], |(_, rest)| rest.split(' ').collect());
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        // SAFETY: sysconf only reads its argument.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let cpu = Duration::from_nanos(ticks * 1_000_000_000 / per_second);
+        let mut switches = 0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+        {
+            let status = task
+                .and_then(|t| std::fs::read_to_string(t.path().join("status")))
+                .unwrap_or_default();
+            switches += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        (cpu, switches)
+    }
+
     /// Peak resident memory of the server process so far, in MiB.
     fn peak_rss_mib(&self) -> f64 {
         let pid = self.child.id().expect("server runs");
@@ -97,7 +140,8 @@ async fn wait_ready(base: &str) {
 /// to the kernel, as the reference registry does.
 async fn start_berth(fsync: bool) -> Target {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+    let binary = std::env::var("BERTH_BENCH_BIN");
+    let mut child = Command::new(binary.as_deref().unwrap_or(env!("CARGO_BIN_EXE_berth")))
         .arg("serve")
         .current_dir(dir.path())
         .env("BERTH_FSYNC", fsync.to_string())
@@ -437,6 +481,22 @@ async fn small_images_per_second(target: &Arc<Target>, first: usize, count: usiz
         task.await.unwrap();
     }
     count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Rounds of 400 small images with the server's cost per image: the
+/// `BERTH_BENCH_PROFILE=small-images` mode.
+async fn profile_small_images(berth: &Arc<Target>, rounds: usize) {
+    println!("round  images/s  server CPU per image  context switches per image");
+    for round in 0..rounds {
+        let (cpu_before, switches_before) = berth.cpu_and_switches();
+        let rate = small_images_per_second(berth, round * 400, 400).await;
+        let (cpu_after, switches_after) = berth.cpu_and_switches();
+        println!(
+            "{round:>5}  {rate:>8.0}  {:>17.0} µs  {:>26.1}",
+            (cpu_after - cpu_before).as_secs_f64() * 1e6 / 400.0,
+            switches_after.saturating_sub(switches_before) as f64 / 400.0
+        );
+    }
 }
 
 /// Requests per second from 32 concurrent connections during [`MEASURE`].
@@ -790,11 +850,18 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
+        let fsync = std::env::var("BERTH_BENCH_FSYNC").map_or(true, |v| v != "false");
+        if let Ok(profile) = std::env::var("BERTH_BENCH_PROFILE") {
+            assert_eq!(profile, "small-images", "the one profile there is");
+            let berth = Arc::new(start_berth(fsync).await);
+            profile_small_images(&berth, env_usize("BERTH_BENCH_ROUNDS", 10).max(1)).await;
+            let _files = berth.stop();
+            return;
+        }
         let large_mib = env_usize("BERTH_BENCH_LARGE_MIB", 512);
         let huge_mib = env_usize("BERTH_BENCH_HUGE_MIB", 2048);
         let rounds = env_usize("BERTH_BENCH_ROUNDS", 3).max(1);
         let large = random_bytes(large_mib * 1048576, 42);
-        let fsync = std::env::var("BERTH_BENCH_FSYNC").map_or(true, |v| v != "false");
         let only_berth = std::env::var_os("BERTH_BENCH_ONLY_BERTH").is_some();
         let berth = Arc::new(start_berth(fsync).await);
         // The reference never flushes blobs to disk; Berth does by default, so
