@@ -98,6 +98,12 @@ fn metadata_error(error: MetadataError) -> ApiError {
         MetadataError::Database(sqlx::Error::Database(e)) => e
             .code()
             .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        // Another process (an admin command) held SQLite's write lock past
+        // the busy timeout.
+        MetadataError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+            e.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        ),
         _ => false,
     };
     let code = if unreachable {

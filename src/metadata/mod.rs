@@ -13,6 +13,7 @@ pub(crate) mod collector_sql;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_direct;
 mod sqlite_readers;
 mod sqlite_writer;
 
@@ -32,6 +33,9 @@ pub type MetadataResult<T> = Result<T, MetadataError>;
 pub enum MetadataError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the SQLite writes that run outside sqlx (`sqlite_direct.rs`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored value is corrupt: {0}")]

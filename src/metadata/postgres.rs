@@ -12,7 +12,7 @@ use sqlx::{Connection, PgPool, Postgres, Transaction};
 
 use super::accounts_sql::sql_account_store;
 use super::collector_sql::sql_collector_store;
-use super::sql::sql_metadata_store;
+use super::sql::{sql_metadata_store, sql_push_writes};
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -88,6 +88,7 @@ sql_metadata_store!(
     share = " FOR SHARE",
     lock = " FOR UPDATE"
 );
+sql_push_writes!(PostgresMetadataStore, Postgres, share = " FOR SHARE");
 sql_account_store!(PostgresMetadataStore, Postgres);
 sql_collector_store!(
     PostgresMetadataStore,

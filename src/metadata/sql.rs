@@ -4,7 +4,10 @@
 //! What differs between engines (connecting, pools, how a write transaction
 //! begins) lives in `sqlite.rs` and `postgres.rs`, each store providing
 //! `read_connection`, `read_stats`, `begin_write`, `write_connection` and
-//! `close_connections` methods.
+//! `close_connections` methods. The push path's write transactions
+//! (`sql_push_writes!`) are stamped for PostgreSQL only: SQLite runs the
+//! same statements through rusqlite in `sqlite_direct.rs`, where they cost
+//! one trip to the writer's thread instead of one per statement.
 
 /// Values per `IN (...)` list or multi-row insert: far below either
 /// engine's limit on bound parameters (SQLite's is 32,766, PostgreSQL's 65,535).
@@ -156,57 +159,6 @@ macro_rules! sql_metadata_store {
                     .await?;
                 for blob in blobs {
                     Self::enqueue_link_review(conn, repository_id, &blob).await?;
-                }
-                Ok(())
-            }
-
-            /// Rows of `{select}{repository_id}{filter}(values...){lock}`, one
-            /// statement per [`IN_LIST`] values; none for no values.
-            async fn select_in<T>(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                select: &str,
-                repository_id: i64,
-                filter: &str,
-                lock: &str,
-                values: &[&str],
-            ) -> Result<Vec<T>, sqlx::Error>
-            where
-                T: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
-            {
-                let mut rows = Vec::new();
-                for values in values.chunks(crate::metadata::sql::IN_LIST) {
-                    let mut query = sqlx::QueryBuilder::<$db>::new(select);
-                    query.push_bind(repository_id).push(filter).push("(");
-                    let mut list = query.separated(", ");
-                    for value in values {
-                        list.push_bind(*value);
-                    }
-                    query.push(")").push(lock);
-                    rows.extend(query.build_query_as::<T>().fetch_all(&mut *conn).await?);
-                }
-                Ok(rows)
-            }
-
-            /// A row `(from, to)` in `table` for each of `to`, one statement
-            /// per [`IN_LIST`] rows; an edge already there (a conflict on
-            /// `columns`, the table's key) is left as it is.
-            async fn insert_edges<'t, T>(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                table: &str,
-                columns: &str,
-                from: i64,
-                to: &'t [T],
-            ) -> Result<(), sqlx::Error>
-            where
-                T: sqlx::Encode<'t, $db> + sqlx::Type<$db> + Copy + Send + 't,
-            {
-                for edges in to.chunks(crate::metadata::sql::IN_LIST) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO {table} ({columns}) "));
-                    insert.push_values(edges, |mut row, edge| {
-                        row.push_bind(from).push_bind(*edge);
-                    });
-                    insert.push(format!(" ON CONFLICT ({columns}) DO NOTHING"));
-                    insert.build().execute(&mut *conn).await?;
                 }
                 Ok(())
             }
@@ -374,41 +326,7 @@ macro_rules! sql_metadata_store {
             }
 
             async fn create_upload(&self, repository: &RepositoryName, session: &UploadSession) -> MetadataResult<()> {
-                let now = unix_now();
-                // Into an existing repository, the usual case: one statement,
-                // no transaction around it.
-                let inserted = sqlx::query(
-                    "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
-                     SELECT $1, id, $3, $4, $5, $6, $6 FROM repositories WHERE name = $2",
-                )
-                .bind(&session.id)
-                .bind(repository.as_str())
-                .bind(session.received as i64)
-                .bind(&session.hash_state)
-                .bind(&session.storage_state)
-                .bind(now)
-                .execute(&mut *self.write_connection().await?)
-                .await?
-                .rows_affected();
-                if inserted == 1 {
-                    return Ok(());
-                }
-                let mut tx = self.begin_write().await?;
-                let repository_id = Self::ensure_repository(&mut tx, repository).await?;
-                sqlx::query(
-                    "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                )
-                .bind(&session.id)
-                .bind(repository_id)
-                .bind(session.received as i64)
-                .bind(&session.hash_state)
-                .bind(&session.storage_state)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(())
+                self.record_upload(repository, session).await
             }
 
             async fn upload(&self, repository: &RepositoryName, id: &str) -> MetadataResult<Option<UploadSession>> {
@@ -466,47 +384,7 @@ macro_rules! sql_metadata_store {
                 size: u64,
                 storage_key: &str,
             ) -> MetadataResult<BlobCommit> {
-                let mut tx = self.begin_write().await?;
-                let now = unix_now();
-                if let Some(exceeded) = Self::check_quota(&mut tx, repository.as_str(), digest.as_str(), size).await? {
-                    return Ok(BlobCommit::QuotaExceeded(exceeded));
-                }
-                // An upsert that locks the row (the no-op update): a collector
-                // reviewing this blob skips it until we commit, and if it has
-                // just deleted the row, ours is inserted afresh.
-                let recorded: Option<String> = sqlx::query_scalar(
-                    "INSERT INTO blobs (digest, size, created_at, storage_key) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING storage_key",
-                )
-                .bind(digest.as_str())
-                .bind(size as i64)
-                .bind(now)
-                .bind(storage_key)
-                .fetch_one(&mut *tx)
-                .await?;
-                // Ends the session if no one moved it meanwhile; its row names
-                // the repository. On a miss the transaction rolls back.
-                let repository_id: Option<i64> =
-                    sqlx::query_scalar("DELETE FROM uploads WHERE id = $1 AND received = $2 RETURNING repository_id")
-                        .bind(upload_id)
-                        .bind(expected_received as i64)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let Some(repository_id) = repository_id else {
-                    return Ok(BlobCommit::SessionMoved);
-                };
-                sqlx::query(
-                    "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (repository_id, blob_digest) DO NOTHING",
-                )
-                .bind(repository_id)
-                .bind(digest.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
-                tx.commit().await?;
-                Ok(BlobCommit::Recorded(recorded.unwrap_or_else(|| storage_key.to_string())))
+                self.record_blob(repository, upload_id, expected_received, digest, size, storage_key).await
             }
 
             async fn put_manifest(
@@ -515,98 +393,7 @@ macro_rules! sql_metadata_store {
                 manifest: &NewManifest<'_>,
                 tags: &[Tag],
             ) -> MetadataResult<PutManifestOutcome> {
-                let mut tx = self.begin_write().await?;
-                let repository_id = Self::ensure_repository(&mut tx, repository).await?;
-                // Every reference is looked up in one statement per
-                // [`IN_LIST`] names, not one per layer: inside the SQLite
-                // writer's transaction each statement is a round trip.
-                let blob_digests: Vec<&str> = manifest.parsed.blobs.iter().map(|b| b.digest.as_str()).collect();
-                // Locked, so a collector cannot unlink them before this commits.
-                let linked: Vec<(String,)> = Self::select_in(
-                    &mut tx,
-                    "SELECT blob_digest FROM repository_blobs WHERE repository_id = ",
-                    repository_id,
-                    " AND blob_digest IN ",
-                    $share,
-                    &blob_digests,
-                )
-                .await?;
-                let linked: std::collections::HashSet<&str> = linked.iter().map(|(d,)| d.as_str()).collect();
-                if let Some(missing) = manifest.parsed.blobs.iter().find(|b| b.required && !linked.contains(b.digest.as_str())) {
-                    return Ok(PutManifestOutcome::MissingReference(missing.digest.clone()));
-                }
-                let blob_edges: Vec<&str> = linked.into_iter().collect();
-                let child_digests: Vec<&str> = manifest.parsed.children.iter().map(|d| d.as_str()).collect();
-                let children: Vec<(String, i64)> = Self::select_in(
-                    &mut tx,
-                    "SELECT digest, id FROM manifests WHERE repository_id = ",
-                    repository_id,
-                    " AND digest IN ",
-                    $share,
-                    &child_digests,
-                )
-                .await?;
-                let children: std::collections::HashMap<&str, i64> =
-                    children.iter().map(|(digest, id)| (digest.as_str(), *id)).collect();
-                if let Some(missing) = manifest.parsed.children.iter().find(|c| !children.contains_key(c.as_str())) {
-                    return Ok(PutManifestOutcome::MissingReference(missing.clone()));
-                }
-                let child_ids: Vec<i64> = children.into_values().collect();
-
-                let now = unix_now();
-                // The no-op update makes RETURNING yield the id of an existing row too.
-                let manifest_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type RETURNING id",
-                )
-                .bind(repository_id)
-                .bind(manifest.digest.as_str())
-                .bind(&manifest.parsed.media_type)
-                .bind(manifest.parsed.artifact_type.as_deref())
-                .bind(manifest.parsed.subject.as_ref().map(|d| d.as_str()))
-                .bind(manifest.parsed.annotations.as_deref())
-                .bind(manifest.payload)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                Self::insert_edges(&mut tx, "manifest_blobs", "manifest_id, blob_digest", manifest_id, &blob_edges).await?;
-                Self::insert_edges(&mut tx, "manifest_references", "parent_id, child_id", manifest_id, &child_ids).await?;
-                if tags.is_empty() {
-                    Self::enqueue_manifest_review(&mut tx, repository_id, manifest.digest.as_str()).await?;
-                }
-                for tag in tags {
-                    let previous: Option<String> = sqlx::query_scalar(
-                        "SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id \
-                         WHERE t.repository_id = $1 AND t.name = $2 AND t.manifest_id <> $3",
-                    )
-                    .bind(repository_id)
-                    .bind(tag.as_str())
-                    .bind(manifest_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(previous) = previous {
-                        if let Some(tag) = Self::immutable_tag(&mut tx, repository.as_str(), [tag.as_str()]).await? {
-                            return Ok(PutManifestOutcome::ImmutableTag(tag));
-                        }
-                        Self::enqueue_manifest_review(&mut tx, repository_id, &previous).await?;
-                    }
-                    // The WHERE skips rewriting a tag that already points here.
-                    sqlx::query(
-                        "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (repository_id, name) DO UPDATE \
-                         SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
-                         WHERE tags.manifest_id <> excluded.manifest_id",
-                    )
-                    .bind(repository_id)
-                    .bind(tag.as_str())
-                    .bind(manifest_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(PutManifestOutcome::Stored)
+                self.record_manifest(repository, manifest, tags).await
             }
 
             async fn manifest_by_digest(
@@ -776,3 +563,254 @@ macro_rules! sql_metadata_store {
 }
 
 pub(crate) use sql_metadata_store;
+
+/// The push path's write transactions as sqlx runs them (PostgreSQL);
+/// SQLite runs the same statements off sqlx, in `sqlite_direct.rs`.
+macro_rules! sql_push_writes {
+    ($store:ty, $db:ty, share = $share:literal) => {
+        impl $store {
+            /// Rows of `{select}{repository_id}{filter}(values...){lock}`, one
+            /// statement per [`IN_LIST`] values; none for no values.
+            async fn select_in<T>(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                select: &str,
+                repository_id: i64,
+                filter: &str,
+                lock: &str,
+                values: &[&str],
+            ) -> Result<Vec<T>, sqlx::Error>
+            where
+                T: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+            {
+                let mut rows = Vec::new();
+                for values in values.chunks(crate::metadata::sql::IN_LIST) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(select);
+                    query.push_bind(repository_id).push(filter).push("(");
+                    let mut list = query.separated(", ");
+                    for value in values {
+                        list.push_bind(*value);
+                    }
+                    query.push(")").push(lock);
+                    rows.extend(query.build_query_as::<T>().fetch_all(&mut *conn).await?);
+                }
+                Ok(rows)
+            }
+
+            /// A row `(from, to)` in `table` for each of `to`, one statement
+            /// per [`IN_LIST`] rows; an edge already there (a conflict on
+            /// `columns`, the table's key) is left as it is.
+            async fn insert_edges<'t, T>(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                table: &str,
+                columns: &str,
+                from: i64,
+                to: &'t [T],
+            ) -> Result<(), sqlx::Error>
+            where
+                T: sqlx::Encode<'t, $db> + sqlx::Type<$db> + Copy + Send + 't,
+            {
+                for edges in to.chunks(crate::metadata::sql::IN_LIST) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO {table} ({columns}) "));
+                    insert.push_values(edges, |mut row, edge| {
+                        row.push_bind(from).push_bind(*edge);
+                    });
+                    insert.push(format!(" ON CONFLICT ({columns}) DO NOTHING"));
+                    insert.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            async fn record_upload(&self, repository: &RepositoryName, session: &UploadSession) -> MetadataResult<()> {
+                let now = unix_now();
+                // Into an existing repository, the usual case: one statement,
+                // no transaction around it.
+                let inserted = sqlx::query(
+                    "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
+                     SELECT $1, id, $3, $4, $5, $6, $6 FROM repositories WHERE name = $2",
+                )
+                .bind(&session.id)
+                .bind(repository.as_str())
+                .bind(session.received as i64)
+                .bind(&session.hash_state)
+                .bind(&session.storage_state)
+                .bind(now)
+                .execute(&mut *self.write_connection().await?)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                let repository_id = Self::ensure_repository(&mut tx, repository).await?;
+                sqlx::query(
+                    "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                )
+                .bind(&session.id)
+                .bind(repository_id)
+                .bind(session.received as i64)
+                .bind(&session.hash_state)
+                .bind(&session.storage_state)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn record_manifest(
+                &self,
+                repository: &RepositoryName,
+                manifest: &NewManifest<'_>,
+                tags: &[Tag],
+            ) -> MetadataResult<PutManifestOutcome> {
+                let mut tx = self.begin_write().await?;
+                let repository_id = Self::ensure_repository(&mut tx, repository).await?;
+                // Every reference is looked up in one statement per
+                // [`IN_LIST`] names, not one per layer: inside the SQLite
+                // writer's transaction each statement is a round trip.
+                let blob_digests: Vec<&str> = manifest.parsed.blobs.iter().map(|b| b.digest.as_str()).collect();
+                // Locked, so a collector cannot unlink them before this commits.
+                let linked: Vec<(String,)> = Self::select_in(
+                    &mut tx,
+                    "SELECT blob_digest FROM repository_blobs WHERE repository_id = ",
+                    repository_id,
+                    " AND blob_digest IN ",
+                    $share,
+                    &blob_digests,
+                )
+                .await?;
+                let linked: std::collections::HashSet<&str> = linked.iter().map(|(d,)| d.as_str()).collect();
+                if let Some(missing) = manifest.parsed.blobs.iter().find(|b| b.required && !linked.contains(b.digest.as_str())) {
+                    return Ok(PutManifestOutcome::MissingReference(missing.digest.clone()));
+                }
+                let blob_edges: Vec<&str> = linked.into_iter().collect();
+                let child_digests: Vec<&str> = manifest.parsed.children.iter().map(|d| d.as_str()).collect();
+                let children: Vec<(String, i64)> = Self::select_in(
+                    &mut tx,
+                    "SELECT digest, id FROM manifests WHERE repository_id = ",
+                    repository_id,
+                    " AND digest IN ",
+                    $share,
+                    &child_digests,
+                )
+                .await?;
+                let children: std::collections::HashMap<&str, i64> =
+                    children.iter().map(|(digest, id)| (digest.as_str(), *id)).collect();
+                if let Some(missing) = manifest.parsed.children.iter().find(|c| !children.contains_key(c.as_str())) {
+                    return Ok(PutManifestOutcome::MissingReference(missing.clone()));
+                }
+                let child_ids: Vec<i64> = children.into_values().collect();
+
+                let now = unix_now();
+                // The no-op update makes RETURNING yield the id of an existing row too.
+                let manifest_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type RETURNING id",
+                )
+                .bind(repository_id)
+                .bind(manifest.digest.as_str())
+                .bind(&manifest.parsed.media_type)
+                .bind(manifest.parsed.artifact_type.as_deref())
+                .bind(manifest.parsed.subject.as_ref().map(|d| d.as_str()))
+                .bind(manifest.parsed.annotations.as_deref())
+                .bind(manifest.payload)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                Self::insert_edges(&mut tx, "manifest_blobs", "manifest_id, blob_digest", manifest_id, &blob_edges).await?;
+                Self::insert_edges(&mut tx, "manifest_references", "parent_id, child_id", manifest_id, &child_ids).await?;
+                if tags.is_empty() {
+                    Self::enqueue_manifest_review(&mut tx, repository_id, manifest.digest.as_str()).await?;
+                }
+                for tag in tags {
+                    let previous: Option<String> = sqlx::query_scalar(
+                        "SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id \
+                         WHERE t.repository_id = $1 AND t.name = $2 AND t.manifest_id <> $3",
+                    )
+                    .bind(repository_id)
+                    .bind(tag.as_str())
+                    .bind(manifest_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(previous) = previous {
+                        if let Some(tag) = Self::immutable_tag(&mut tx, repository.as_str(), [tag.as_str()]).await? {
+                            return Ok(PutManifestOutcome::ImmutableTag(tag));
+                        }
+                        Self::enqueue_manifest_review(&mut tx, repository_id, &previous).await?;
+                    }
+                    // The WHERE skips rewriting a tag that already points here.
+                    sqlx::query(
+                        "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (repository_id, name) DO UPDATE \
+                         SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
+                         WHERE tags.manifest_id <> excluded.manifest_id",
+                    )
+                    .bind(repository_id)
+                    .bind(tag.as_str())
+                    .bind(manifest_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(PutManifestOutcome::Stored)
+            }
+
+            async fn record_blob(
+                &self,
+                repository: &RepositoryName,
+                upload_id: &str,
+                expected_received: u64,
+                digest: &Digest,
+                size: u64,
+                storage_key: &str,
+            ) -> MetadataResult<BlobCommit> {
+                let mut tx = self.begin_write().await?;
+                let now = unix_now();
+                if let Some(exceeded) = Self::check_quota(&mut tx, repository.as_str(), digest.as_str(), size).await? {
+                    return Ok(BlobCommit::QuotaExceeded(exceeded));
+                }
+                // An upsert that locks the row (the no-op update): a collector
+                // reviewing this blob skips it until we commit, and if it has
+                // just deleted the row, ours is inserted afresh.
+                let recorded: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO blobs (digest, size, created_at, storage_key) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING storage_key",
+                )
+                .bind(digest.as_str())
+                .bind(size as i64)
+                .bind(now)
+                .bind(storage_key)
+                .fetch_one(&mut *tx)
+                .await?;
+                // Ends the session if no one moved it meanwhile; its row names
+                // the repository. On a miss the transaction rolls back.
+                let repository_id: Option<i64> =
+                    sqlx::query_scalar("DELETE FROM uploads WHERE id = $1 AND received = $2 RETURNING repository_id")
+                        .bind(upload_id)
+                        .bind(expected_received as i64)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some(repository_id) = repository_id else {
+                    return Ok(BlobCommit::SessionMoved);
+                };
+                sqlx::query(
+                    "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (repository_id, blob_digest) DO NOTHING",
+                )
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
+                tx.commit().await?;
+                Ok(BlobCommit::Recorded(recorded.unwrap_or_else(|| storage_key.to_string())))
+            }
+        }
+    };
+}
+
+pub(crate) use sql_push_writes;

@@ -6,7 +6,9 @@
 //! `BEGIN IMMEDIATE` (another process, such as an admin command, waits on the
 //! busy timeout instead of failing mid-transaction). Reads use connections
 //! of their own (`sqlite_readers.rs`, also without sqlx's pool) and, in WAL
-//! mode, never wait for the writer. A database in
+//! mode, never wait for the writer. The push path's two write transactions
+//! (a blob's commit, a manifest's) run off sqlx, each whole on a thread of
+//! its own (`sqlite_direct.rs`), taking turns with the other writes. A database in
 //! memory is refused: each connection would see a different one.
 
 use std::str::FromStr;
@@ -18,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use super::accounts_sql::sql_account_store;
 use super::collector_sql::sql_collector_store;
 use super::sql::sql_metadata_store;
+use super::sqlite_direct::{self, DirectWriter, NewBlob, NewManifestRecord};
 use super::sqlite_readers::{ReadConnection, SqliteReaders};
 use super::sqlite_writer::{SqliteWriter, WriteConnection, WriteTransaction};
 use super::*;
@@ -27,6 +30,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteMetadataStore {
     read: SqliteReaders,
     write: SqliteWriter,
+    /// Takes its turns on `write`'s mutex.
+    direct: DirectWriter,
 }
 
 /// SQLite reads are local CPU work, each connection with its own thread and
@@ -59,8 +64,13 @@ impl SqliteMetadataStore {
         }
         let write = SqliteWriter::open(options.clone()).await?;
         MIGRATOR.run(&mut *write.acquire().await?).await?;
+        let direct = DirectWriter::open(options.get_filename())?;
         let read = SqliteReaders::new(options, read_connections(max_connections));
-        Ok(Self { read, write })
+        Ok(Self {
+            read,
+            write,
+            direct,
+        })
     }
 
     async fn read_connection(&self) -> Result<ReadConnection<'_>, sqlx::Error> {
@@ -80,7 +90,70 @@ impl SqliteMetadataStore {
         self.write.acquire().await
     }
 
+    async fn record_upload(
+        &self,
+        repository: &RepositoryName,
+        session: &UploadSession,
+    ) -> MetadataResult<()> {
+        let (repository, session) = (repository.to_string(), session.clone());
+        self.direct_transaction(move |tx| sqlite_direct::create_upload(tx, &repository, &session))
+            .await
+    }
+
+    async fn record_manifest(
+        &self,
+        repository: &RepositoryName,
+        manifest: &NewManifest<'_>,
+        tags: &[Tag],
+    ) -> MetadataResult<PutManifestOutcome> {
+        let manifest = NewManifestRecord {
+            repository: repository.to_string(),
+            digest: manifest.digest.to_string(),
+            payload: manifest.payload.to_vec(),
+            parsed: manifest.parsed.clone(),
+            tags: tags.iter().map(|t| t.as_str().to_string()).collect(),
+        };
+        self.direct_transaction(move |tx| sqlite_direct::put_manifest(tx, &manifest))
+            .await
+    }
+
+    async fn record_blob(
+        &self,
+        repository: &RepositoryName,
+        upload_id: &str,
+        expected_received: u64,
+        digest: &Digest,
+        size: u64,
+        storage_key: &str,
+    ) -> MetadataResult<BlobCommit> {
+        let blob = NewBlob {
+            repository: repository.to_string(),
+            upload_id: upload_id.to_string(),
+            expected_received,
+            digest: digest.to_string(),
+            size,
+            storage_key: storage_key.to_string(),
+        };
+        self.direct_transaction(move |tx| sqlite_direct::commit_blob(tx, &blob))
+            .await
+    }
+
+    /// A transaction on the direct writer, in turn with sqlx's writes.
+    async fn direct_transaction<T, F>(&self, work: F) -> MetadataResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<sqlite_direct::Finish<T>>
+            + Send
+            + 'static,
+    {
+        let _turn = self.write.acquire().await?;
+        self.direct.transaction(work).await
+    }
+
     async fn close_connections(&self) {
+        let _turn = self.write.acquire().await;
+        self.direct.close().await;
+        drop(_turn);
         self.write.close().await;
         self.read.close().await;
     }

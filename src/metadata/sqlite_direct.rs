@@ -1,0 +1,592 @@
+//! The push path's two SQLite write transactions, each run whole on a
+//! thread of its own.
+//!
+//! Through sqlx every statement is a trip to the connection's thread and
+//! back, and each trip wakes two threads. A blob commit is 7 statements and
+//! a manifest 8, and on this project's 2-core VM those wake-ups, not the SQL,
+//! were most of a small image's server time (docs/performance.md). So these
+//! two transactions are written here against rusqlite, a synchronous binding,
+//! and sent whole to one thread that keeps a connection: one trip there and
+//! one back.
+//!
+//! The statements are those `sql.rs` runs on PostgreSQL through sqlx, in
+//! SQLite's `?N` placeholders; a change to one is a change to the other (the
+//! API tests run every push against both engines). This connection is a
+//! second writer beside sqlx's: the store makes the two take turns on one
+//! mutex, and SQLite's own lock (`BEGIN IMMEDIATE`, the busy timeout) keeps
+//! them apart even when a caller gives up halfway.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter};
+
+use super::sql::IN_LIST;
+use super::{
+    BlobCommit, MetadataError, MetadataResult, PutManifestOutcome, QuotaExceeded, UploadSession,
+    unix_now,
+};
+use crate::oci::manifest::ParsedManifest;
+
+type Job = Box<dyn FnOnce(&mut rusqlite::Connection) + Send>;
+
+/// How a transaction ends: committed, or rolled back with an answer that is
+/// not an error (a quota reached, a reference missing).
+pub(super) enum Finish<T> {
+    Commit(T),
+    RollBack(T),
+}
+
+pub(super) struct DirectWriter {
+    /// `None` once closed.
+    jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl DirectWriter {
+    /// Opens a connection to a database that sqlx has already created and
+    /// migrated (and put in WAL mode, which the file keeps).
+    pub(super) fn open(path: &Path) -> MetadataResult<Self> {
+        let connection = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // As sqlx's connections are set up in `sqlite.rs`.
+        connection.busy_timeout(Duration::from_secs(10))?;
+        connection.pragma_update(None, "foreign_keys", true)?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("berth-sqlite-write".into())
+            .spawn(move || {
+                let mut connection = connection;
+                for job in queue {
+                    job(&mut connection);
+                }
+            })
+            .map_err(|e| MetadataError::Database(sqlx::Error::Io(e)))?;
+        Ok(Self {
+            jobs: std::sync::Mutex::new(Some(jobs)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs `work` in a `BEGIN IMMEDIATE` transaction on the writer's thread.
+    /// A panic in `work` rolls back and fails this call only.
+    pub(super) async fn transaction<T, F>(&self, work: F) -> MetadataResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<Finish<T>> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| -> rusqlite::Result<T> {
+                let transaction =
+                    connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                match work(&transaction)? {
+                    Finish::Commit(value) => {
+                        transaction.commit()?;
+                        Ok(value)
+                    }
+                    // Dropping the transaction rolls it back.
+                    Finish::RollBack(value) => Ok(value),
+                }
+            }));
+            let _ = reply.send(result);
+        });
+        let sent = match self.jobs.lock().expect("never poisoned").as_ref() {
+            Some(jobs) => jobs.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(MetadataError::Database(sqlx::Error::PoolClosed));
+        }
+        match answer.await {
+            Ok(Ok(result)) => Ok(result?),
+            Ok(Err(_panic)) => Err(MetadataError::Database(sqlx::Error::WorkerCrashed)),
+            Err(_) => Err(MetadataError::Database(sqlx::Error::WorkerCrashed)),
+        }
+    }
+
+    /// Lets queued transactions finish, then closes the connection.
+    pub(super) async fn close(&self) {
+        self.jobs.lock().expect("never poisoned").take();
+        let thread = self.thread.lock().expect("never poisoned").take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// What `commit_blob` records, owned, to travel to the writer's thread.
+pub(super) struct NewBlob {
+    pub repository: String,
+    pub upload_id: String,
+    pub expected_received: u64,
+    pub digest: String,
+    pub size: u64,
+    pub storage_key: String,
+}
+
+/// `commit_blob` of `sql.rs`.
+pub(super) fn commit_blob(
+    tx: &Transaction<'_>,
+    blob: &NewBlob,
+) -> rusqlite::Result<Finish<BlobCommit>> {
+    let now = unix_now();
+    if let Some(exceeded) = check_quota(tx, &blob.repository, &blob.digest, blob.size)? {
+        return Ok(Finish::RollBack(BlobCommit::QuotaExceeded(exceeded)));
+    }
+    let recorded: Option<String> = tx
+        .prepare_cached(
+            "INSERT INTO blobs (digest, size, created_at, storage_key) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING storage_key",
+        )?
+        .query_row(
+            params![blob.digest, blob.size as i64, now, blob.storage_key],
+            |row| row.get(0),
+        )?;
+    let repository_id: Option<i64> = tx
+        .prepare_cached(
+            "DELETE FROM uploads WHERE id = ?1 AND received = ?2 RETURNING repository_id",
+        )?
+        .query_row(
+            params![blob.upload_id, blob.expected_received as i64],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(repository_id) = repository_id else {
+        return Ok(Finish::RollBack(BlobCommit::SessionMoved));
+    };
+    tx.prepare_cached(
+        "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (repository_id, blob_digest) DO NOTHING",
+    )?
+    .execute(params![repository_id, blob.digest, now])?;
+    tx.prepare_cached(
+        "INSERT INTO gc_blob_link_reviews (repository_id, digest, candidate_since) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since",
+    )?
+    .execute(params![repository_id, blob.digest, now])?;
+    Ok(Finish::Commit(BlobCommit::Recorded(
+        recorded.unwrap_or_else(|| blob.storage_key.clone()),
+    )))
+}
+
+/// `check_quota` of `sql.rs`.
+fn check_quota(
+    tx: &Transaction<'_>,
+    repository: &str,
+    digest: &str,
+    size: u64,
+) -> rusqlite::Result<Option<QuotaExceeded>> {
+    let namespace = crate::oci::name::namespace_of(repository);
+    let limit: Option<i64> = tx
+        .prepare_cached("SELECT limit_bytes FROM namespace_quotas WHERE namespace = ?1")?
+        .query_row([namespace], |row| row.get(0))
+        .optional()?;
+    let Some(limit) = limit else {
+        return Ok(None);
+    };
+    let in_namespace = "SELECT rb.blob_digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+                        WHERE r.name = ?1 OR substr(r.name, 1, length(?1) + 1) = ?1 || '/'";
+    let already: bool = tx
+        .prepare_cached(&format!(
+            "SELECT EXISTS ({in_namespace} AND rb.blob_digest = ?2)"
+        ))?
+        .query_row(params![namespace, digest], |row| row.get(0))?;
+    if already {
+        return Ok(None);
+    }
+    let used: i64 = tx
+        .prepare_cached(&format!(
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE digest IN ({in_namespace})"
+        ))?
+        .query_row([namespace], |row| row.get(0))?;
+    if used as u64 + size > limit as u64 {
+        return Ok(Some(QuotaExceeded {
+            namespace: namespace.to_string(),
+            limit: limit as u64,
+            used: used as u64,
+            size,
+        }));
+    }
+    Ok(None)
+}
+
+/// `create_upload` of `sql.rs`: into an existing repository one statement,
+/// else the repository first, in the same transaction.
+pub(super) fn create_upload(
+    tx: &Transaction<'_>,
+    repository: &str,
+    session: &UploadSession,
+) -> rusqlite::Result<Finish<()>> {
+    let now = unix_now();
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
+             SELECT ?1, id, ?3, ?4, ?5, ?6, ?6 FROM repositories WHERE name = ?2",
+        )?
+        .execute(params![
+            session.id,
+            repository,
+            session.received as i64,
+            session.hash_state,
+            session.storage_state,
+            now
+        ])?;
+    if inserted == 0 {
+        let repository_id = ensure_repository(tx, repository, now)?;
+        tx.prepare_cached(
+            "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )?
+        .execute(params![
+            session.id,
+            repository_id,
+            session.received as i64,
+            session.hash_state,
+            session.storage_state,
+            now
+        ])?;
+    }
+    Ok(Finish::Commit(()))
+}
+
+/// What `put_manifest` records, owned, to travel to the writer's thread.
+pub(super) struct NewManifestRecord {
+    pub repository: String,
+    pub digest: String,
+    pub payload: Vec<u8>,
+    pub parsed: ParsedManifest,
+    pub tags: Vec<String>,
+}
+
+/// `put_manifest` of `sql.rs`.
+pub(super) fn put_manifest(
+    tx: &Transaction<'_>,
+    manifest: &NewManifestRecord,
+) -> rusqlite::Result<Finish<PutManifestOutcome>> {
+    let now = unix_now();
+    let repository_id = ensure_repository(tx, &manifest.repository, now)?;
+    let blob_digests: Vec<&str> = manifest
+        .parsed
+        .blobs
+        .iter()
+        .map(|b| b.digest.as_str())
+        .collect();
+    let linked: HashSet<String> = select_in(
+        tx,
+        "SELECT blob_digest FROM repository_blobs WHERE repository_id = ?1 AND blob_digest IN ",
+        repository_id,
+        &blob_digests,
+        |row| row.get(0),
+    )?
+    .into_iter()
+    .collect();
+    if let Some(missing) = manifest
+        .parsed
+        .blobs
+        .iter()
+        .find(|b| b.required && !linked.contains(b.digest.as_str()))
+    {
+        return Ok(Finish::RollBack(PutManifestOutcome::MissingReference(
+            missing.digest.clone(),
+        )));
+    }
+    let child_digests: Vec<&str> = manifest
+        .parsed
+        .children
+        .iter()
+        .map(|d| d.as_str())
+        .collect();
+    let children: HashMap<String, i64> = select_in(
+        tx,
+        "SELECT digest, id FROM manifests WHERE repository_id = ?1 AND digest IN ",
+        repository_id,
+        &child_digests,
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?
+    .into_iter()
+    .collect();
+    if let Some(missing) = manifest
+        .parsed
+        .children
+        .iter()
+        .find(|c| !children.contains_key(c.as_str()))
+    {
+        return Ok(Finish::RollBack(PutManifestOutcome::MissingReference(
+            missing.clone(),
+        )));
+    }
+    // The no-op update makes RETURNING yield the id of an existing row too.
+    let manifest_id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type RETURNING id",
+        )?
+        .query_row(
+            params![
+                repository_id,
+                manifest.digest,
+                manifest.parsed.media_type,
+                manifest.parsed.artifact_type,
+                manifest.parsed.subject.as_ref().map(|d| d.as_str()),
+                manifest.parsed.annotations,
+                manifest.payload,
+                now
+            ],
+            |row| row.get(0),
+        )?;
+    let blob_edges: Vec<&str> = linked.iter().map(String::as_str).collect();
+    insert_edges(
+        tx,
+        "manifest_blobs",
+        "manifest_id, blob_digest",
+        manifest_id,
+        &blob_edges,
+    )?;
+    let child_ids: Vec<i64> = children.into_values().collect();
+    insert_edges(
+        tx,
+        "manifest_references",
+        "parent_id, child_id",
+        manifest_id,
+        &child_ids,
+    )?;
+    if manifest.tags.is_empty() {
+        enqueue_manifest_review(tx, repository_id, &manifest.digest, now)?;
+    }
+    for tag in &manifest.tags {
+        let previous: Option<String> = tx
+            .prepare_cached(
+                "SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id \
+                 WHERE t.repository_id = ?1 AND t.name = ?2 AND t.manifest_id <> ?3",
+            )?
+            .query_row(params![repository_id, tag, manifest_id], |row| row.get(0))
+            .optional()?;
+        if let Some(previous) = previous {
+            if let Some(tag) = immutable_tag(tx, &manifest.repository, tag)? {
+                return Ok(Finish::RollBack(PutManifestOutcome::ImmutableTag(tag)));
+            }
+            enqueue_manifest_review(tx, repository_id, &previous, now)?;
+        }
+        // The WHERE skips rewriting a tag that already points here.
+        tx.prepare_cached(
+            "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (repository_id, name) DO UPDATE \
+             SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
+             WHERE tags.manifest_id <> excluded.manifest_id",
+        )?
+        .execute(params![repository_id, tag, manifest_id, now])?;
+    }
+    Ok(Finish::Commit(PutManifestOutcome::Stored))
+}
+
+/// `ensure_repository` of `sql.rs`.
+fn ensure_repository(tx: &Transaction<'_>, name: &str, now: i64) -> rusqlite::Result<i64> {
+    let select = "SELECT id FROM repositories WHERE name = ?1";
+    if let Some(id) = tx
+        .prepare_cached(select)?
+        .query_row([name], |row| row.get(0))
+        .optional()?
+    {
+        return Ok(id);
+    }
+    tx.prepare_cached(
+        "INSERT INTO repositories (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+    )?
+    .execute(params![name, now])?;
+    tx.prepare_cached(select)?
+        .query_row([name], |row| row.get(0))
+}
+
+/// `select_in` of `sql.rs`: rows of `{select}(values...)`, `?1` being
+/// `repository_id`, one statement per [`IN_LIST`] values; none for none.
+fn select_in<T>(
+    tx: &Transaction<'_>,
+    select: &str,
+    repository_id: i64,
+    values: &[&str],
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut rows = Vec::new();
+    for values in values.chunks(IN_LIST) {
+        let list = vec!["?"; values.len()].join(", ");
+        let mut statement = tx.prepare_cached(&format!("{select}({list})"))?;
+        let repository_id = [&repository_id as &dyn rusqlite::ToSql];
+        let arguments = repository_id
+            .into_iter()
+            .chain(values.iter().map(|v| v as &dyn rusqlite::ToSql));
+        rows.extend(
+            statement
+                .query_map(params_from_iter(arguments), &row)?
+                .collect::<rusqlite::Result<Vec<T>>>()?,
+        );
+    }
+    Ok(rows)
+}
+
+/// `insert_edges` of `sql.rs`.
+fn insert_edges<T: rusqlite::ToSql>(
+    tx: &Transaction<'_>,
+    table: &str,
+    columns: &str,
+    from: i64,
+    to: &[T],
+) -> rusqlite::Result<()> {
+    for edges in to.chunks(IN_LIST) {
+        let rows = vec!["(?, ?)"; edges.len()].join(", ");
+        let mut statement = tx.prepare_cached(&format!(
+            "INSERT INTO {table} ({columns}) VALUES {rows} ON CONFLICT ({columns}) DO NOTHING"
+        ))?;
+        let arguments = edges
+            .iter()
+            .flat_map(|edge| [&from as &dyn rusqlite::ToSql, edge as &dyn rusqlite::ToSql]);
+        statement.execute(params_from_iter(arguments))?;
+    }
+    Ok(())
+}
+
+/// `immutable_tag` of `sql.rs`, for one tag.
+fn immutable_tag(
+    tx: &Transaction<'_>,
+    repository: &str,
+    tag: &str,
+) -> rusqlite::Result<Option<String>> {
+    let mut statement = tx.prepare_cached("SELECT path, pattern FROM immutable_tags")?;
+    let rules = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    for rule in rules {
+        let (path, pattern) = rule?;
+        if crate::oci::name::lies_within(repository, &path)
+            && crate::oci::pattern::glob_matches(&pattern, tag)
+        {
+            return Ok(Some(tag.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// `enqueue_manifest_review` of `sql.rs`.
+fn enqueue_manifest_review(
+    tx: &Transaction<'_>,
+    repository_id: i64,
+    digest: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO gc_manifest_reviews (repository_id, digest, candidate_since) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since",
+    )?
+    .execute(params![repository_id, digest, now])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer_on_new_database() -> (tempfile::TempDir, std::path::PathBuf, DirectWriter) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.db");
+        let setup = rusqlite::Connection::open(&path).unwrap();
+        setup
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER PRIMARY KEY);")
+            .unwrap();
+        drop(setup);
+        let writer = DirectWriter::open(&path).unwrap();
+        (dir, path, writer)
+    }
+
+    fn count(path: &Path) -> i64 {
+        let reader = rusqlite::Connection::open(path).unwrap();
+        reader
+            .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    fn insert(tx: &Transaction<'_>, n: i64) -> rusqlite::Result<usize> {
+        tx.execute("INSERT INTO t (n) VALUES (?1)", [n])
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_visible_and_a_roll_back_leaves_nothing() {
+        let (_dir, path, writer) = writer_on_new_database();
+        let committed = writer
+            .transaction(|tx| Ok(Finish::Commit(insert(tx, 1)?)))
+            .await
+            .unwrap();
+        assert_eq!(committed, 1);
+        let answer = writer
+            .transaction(|tx| {
+                insert(tx, 2)?;
+                Ok(Finish::RollBack("refused"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(answer, "refused");
+        assert_eq!(count(&path), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_statement_rolls_back_the_whole_transaction() {
+        let (_dir, path, writer) = writer_on_new_database();
+        let failed = writer
+            .transaction(|tx| {
+                insert(tx, 1)?;
+                insert(tx, 1)?; // the same key again
+                Ok(Finish::Commit(()))
+            })
+            .await;
+        assert!(
+            matches!(failed, Err(MetadataError::Sqlite(_))),
+            "{failed:?}"
+        );
+        assert_eq!(count(&path), 0);
+    }
+
+    #[tokio::test]
+    async fn a_panic_fails_its_own_call_only() {
+        let (_dir, path, writer) = writer_on_new_database();
+        let panicked = writer
+            .transaction(|tx| -> rusqlite::Result<Finish<()>> {
+                insert(tx, 1)?;
+                panic!("a bug in a transaction");
+            })
+            .await;
+        assert!(
+            matches!(
+                panicked,
+                Err(MetadataError::Database(sqlx::Error::WorkerCrashed))
+            ),
+            "{panicked:?}"
+        );
+        writer
+            .transaction(|tx| Ok(Finish::Commit(insert(tx, 2)?)))
+            .await
+            .unwrap();
+        assert_eq!(count(&path), 1);
+    }
+
+    #[tokio::test]
+    async fn after_close_transactions_are_refused_as_unavailable() {
+        let (_dir, _path, writer) = writer_on_new_database();
+        writer.close().await;
+        let refused = writer
+            .transaction(|tx| Ok(Finish::Commit(insert(tx, 1)?)))
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(MetadataError::Database(sqlx::Error::PoolClosed))
+            ),
+            "{refused:?}"
+        );
+    }
+}
