@@ -88,6 +88,19 @@ pub struct QuotaExceeded {
     pub size: u64,
 }
 
+impl QuotaExceeded {
+    /// `Some` when `size` more bytes would take `namespace`, which holds
+    /// `used` bytes of its `limit`, over its quota.
+    fn check(namespace: &str, limit: i64, used: i64, size: u64) -> Option<Self> {
+        (used as u64 + size > limit as u64).then(|| Self {
+            namespace: namespace.to_string(),
+            limit: limit as u64,
+            used: used as u64,
+            size,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolStats {
     pub connections: u32,

@@ -13,6 +13,67 @@
 /// engine's limit on bound parameters (SQLite's is 32,766, PostgreSQL's 65,535).
 pub(super) const IN_LIST: usize = 500;
 
+/// The statements of the push path's write transactions (a new upload, a
+/// blob's commit, a manifest), which run on both bindings: through sqlx on
+/// PostgreSQL (`sql_push_writes!`) and through rusqlite on SQLite
+/// (`sqlite_direct.rs`). sqlx binds `$N` by number and rusqlite by the name
+/// `"$N"`, so one text serves both.
+pub(super) mod push {
+    pub const INSERT_UPLOAD_INTO_EXISTING: &str = "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
+     SELECT $1, id, $3, $4, $5, $6, $6 FROM repositories WHERE name = $2";
+    pub const INSERT_UPLOAD: &str = "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6)";
+    pub const REPOSITORY_ID: &str = "SELECT id FROM repositories WHERE name = $1";
+    pub const INSERT_REPOSITORY: &str =
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+    pub const UPSERT_BLOB: &str = "INSERT INTO blobs (digest, size, created_at, storage_key) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING storage_key";
+    pub const END_UPLOAD: &str =
+        "DELETE FROM uploads WHERE id = $1 AND received = $2 RETURNING repository_id";
+    pub const LINK_BLOB: &str = "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (repository_id, blob_digest) DO NOTHING";
+    pub const ENQUEUE_LINK_REVIEW: &str = "INSERT INTO gc_blob_link_reviews (repository_id, digest, candidate_since) VALUES ($1, $2, $3) \
+     ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since";
+    pub const ENQUEUE_MANIFEST_REVIEW: &str = "INSERT INTO gc_manifest_reviews (repository_id, digest, candidate_since) VALUES ($1, $2, $3) \
+     ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since";
+    pub const UPSERT_MANIFEST: &str = "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type RETURNING id";
+    pub const PREVIOUS_TAG: &str = "SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id \
+     WHERE t.repository_id = $1 AND t.name = $2 AND t.manifest_id <> $3";
+    pub const SET_TAG: &str = "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (repository_id, name) DO UPDATE \
+     SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
+     WHERE tags.manifest_id <> excluded.manifest_id";
+    pub const IMMUTABLE_TAG_RULES: &str = "SELECT path, pattern FROM immutable_tags";
+    /// `{.0}{repository id}{.1}(digests...)`: the blobs of a manifest
+    /// linked in its repository, and the manifests an index names there.
+    pub const LINKED_BLOBS: (&str, &str) = (
+        "SELECT blob_digest FROM repository_blobs WHERE repository_id = ",
+        " AND blob_digest IN ",
+    );
+    pub const CHILD_MANIFESTS: (&str, &str) = (
+        "SELECT digest, id FROM manifests WHERE repository_id = ",
+        " AND digest IN ",
+    );
+    pub const QUOTA_LIMIT: &str = "SELECT limit_bytes FROM namespace_quotas WHERE namespace = $1";
+    /// The blobs linked anywhere in namespace `$1`.
+    const NAMESPACE_BLOBS: &str = "SELECT rb.blob_digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+     WHERE r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/'";
+
+    /// Whether blob `$2` is already linked in namespace `$1` (and so counted).
+    pub fn quota_already_counted() -> String {
+        format!("SELECT EXISTS ({NAMESPACE_BLOBS} AND rb.blob_digest = $2)")
+    }
+
+    /// The bytes of the blobs linked in namespace `$1`, each counted once.
+    pub fn quota_used() -> String {
+        format!(
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE digest IN ({NAMESPACE_BLOBS})"
+        )
+    }
+}
+
 macro_rules! sql_metadata_store {
     // `$share` locks rows a transaction relies on against a concurrent delete
     // (`FOR SHARE` on PostgreSQL; nothing on SQLite, whose writers are serialized).
@@ -29,19 +90,14 @@ macro_rules! sql_metadata_store {
                 size: u64,
             ) -> Result<Option<QuotaExceeded>, sqlx::Error> {
                 let namespace = crate::oci::name::namespace_of(repository);
-                let limit: Option<i64> = sqlx::query_scalar(concat!(
-                    "SELECT limit_bytes FROM namespace_quotas WHERE namespace = $1",
-                    $lock
-                ))
+                let limit: Option<i64> = sqlx::query_scalar(&format!("{}{}", crate::metadata::sql::push::QUOTA_LIMIT, $lock))
                 .bind(namespace)
                 .fetch_optional(&mut *conn)
                 .await?;
                 let Some(limit) = limit else {
                     return Ok(None);
                 };
-                let in_namespace = "SELECT rb.blob_digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
-                                    WHERE r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/'";
-                let already: bool = sqlx::query_scalar(&format!("SELECT EXISTS ({in_namespace} AND rb.blob_digest = $2)"))
+                let already: bool = sqlx::query_scalar(&crate::metadata::sql::push::quota_already_counted())
                     .bind(namespace)
                     .bind(digest)
                     .fetch_one(&mut *conn)
@@ -49,21 +105,11 @@ macro_rules! sql_metadata_store {
                 if already {
                     return Ok(None);
                 }
-                let used: i64 = sqlx::query_scalar(&format!(
-                    "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE digest IN ({in_namespace})"
-                ))
+                let used: i64 = sqlx::query_scalar(&crate::metadata::sql::push::quota_used())
                 .bind(namespace)
                 .fetch_one(&mut *conn)
                 .await?;
-                if used as u64 + size > limit as u64 {
-                    return Ok(Some(QuotaExceeded {
-                        namespace: namespace.to_string(),
-                        limit: limit as u64,
-                        used: used as u64,
-                        size,
-                    }));
-                }
-                Ok(None)
+                Ok(QuotaExceeded::check(namespace, limit, used, size))
             }
 
             /// Queues a review of a manifest that may just have become
@@ -75,8 +121,7 @@ macro_rules! sql_metadata_store {
                 digest: &str,
             ) -> Result<(), sqlx::Error> {
                 sqlx::query(
-                    "INSERT INTO gc_manifest_reviews (repository_id, digest, candidate_since) VALUES ($1, $2, $3) \
-                     ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since",
+                    crate::metadata::sql::push::ENQUEUE_MANIFEST_REVIEW,
                 )
                 .bind(repository_id)
                 .bind(digest)
@@ -93,7 +138,7 @@ macro_rules! sql_metadata_store {
                 repository: &str,
                 tags: impl IntoIterator<Item = &'t str>,
             ) -> Result<Option<String>, sqlx::Error> {
-                let rules: Vec<(String, String)> = sqlx::query_as("SELECT path, pattern FROM immutable_tags")
+                let rules: Vec<(String, String)> = sqlx::query_as(crate::metadata::sql::push::IMMUTABLE_TAG_RULES)
                     .fetch_all(&mut *conn)
                     .await?;
                 let applicable: Vec<&str> = rules
@@ -117,8 +162,7 @@ macro_rules! sql_metadata_store {
                 digest: &str,
             ) -> Result<(), sqlx::Error> {
                 sqlx::query(
-                    "INSERT INTO gc_blob_link_reviews (repository_id, digest, candidate_since) VALUES ($1, $2, $3) \
-                     ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since",
+                    crate::metadata::sql::push::ENQUEUE_LINK_REVIEW,
                 )
                 .bind(repository_id)
                 .bind(digest)
@@ -167,7 +211,7 @@ macro_rules! sql_metadata_store {
             where
                 E: sqlx::Executor<'e, Database = $db>,
             {
-                sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+                sqlx::query_scalar(crate::metadata::sql::push::REPOSITORY_ID)
                     .bind(name.as_str())
                     .fetch_optional(executor)
                     .await
@@ -185,12 +229,12 @@ macro_rules! sql_metadata_store {
                 if let Some(id) = Self::repository_id(&mut *conn, name).await? {
                     return Ok(id);
                 }
-                sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                sqlx::query(crate::metadata::sql::push::INSERT_REPOSITORY)
                     .bind(name.as_str())
                     .bind(unix_now())
                     .execute(&mut *conn)
                     .await?;
-                sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+                sqlx::query_scalar(crate::metadata::sql::push::REPOSITORY_ID)
                     .bind(name.as_str())
                     .fetch_one(&mut *conn)
                     .await
@@ -279,8 +323,7 @@ macro_rules! sql_metadata_store {
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
                 Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
                 sqlx::query(
-                    "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (repository_id, blob_digest) DO NOTHING",
+                    crate::metadata::sql::push::LINK_BLOB,
                 )
                 .bind(repository_id)
                 .bind(digest.as_str())
@@ -610,7 +653,8 @@ macro_rules! sql_push_writes {
                 T: sqlx::Encode<'t, $db> + sqlx::Type<$db> + Copy + Send + 't,
             {
                 for edges in to.chunks(crate::metadata::sql::IN_LIST) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO {table} ({columns}) "));
+                    let mut insert =
+                        sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO {table} ({columns}) "));
                     insert.push_values(edges, |mut row, edge| {
                         row.push_bind(from).push_bind(*edge);
                     });
@@ -620,40 +664,38 @@ macro_rules! sql_push_writes {
                 Ok(())
             }
 
-            async fn record_upload(&self, repository: &RepositoryName, session: &UploadSession) -> MetadataResult<()> {
+            async fn record_upload(
+                &self,
+                repository: &RepositoryName,
+                session: &UploadSession,
+            ) -> MetadataResult<()> {
                 let now = unix_now();
                 // Into an existing repository, the usual case: one statement,
                 // no transaction around it.
-                let inserted = sqlx::query(
-                    "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
-                     SELECT $1, id, $3, $4, $5, $6, $6 FROM repositories WHERE name = $2",
-                )
-                .bind(&session.id)
-                .bind(repository.as_str())
-                .bind(session.received as i64)
-                .bind(&session.hash_state)
-                .bind(&session.storage_state)
-                .bind(now)
-                .execute(&mut *self.write_connection().await?)
-                .await?
-                .rows_affected();
+                let inserted = sqlx::query(crate::metadata::sql::push::INSERT_UPLOAD_INTO_EXISTING)
+                    .bind(&session.id)
+                    .bind(repository.as_str())
+                    .bind(session.received as i64)
+                    .bind(&session.hash_state)
+                    .bind(&session.storage_state)
+                    .bind(now)
+                    .execute(&mut *self.write_connection().await?)
+                    .await?
+                    .rows_affected();
                 if inserted == 1 {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
-                sqlx::query(
-                    "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                )
-                .bind(&session.id)
-                .bind(repository_id)
-                .bind(session.received as i64)
-                .bind(&session.hash_state)
-                .bind(&session.storage_state)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(crate::metadata::sql::push::INSERT_UPLOAD)
+                    .bind(&session.id)
+                    .bind(repository_id)
+                    .bind(session.received as i64)
+                    .bind(&session.hash_state)
+                    .bind(&session.storage_state)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -669,90 +711,121 @@ macro_rules! sql_push_writes {
                 // Every reference is looked up in one statement per
                 // [`IN_LIST`] names, not one per layer: inside the SQLite
                 // writer's transaction each statement is a round trip.
-                let blob_digests: Vec<&str> = manifest.parsed.blobs.iter().map(|b| b.digest.as_str()).collect();
+                let blob_digests: Vec<&str> = manifest
+                    .parsed
+                    .blobs
+                    .iter()
+                    .map(|b| b.digest.as_str())
+                    .collect();
                 // Locked, so a collector cannot unlink them before this commits.
                 let linked: Vec<(String,)> = Self::select_in(
                     &mut tx,
-                    "SELECT blob_digest FROM repository_blobs WHERE repository_id = ",
+                    crate::metadata::sql::push::LINKED_BLOBS.0,
                     repository_id,
-                    " AND blob_digest IN ",
+                    crate::metadata::sql::push::LINKED_BLOBS.1,
                     $share,
                     &blob_digests,
                 )
                 .await?;
-                let linked: std::collections::HashSet<&str> = linked.iter().map(|(d,)| d.as_str()).collect();
-                if let Some(missing) = manifest.parsed.blobs.iter().find(|b| b.required && !linked.contains(b.digest.as_str())) {
+                let linked: std::collections::HashSet<&str> =
+                    linked.iter().map(|(d,)| d.as_str()).collect();
+                if let Some(missing) = manifest
+                    .parsed
+                    .blobs
+                    .iter()
+                    .find(|b| b.required && !linked.contains(b.digest.as_str()))
+                {
                     return Ok(PutManifestOutcome::MissingReference(missing.digest.clone()));
                 }
                 let blob_edges: Vec<&str> = linked.into_iter().collect();
-                let child_digests: Vec<&str> = manifest.parsed.children.iter().map(|d| d.as_str()).collect();
+                let child_digests: Vec<&str> = manifest
+                    .parsed
+                    .children
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect();
                 let children: Vec<(String, i64)> = Self::select_in(
                     &mut tx,
-                    "SELECT digest, id FROM manifests WHERE repository_id = ",
+                    crate::metadata::sql::push::CHILD_MANIFESTS.0,
                     repository_id,
-                    " AND digest IN ",
+                    crate::metadata::sql::push::CHILD_MANIFESTS.1,
                     $share,
                     &child_digests,
                 )
                 .await?;
-                let children: std::collections::HashMap<&str, i64> =
-                    children.iter().map(|(digest, id)| (digest.as_str(), *id)).collect();
-                if let Some(missing) = manifest.parsed.children.iter().find(|c| !children.contains_key(c.as_str())) {
+                let children: std::collections::HashMap<&str, i64> = children
+                    .iter()
+                    .map(|(digest, id)| (digest.as_str(), *id))
+                    .collect();
+                if let Some(missing) = manifest
+                    .parsed
+                    .children
+                    .iter()
+                    .find(|c| !children.contains_key(c.as_str()))
+                {
                     return Ok(PutManifestOutcome::MissingReference(missing.clone()));
                 }
                 let child_ids: Vec<i64> = children.into_values().collect();
 
                 let now = unix_now();
                 // The no-op update makes RETURNING yield the id of an existing row too.
-                let manifest_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type RETURNING id",
+                let manifest_id: i64 =
+                    sqlx::query_scalar(crate::metadata::sql::push::UPSERT_MANIFEST)
+                        .bind(repository_id)
+                        .bind(manifest.digest.as_str())
+                        .bind(&manifest.parsed.media_type)
+                        .bind(manifest.parsed.artifact_type.as_deref())
+                        .bind(manifest.parsed.subject.as_ref().map(|d| d.as_str()))
+                        .bind(manifest.parsed.annotations.as_deref())
+                        .bind(manifest.payload)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                Self::insert_edges(
+                    &mut tx,
+                    "manifest_blobs",
+                    "manifest_id, blob_digest",
+                    manifest_id,
+                    &blob_edges,
                 )
-                .bind(repository_id)
-                .bind(manifest.digest.as_str())
-                .bind(&manifest.parsed.media_type)
-                .bind(manifest.parsed.artifact_type.as_deref())
-                .bind(manifest.parsed.subject.as_ref().map(|d| d.as_str()))
-                .bind(manifest.parsed.annotations.as_deref())
-                .bind(manifest.payload)
-                .bind(now)
-                .fetch_one(&mut *tx)
                 .await?;
-                Self::insert_edges(&mut tx, "manifest_blobs", "manifest_id, blob_digest", manifest_id, &blob_edges).await?;
-                Self::insert_edges(&mut tx, "manifest_references", "parent_id, child_id", manifest_id, &child_ids).await?;
+                Self::insert_edges(
+                    &mut tx,
+                    "manifest_references",
+                    "parent_id, child_id",
+                    manifest_id,
+                    &child_ids,
+                )
+                .await?;
                 if tags.is_empty() {
-                    Self::enqueue_manifest_review(&mut tx, repository_id, manifest.digest.as_str()).await?;
+                    Self::enqueue_manifest_review(&mut tx, repository_id, manifest.digest.as_str())
+                        .await?;
                 }
                 for tag in tags {
-                    let previous: Option<String> = sqlx::query_scalar(
-                        "SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id \
-                         WHERE t.repository_id = $1 AND t.name = $2 AND t.manifest_id <> $3",
-                    )
-                    .bind(repository_id)
-                    .bind(tag.as_str())
-                    .bind(manifest_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                    let previous: Option<String> =
+                        sqlx::query_scalar(crate::metadata::sql::push::PREVIOUS_TAG)
+                            .bind(repository_id)
+                            .bind(tag.as_str())
+                            .bind(manifest_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
                     if let Some(previous) = previous {
-                        if let Some(tag) = Self::immutable_tag(&mut tx, repository.as_str(), [tag.as_str()]).await? {
+                        if let Some(tag) =
+                            Self::immutable_tag(&mut tx, repository.as_str(), [tag.as_str()])
+                                .await?
+                        {
                             return Ok(PutManifestOutcome::ImmutableTag(tag));
                         }
                         Self::enqueue_manifest_review(&mut tx, repository_id, &previous).await?;
                     }
                     // The WHERE skips rewriting a tag that already points here.
-                    sqlx::query(
-                        "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (repository_id, name) DO UPDATE \
-                         SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
-                         WHERE tags.manifest_id <> excluded.manifest_id",
-                    )
-                    .bind(repository_id)
-                    .bind(tag.as_str())
-                    .bind(manifest_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(crate::metadata::sql::push::SET_TAG)
+                        .bind(repository_id)
+                        .bind(tag.as_str())
+                        .bind(manifest_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 Ok(PutManifestOutcome::Stored)
@@ -769,26 +842,26 @@ macro_rules! sql_push_writes {
             ) -> MetadataResult<BlobCommit> {
                 let mut tx = self.begin_write().await?;
                 let now = unix_now();
-                if let Some(exceeded) = Self::check_quota(&mut tx, repository.as_str(), digest.as_str(), size).await? {
+                if let Some(exceeded) =
+                    Self::check_quota(&mut tx, repository.as_str(), digest.as_str(), size).await?
+                {
                     return Ok(BlobCommit::QuotaExceeded(exceeded));
                 }
                 // An upsert that locks the row (the no-op update): a collector
                 // reviewing this blob skips it until we commit, and if it has
                 // just deleted the row, ours is inserted afresh.
-                let recorded: Option<String> = sqlx::query_scalar(
-                    "INSERT INTO blobs (digest, size, created_at, storage_key) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING storage_key",
-                )
-                .bind(digest.as_str())
-                .bind(size as i64)
-                .bind(now)
-                .bind(storage_key)
-                .fetch_one(&mut *tx)
-                .await?;
+                let recorded: Option<String> =
+                    sqlx::query_scalar(crate::metadata::sql::push::UPSERT_BLOB)
+                        .bind(digest.as_str())
+                        .bind(size as i64)
+                        .bind(now)
+                        .bind(storage_key)
+                        .fetch_one(&mut *tx)
+                        .await?;
                 // Ends the session if no one moved it meanwhile; its row names
                 // the repository. On a miss the transaction rolls back.
                 let repository_id: Option<i64> =
-                    sqlx::query_scalar("DELETE FROM uploads WHERE id = $1 AND received = $2 RETURNING repository_id")
+                    sqlx::query_scalar(crate::metadata::sql::push::END_UPLOAD)
                         .bind(upload_id)
                         .bind(expected_received as i64)
                         .fetch_optional(&mut *tx)
@@ -796,18 +869,17 @@ macro_rules! sql_push_writes {
                 let Some(repository_id) = repository_id else {
                     return Ok(BlobCommit::SessionMoved);
                 };
-                sqlx::query(
-                    "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (repository_id, blob_digest) DO NOTHING",
-                )
-                .bind(repository_id)
-                .bind(digest.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(crate::metadata::sql::push::LINK_BLOB)
+                    .bind(repository_id)
+                    .bind(digest.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
                 tx.commit().await?;
-                Ok(BlobCommit::Recorded(recorded.unwrap_or_else(|| storage_key.to_string())))
+                Ok(BlobCommit::Recorded(
+                    recorded.unwrap_or_else(|| storage_key.to_string()),
+                ))
             }
         }
     };

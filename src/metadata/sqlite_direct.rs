@@ -22,9 +22,11 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter};
+use rusqlite::{
+    OptionalExtension, Transaction, TransactionBehavior, named_params, params_from_iter,
+};
 
-use super::sql::IN_LIST;
+use super::sql::{IN_LIST, push};
 use super::{
     BlobCommit, MetadataError, MetadataResult, PutManifestOutcome, QuotaExceeded, UploadSession,
     unix_now,
@@ -131,7 +133,7 @@ pub(super) struct NewBlob {
     pub storage_key: String,
 }
 
-/// `commit_blob` of `sql.rs`.
+/// `record_blob` of `sql.rs`.
 pub(super) fn commit_blob(
     tx: &Transaction<'_>,
     blob: &NewBlob,
@@ -140,37 +142,24 @@ pub(super) fn commit_blob(
     if let Some(exceeded) = check_quota(tx, &blob.repository, &blob.digest, blob.size)? {
         return Ok(Finish::RollBack(BlobCommit::QuotaExceeded(exceeded)));
     }
-    let recorded: Option<String> = tx
-        .prepare_cached(
-            "INSERT INTO blobs (digest, size, created_at, storage_key) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING storage_key",
-        )?
-        .query_row(
-            params![blob.digest, blob.size as i64, now, blob.storage_key],
-            |row| row.get(0),
-        )?;
+    let recorded: Option<String> = tx.prepare_cached(push::UPSERT_BLOB)?.query_row(
+        named_params! {"$1": blob.digest, "$2": blob.size as i64, "$3": now, "$4": blob.storage_key},
+        |row| row.get(0),
+    )?;
     let repository_id: Option<i64> = tx
-        .prepare_cached(
-            "DELETE FROM uploads WHERE id = ?1 AND received = ?2 RETURNING repository_id",
-        )?
+        .prepare_cached(push::END_UPLOAD)?
         .query_row(
-            params![blob.upload_id, blob.expected_received as i64],
+            named_params! {"$1": blob.upload_id, "$2": blob.expected_received as i64},
             |row| row.get(0),
         )
         .optional()?;
     let Some(repository_id) = repository_id else {
         return Ok(Finish::RollBack(BlobCommit::SessionMoved));
     };
-    tx.prepare_cached(
-        "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (repository_id, blob_digest) DO NOTHING",
-    )?
-    .execute(params![repository_id, blob.digest, now])?;
-    tx.prepare_cached(
-        "INSERT INTO gc_blob_link_reviews (repository_id, digest, candidate_since) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since",
-    )?
-    .execute(params![repository_id, blob.digest, now])?;
+    tx.prepare_cached(push::LINK_BLOB)?
+        .execute(named_params! {"$1": repository_id, "$2": blob.digest, "$3": now})?;
+    tx.prepare_cached(push::ENQUEUE_LINK_REVIEW)?
+        .execute(named_params! {"$1": repository_id, "$2": blob.digest, "$3": now})?;
     Ok(Finish::Commit(BlobCommit::Recorded(
         recorded.unwrap_or_else(|| blob.storage_key.clone()),
     )))
@@ -185,39 +174,27 @@ fn check_quota(
 ) -> rusqlite::Result<Option<QuotaExceeded>> {
     let namespace = crate::oci::name::namespace_of(repository);
     let limit: Option<i64> = tx
-        .prepare_cached("SELECT limit_bytes FROM namespace_quotas WHERE namespace = ?1")?
-        .query_row([namespace], |row| row.get(0))
+        .prepare_cached(push::QUOTA_LIMIT)?
+        .query_row(named_params! {"$1": namespace}, |row| row.get(0))
         .optional()?;
     let Some(limit) = limit else {
         return Ok(None);
     };
-    let in_namespace = "SELECT rb.blob_digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
-                        WHERE r.name = ?1 OR substr(r.name, 1, length(?1) + 1) = ?1 || '/'";
     let already: bool = tx
-        .prepare_cached(&format!(
-            "SELECT EXISTS ({in_namespace} AND rb.blob_digest = ?2)"
-        ))?
-        .query_row(params![namespace, digest], |row| row.get(0))?;
+        .prepare_cached(&push::quota_already_counted())?
+        .query_row(named_params! {"$1": namespace, "$2": digest}, |row| {
+            row.get(0)
+        })?;
     if already {
         return Ok(None);
     }
     let used: i64 = tx
-        .prepare_cached(&format!(
-            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE digest IN ({in_namespace})"
-        ))?
-        .query_row([namespace], |row| row.get(0))?;
-    if used as u64 + size > limit as u64 {
-        return Ok(Some(QuotaExceeded {
-            namespace: namespace.to_string(),
-            limit: limit as u64,
-            used: used as u64,
-            size,
-        }));
-    }
-    Ok(None)
+        .prepare_cached(&push::quota_used())?
+        .query_row(named_params! {"$1": namespace}, |row| row.get(0))?;
+    Ok(QuotaExceeded::check(namespace, limit, used, size))
 }
 
-/// `create_upload` of `sql.rs`: into an existing repository one statement,
+/// `record_upload` of `sql.rs`: into an existing repository one statement,
 /// else the repository first, in the same transaction.
 pub(super) fn create_upload(
     tx: &Transaction<'_>,
@@ -225,33 +202,19 @@ pub(super) fn create_upload(
     session: &UploadSession,
 ) -> rusqlite::Result<Finish<()>> {
     let now = unix_now();
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
-             SELECT ?1, id, ?3, ?4, ?5, ?6, ?6 FROM repositories WHERE name = ?2",
-        )?
-        .execute(params![
-            session.id,
-            repository,
-            session.received as i64,
-            session.hash_state,
-            session.storage_state,
-            now
-        ])?;
+    let (received, hash_state, storage_state) = (
+        session.received as i64,
+        &session.hash_state,
+        &session.storage_state,
+    );
+    let inserted = tx.prepare_cached(push::INSERT_UPLOAD_INTO_EXISTING)?.execute(named_params! {
+        "$1": session.id, "$2": repository, "$3": received, "$4": hash_state, "$5": storage_state, "$6": now,
+    })?;
     if inserted == 0 {
         let repository_id = ensure_repository(tx, repository, now)?;
-        tx.prepare_cached(
-            "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        )?
-        .execute(params![
-            session.id,
-            repository_id,
-            session.received as i64,
-            session.hash_state,
-            session.storage_state,
-            now
-        ])?;
+        tx.prepare_cached(push::INSERT_UPLOAD)?.execute(named_params! {
+            "$1": session.id, "$2": repository_id, "$3": received, "$4": hash_state, "$5": storage_state, "$6": now,
+        })?;
     }
     Ok(Finish::Commit(()))
 }
@@ -265,7 +228,7 @@ pub(super) struct NewManifestRecord {
     pub tags: Vec<String>,
 }
 
-/// `put_manifest` of `sql.rs`.
+/// `record_manifest` of `sql.rs`.
 pub(super) fn put_manifest(
     tx: &Transaction<'_>,
     manifest: &NewManifestRecord,
@@ -280,7 +243,7 @@ pub(super) fn put_manifest(
         .collect();
     let linked: HashSet<String> = select_in(
         tx,
-        "SELECT blob_digest FROM repository_blobs WHERE repository_id = ?1 AND blob_digest IN ",
+        push::LINKED_BLOBS,
         repository_id,
         &blob_digests,
         |row| row.get(0),
@@ -305,7 +268,7 @@ pub(super) fn put_manifest(
         .collect();
     let children: HashMap<String, i64> = select_in(
         tx,
-        "SELECT digest, id FROM manifests WHERE repository_id = ?1 AND digest IN ",
+        push::CHILD_MANIFESTS,
         repository_id,
         &child_digests,
         |row| Ok((row.get(0)?, row.get(1)?)),
@@ -322,26 +285,20 @@ pub(super) fn put_manifest(
             missing.clone(),
         )));
     }
-    // The no-op update makes RETURNING yield the id of an existing row too.
-    let manifest_id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-             ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type RETURNING id",
-        )?
-        .query_row(
-            params![
-                repository_id,
-                manifest.digest,
-                manifest.parsed.media_type,
-                manifest.parsed.artifact_type,
-                manifest.parsed.subject.as_ref().map(|d| d.as_str()),
-                manifest.parsed.annotations,
-                manifest.payload,
-                now
-            ],
-            |row| row.get(0),
-        )?;
+    let parsed = &manifest.parsed;
+    let manifest_id: i64 = tx.prepare_cached(push::UPSERT_MANIFEST)?.query_row(
+        named_params! {
+            "$1": repository_id,
+            "$2": manifest.digest,
+            "$3": parsed.media_type,
+            "$4": parsed.artifact_type,
+            "$5": parsed.subject.as_ref().map(|d| d.as_str()),
+            "$6": parsed.annotations,
+            "$7": manifest.payload,
+            "$8": now,
+        },
+        |row| row.get(0),
+    )?;
     let blob_edges: Vec<&str> = linked.iter().map(String::as_str).collect();
     insert_edges(
         tx,
@@ -363,11 +320,11 @@ pub(super) fn put_manifest(
     }
     for tag in &manifest.tags {
         let previous: Option<String> = tx
-            .prepare_cached(
-                "SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id \
-                 WHERE t.repository_id = ?1 AND t.name = ?2 AND t.manifest_id <> ?3",
-            )?
-            .query_row(params![repository_id, tag, manifest_id], |row| row.get(0))
+            .prepare_cached(push::PREVIOUS_TAG)?
+            .query_row(
+                named_params! {"$1": repository_id, "$2": tag, "$3": manifest_id},
+                |row| row.get(0),
+            )
             .optional()?;
         if let Some(previous) = previous {
             if let Some(tag) = immutable_tag(tx, &manifest.repository, tag)? {
@@ -375,52 +332,42 @@ pub(super) fn put_manifest(
             }
             enqueue_manifest_review(tx, repository_id, &previous, now)?;
         }
-        // The WHERE skips rewriting a tag that already points here.
-        tx.prepare_cached(
-            "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (repository_id, name) DO UPDATE \
-             SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
-             WHERE tags.manifest_id <> excluded.manifest_id",
-        )?
-        .execute(params![repository_id, tag, manifest_id, now])?;
+        tx.prepare_cached(push::SET_TAG)?.execute(
+            named_params! {"$1": repository_id, "$2": tag, "$3": manifest_id, "$4": now},
+        )?;
     }
     Ok(Finish::Commit(PutManifestOutcome::Stored))
 }
 
 /// `ensure_repository` of `sql.rs`.
 fn ensure_repository(tx: &Transaction<'_>, name: &str, now: i64) -> rusqlite::Result<i64> {
-    let select = "SELECT id FROM repositories WHERE name = ?1";
-    if let Some(id) = tx
-        .prepare_cached(select)?
-        .query_row([name], |row| row.get(0))
-        .optional()?
-    {
+    let id = |tx: &Transaction<'_>| {
+        tx.prepare_cached(push::REPOSITORY_ID)?
+            .query_row(named_params! {"$1": name}, |row| row.get(0))
+    };
+    if let Some(id) = id(tx).optional()? {
         return Ok(id);
     }
-    tx.prepare_cached(
-        "INSERT INTO repositories (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-    )?
-    .execute(params![name, now])?;
-    tx.prepare_cached(select)?
-        .query_row([name], |row| row.get(0))
+    tx.prepare_cached(push::INSERT_REPOSITORY)?
+        .execute(named_params! {"$1": name, "$2": now})?;
+    id(tx)
 }
 
-/// `select_in` of `sql.rs`: rows of `{select}(values...)`, `?1` being
-/// `repository_id`, one statement per [`IN_LIST`] values; none for none.
+/// `select_in` of `sql.rs`: rows of `{query.0}{repository_id}{query.1}(values...)`,
+/// one statement per [`IN_LIST`] values; none for none.
 fn select_in<T>(
     tx: &Transaction<'_>,
-    select: &str,
+    query: (&str, &str),
     repository_id: i64,
     values: &[&str],
     row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
     let mut rows = Vec::new();
     for values in values.chunks(IN_LIST) {
+        // `?` after `?1` numbers on from 2.
         let list = vec!["?"; values.len()].join(", ");
-        let mut statement = tx.prepare_cached(&format!("{select}({list})"))?;
-        let repository_id = [&repository_id as &dyn rusqlite::ToSql];
-        let arguments = repository_id
-            .into_iter()
+        let mut statement = tx.prepare_cached(&format!("{}?1{}({list})", query.0, query.1))?;
+        let arguments = std::iter::once(&repository_id as &dyn rusqlite::ToSql)
             .chain(values.iter().map(|v| v as &dyn rusqlite::ToSql));
         rows.extend(
             statement
@@ -458,7 +405,7 @@ fn immutable_tag(
     repository: &str,
     tag: &str,
 ) -> rusqlite::Result<Option<String>> {
-    let mut statement = tx.prepare_cached("SELECT path, pattern FROM immutable_tags")?;
+    let mut statement = tx.prepare_cached(push::IMMUTABLE_TAG_RULES)?;
     let rules = statement.query_map([], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
     })?;
@@ -480,11 +427,8 @@ fn enqueue_manifest_review(
     digest: &str,
     now: i64,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO gc_manifest_reviews (repository_id, digest, candidate_since) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since",
-    )?
-    .execute(params![repository_id, digest, now])?;
+    tx.prepare_cached(push::ENQUEUE_MANIFEST_REVIEW)?
+        .execute(named_params! {"$1": repository_id, "$2": digest, "$3": now})?;
     Ok(())
 }
 
