@@ -59,7 +59,7 @@ pub(super) mod push {
     pub const QUOTA_LIMIT: &str = "SELECT limit_bytes FROM namespace_quotas WHERE namespace = $1";
     /// The blobs linked anywhere in namespace `$1`.
     const NAMESPACE_BLOBS: &str = "SELECT rb.blob_digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
-     WHERE r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/'";
+     WHERE (r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/')";
 
     /// Whether blob `$2` is already linked in namespace `$1` (and so counted).
     pub fn quota_already_counted() -> String {

@@ -136,4 +136,43 @@ async fn quotas_refuse_what_would_not_fit(mut app: TestApp) {
     push_blob(&app, "alice/app", &fifty).await;
 }
 
-secured_backend_tests!(quotas_refuse_what_would_not_fit);
+/// A repository may be named like its namespace (`alice`, pushed by an
+/// administrator); its blobs count toward the quota like any other, and
+/// only the blob being pushed is counted as already there.
+async fn a_repository_named_like_its_namespace_counts_too(mut app: TestApp) {
+    create_user(&app, "alice", "alice-password").await;
+    app.bearer = Some(
+        token(
+            &app,
+            Some(("admin", ADMIN_PASSWORD)),
+            &["repository:alice:pull,push"],
+        )
+        .await,
+    );
+    push_blob(&app, "alice", &[b'6'; 60]).await;
+    let set = app
+        .client
+        .put(format!("{}/api/v1/quotas/alice", app.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({"limit": "100B"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), StatusCode::NO_CONTENT);
+    let fifty = vec![b'5'; 50];
+    let refused = app
+        .request(
+            Method::POST,
+            &format!("/v2/alice/blobs/uploads/?digest={}", sha256(&fifty)),
+        )
+        .body(fifty)
+        .send()
+        .await
+        .unwrap();
+    assert_error(refused, StatusCode::FORBIDDEN, "DENIED").await;
+}
+
+secured_backend_tests!(
+    quotas_refuse_what_would_not_fit,
+    a_repository_named_like_its_namespace_counts_too
+);
