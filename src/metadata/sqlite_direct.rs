@@ -1,20 +1,24 @@
-//! The push path's two SQLite write transactions, each run whole on a
-//! thread of its own.
+//! The push path's SQLite write transactions (a new upload, a blob's
+//! commit, a manifest), each run whole on a thread of its own.
 //!
 //! Through sqlx every statement is a trip to the connection's thread and
 //! back, and each trip wakes two threads. A blob commit is 7 statements and
 //! a manifest 8, and on this project's 2-core VM those wake-ups, not the SQL,
 //! were most of a small image's server time (docs/performance.md). So these
-//! two transactions are written here against rusqlite, a synchronous binding,
+//! transactions are written here against rusqlite, a synchronous binding,
 //! and sent whole to one thread that keeps a connection: one trip there and
-//! one back.
+//! one back. All three go here, not only the longer two: SQLite drops a
+//! connection's page cache whenever another connection has written, so
+//! alternating with sqlx's writer on every push would make both read every
+//! page afresh.
 //!
-//! The statements are those `sql.rs` runs on PostgreSQL through sqlx, in
-//! SQLite's `?N` placeholders; a change to one is a change to the other (the
-//! API tests run every push against both engines). This connection is a
-//! second writer beside sqlx's: the store makes the two take turns on one
-//! mutex, and SQLite's own lock (`BEGIN IMMEDIATE`, the busy timeout) keeps
-//! them apart even when a caller gives up halfway.
+//! The statements are the ones `sql.rs` runs on PostgreSQL through sqlx
+//! (`sql::push`, bound here by the names `"$N"`); the logic around them
+//! is written once per binding, and the API tests run every push against
+//! both engines. This connection is a second writer beside sqlx's: the store
+//! makes the two take turns on one mutex, and SQLite's own lock
+//! (`BEGIN IMMEDIATE`, the busy timeout) keeps them apart even when a caller
+//! gives up halfway.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
