@@ -11,7 +11,9 @@
 //! alone, `BERTH_BENCH_ROUNDS` rounds of 400 (10 by default), and prints
 //! for each round the server's CPU time and context switches per image: the
 //! figures a change to the push path should move, steadier on a noisy VM
-//! than the rate. `BERTH_BENCH_BIN` runs another build of Berth instead
+//! than the rate. `small-images-as-docker` sends each blob as `docker push`
+//! does (POST, PATCH with the body, PUT) instead of POST and PUT.
+//! `BERTH_BENCH_BIN` runs another build of Berth instead
 //! (a copy of an earlier `target/release/berth`), to alternate two builds.
 
 use std::process::Stdio;
@@ -432,10 +434,28 @@ fn image(seed: usize) -> (Bytes, Bytes, String) {
     (config, layer, manifest)
 }
 
-async fn push_image(target: &Target, http: &reqwest::Client, repo: &str, tag: &str, seed: usize) {
+/// How a small image's blobs are sent: POST then PUT with the body, or as
+/// `docker push` sends them, POST, PATCH with the body, then PUT.
+#[derive(Clone, Copy, PartialEq)]
+enum BlobPush {
+    Monolithic,
+    AsDocker,
+}
+
+async fn push_image(
+    target: &Target,
+    http: &reqwest::Client,
+    repo: &str,
+    tag: &str,
+    seed: usize,
+    how: BlobPush,
+) {
     let (config, layer, manifest) = image(seed);
     for blob in [&config, &layer] {
-        push_monolithic(target, http, repo, blob).await;
+        match how {
+            BlobPush::Monolithic => push_monolithic(target, http, repo, blob).await,
+            BlobPush::AsDocker => push_chunked(target, http, repo, blob).await,
+        };
     }
     let put = target
         .request(
@@ -459,7 +479,12 @@ async fn push_image(target: &Target, http: &reqwest::Client, repo: &str, tag: &s
 }
 
 /// Pushes images `first..first + count`, each under a tag of its own.
-async fn small_images_per_second(target: &Arc<Target>, first: usize, count: usize) -> f64 {
+async fn small_images_per_second(
+    target: &Arc<Target>,
+    first: usize,
+    count: usize,
+    how: BlobPush,
+) -> f64 {
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -473,7 +498,8 @@ async fn small_images_per_second(target: &Arc<Target>, first: usize, count: usiz
                     return;
                 }
                 let n = first + n;
-                push_image(&target, &http, "bench/small", &format!("t{n}"), n + 1000).await;
+                let tag = format!("t{n}");
+                push_image(&target, &http, "bench/small", &tag, n + 1000, how).await;
             }
         }));
     }
@@ -485,11 +511,11 @@ async fn small_images_per_second(target: &Arc<Target>, first: usize, count: usiz
 
 /// Rounds of 400 small images with the server's cost per image: the
 /// `BERTH_BENCH_PROFILE=small-images` mode.
-async fn profile_small_images(berth: &Arc<Target>, rounds: usize) {
+async fn profile_small_images(berth: &Arc<Target>, rounds: usize, how: BlobPush) {
     println!("round  images/s  server CPU per image  context switches per image");
     for round in 0..rounds {
         let (cpu_before, switches_before) = berth.cpu_and_switches();
-        let rate = small_images_per_second(berth, round * 400, 400).await;
+        let rate = small_images_per_second(berth, round * 400, 400, how).await;
         let (cpu_after, switches_after) = berth.cpu_and_switches();
         println!(
             "{round:>5}  {rate:>8.0}  {:>17.0} µs  {:>26.1}",
@@ -693,7 +719,7 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
         "small images pushed, 16 clients",
         "images/s",
         in_turns(&all, rounds, |target, round| async move {
-            small_images_per_second(&target, round * 400, 400).await
+            small_images_per_second(&target, round * 400, 400, BlobPush::Monolithic).await
         })
         .await,
     ));
@@ -767,7 +793,15 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
 
 /// One image tagged 1,000 times, for the tag-list row.
 async fn put_many_tags(target: &Target, http: &reqwest::Client) {
-    push_image(target, http, "bench/tags", "many0000", 5000).await;
+    push_image(
+        target,
+        http,
+        "bench/tags",
+        "many0000",
+        5000,
+        BlobPush::Monolithic,
+    )
+    .await;
     let (_, _, manifest) = image(5000);
     for n in 1..1000 {
         let put = target
@@ -852,9 +886,13 @@ fn main() {
     runtime.block_on(async {
         let fsync = std::env::var("BERTH_BENCH_FSYNC").map_or(true, |v| v != "false");
         if let Ok(profile) = std::env::var("BERTH_BENCH_PROFILE") {
-            assert_eq!(profile, "small-images", "the one profile there is");
+            let how = match profile.as_str() {
+                "small-images" => BlobPush::Monolithic,
+                "small-images-as-docker" => BlobPush::AsDocker,
+                _ => panic!("BERTH_BENCH_PROFILE is small-images or small-images-as-docker"),
+            };
             let berth = Arc::new(start_berth(fsync).await);
-            profile_small_images(&berth, env_usize("BERTH_BENCH_ROUNDS", 10).max(1)).await;
+            profile_small_images(&berth, env_usize("BERTH_BENCH_ROUNDS", 10).max(1), how).await;
             let _files = berth.stop();
             return;
         }
