@@ -13,8 +13,8 @@
 /// engine's limit on bound parameters (SQLite's is 32,766, PostgreSQL's 65,535).
 pub(super) const IN_LIST: usize = 500;
 
-/// The statements of the push path's write transactions (a new upload, a
-/// blob's commit, a manifest), which run on both bindings: through sqlx on
+/// The statements of the push path's write transactions (a new upload, its
+/// progress, a blob's commit, a manifest), which run on both bindings: through sqlx on
 /// PostgreSQL (`sql_push_writes!`) and through rusqlite on SQLite
 /// (`sqlite_direct.rs`). sqlx binds `$N` by number and rusqlite by the name
 /// `"$N"`, so one text serves both.
@@ -28,6 +28,8 @@ pub(super) mod push {
         "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
     pub const UPSERT_BLOB: &str = "INSERT INTO blobs (digest, size, created_at, storage_key) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING storage_key";
+    pub const ADVANCE_UPLOAD: &str = "UPDATE uploads SET received = $1, hash_state = $2, storage_state = $3, updated_at = $4 \
+     WHERE id = $5 AND received = $6";
     pub const END_UPLOAD: &str =
         "DELETE FROM uploads WHERE id = $1 AND received = $2 RETURNING repository_id";
     pub const LINK_BLOB: &str = "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES ($1, $2, $3) \
@@ -390,20 +392,7 @@ macro_rules! sql_metadata_store {
             }
 
             async fn advance_upload(&self, session: &UploadSession, expected_received: u64) -> MetadataResult<bool> {
-                let updated = sqlx::query(
-                    "UPDATE uploads SET received = $1, hash_state = $2, storage_state = $3, updated_at = $4 \
-                     WHERE id = $5 AND received = $6",
-                )
-                .bind(session.received as i64)
-                .bind(&session.hash_state)
-                .bind(&session.storage_state)
-                .bind(unix_now())
-                .bind(&session.id)
-                .bind(expected_received as i64)
-                .execute(&mut *self.write_connection().await?)
-                .await?
-                .rows_affected();
-                Ok(updated == 1)
+                self.record_progress(session, expected_received).await
             }
 
             async fn delete_upload(&self, repository: &RepositoryName, id: &str) -> MetadataResult<bool> {
@@ -829,6 +818,24 @@ macro_rules! sql_push_writes {
                 }
                 tx.commit().await?;
                 Ok(PutManifestOutcome::Stored)
+            }
+
+            async fn record_progress(
+                &self,
+                session: &UploadSession,
+                expected_received: u64,
+            ) -> MetadataResult<bool> {
+                let updated = sqlx::query(crate::metadata::sql::push::ADVANCE_UPLOAD)
+                    .bind(session.received as i64)
+                    .bind(&session.hash_state)
+                    .bind(&session.storage_state)
+                    .bind(unix_now())
+                    .bind(&session.id)
+                    .bind(expected_received as i64)
+                    .execute(&mut *self.write_connection().await?)
+                    .await?
+                    .rows_affected();
+                Ok(updated == 1)
             }
 
             async fn record_blob(

@@ -100,6 +100,18 @@ impl SqliteMetadataStore {
             .await
     }
 
+    async fn record_progress(
+        &self,
+        session: &UploadSession,
+        expected_received: u64,
+    ) -> MetadataResult<bool> {
+        let session = session.clone();
+        self.direct_transaction(move |tx| {
+            sqlite_direct::advance_upload(tx, &session, expected_received)
+        })
+        .await
+    }
+
     async fn record_manifest(
         &self,
         repository: &RepositoryName,

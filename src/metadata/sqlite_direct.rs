@@ -1,5 +1,6 @@
-//! The push path's SQLite write transactions (a new upload, a blob's
-//! commit, a manifest), each run whole on a thread of its own.
+//! The push path's SQLite write transactions (a new upload, its progress
+//! after each chunk, a blob's commit, a manifest), each run whole on a
+//! thread of its own.
 //!
 //! Through sqlx every statement is a trip to the connection's thread and
 //! back, and each trip wakes two threads. A blob commit is 7 statements and
@@ -7,7 +8,7 @@
 //! were most of a small image's server time (docs/performance.md). So these
 //! transactions are written here against rusqlite, a synchronous binding,
 //! and sent whole to one thread that keeps a connection: one trip there and
-//! one back. All three go here, not only the longer two: SQLite drops a
+//! one back. All of them go here, not only the longer two: SQLite drops a
 //! connection's page cache whenever another connection has written, so
 //! alternating with sqlx's writer on every push would make both read every
 //! page afresh.
@@ -221,6 +222,26 @@ pub(super) fn create_upload(
         })?;
     }
     Ok(Finish::Commit(()))
+}
+
+/// `record_progress` of `sql.rs`: whether the session still stood at
+/// `expected_received` and so moved on to `session`.
+pub(super) fn advance_upload(
+    tx: &Transaction<'_>,
+    session: &UploadSession,
+    expected_received: u64,
+) -> rusqlite::Result<Finish<bool>> {
+    let updated = tx
+        .prepare_cached(push::ADVANCE_UPLOAD)?
+        .execute(named_params! {
+            "$1": session.received as i64,
+            "$2": session.hash_state,
+            "$3": session.storage_state,
+            "$4": unix_now(),
+            "$5": session.id,
+            "$6": expected_received as i64,
+        })?;
+    Ok(Finish::Commit(updated == 1))
 }
 
 /// What `put_manifest` records, owned, to travel to the writer's thread.
