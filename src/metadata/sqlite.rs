@@ -6,10 +6,11 @@
 //! `BEGIN IMMEDIATE` (another process, such as an admin command, waits on the
 //! busy timeout instead of failing mid-transaction). Reads use connections
 //! of their own (`sqlite_readers.rs`, also without sqlx's pool) and, in WAL
-//! mode, never wait for the writer. The push path's two write transactions
-//! (a blob's commit, a manifest's) run off sqlx, each whole on a thread of
-//! its own (`sqlite_direct.rs`), taking turns with the other writes. A database in
-//! memory is refused: each connection would see a different one.
+//! mode, never wait for the writer. The push path's write transactions (a
+//! new upload, its progress, a blob's commit, a manifest) run off sqlx,
+//! each whole on a thread of its own (`sqlite_direct.rs`), taking turns
+//! with the other writes. A database in memory is refused: each connection
+//! would see a different one.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -163,9 +164,8 @@ impl SqliteMetadataStore {
     }
 
     async fn close_connections(&self) {
-        let _turn = self.write.acquire().await;
+        // Transactions already queued on the direct writer finish first.
         self.direct.close().await;
-        drop(_turn);
         self.write.close().await;
         self.read.close().await;
     }

@@ -65,6 +65,10 @@ impl DirectWriter {
         connection.busy_timeout(Duration::from_secs(10))?;
         connection.pragma_update(None, "foreign_keys", true)?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
+        // Room for every fixed statement here and the `IN (...)` and edge
+        // lists of a few manifest sizes, so a manifest of a new size does
+        // not push out the statements every push runs.
+        connection.set_prepared_statement_cache_capacity(64);
         let (jobs, queue) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("berth-sqlite-write".into())
@@ -113,8 +117,8 @@ impl DirectWriter {
         }
         match answer.await {
             Ok(Ok(result)) => Ok(result?),
-            Ok(Err(_panic)) => Err(MetadataError::Database(sqlx::Error::WorkerCrashed)),
-            Err(_) => Err(MetadataError::Database(sqlx::Error::WorkerCrashed)),
+            // `work` panicked (and was rolled back), or the thread is gone.
+            Ok(Err(_)) | Err(_) => Err(MetadataError::Database(sqlx::Error::WorkerCrashed)),
         }
     }
 
