@@ -450,25 +450,27 @@ fn move_into_place(staging: &Path, target: &Path, len: u64) -> Result<std::fs::F
     Ok(file)
 }
 
-/// Makes a committed blob's bytes and name durable: the file and its
-/// directory are flushed at once, so the filesystem can fold both into one
-/// journal commit instead of two in a row. `parents` are flushed with the
-/// directory, for the directory's own name.
-async fn flush_committed(
-    file: std::fs::File,
-    target: PathBuf,
+/// Makes a committed blob's bytes and name durable, on the blocking thread
+/// that moved it into place: its directory is flushed by another blocking
+/// task at the same time, so the filesystem can fold both into one journal
+/// commit instead of two in a row. `parents` are flushed with the
+/// directory, for the directory's own name. Await the returned task.
+fn flush_committed(
+    file: &std::fs::File,
+    target: &Path,
     parents: Vec<PathBuf>,
-) -> Result<(), StorageError> {
-    let data = tokio::task::spawn_blocking(move || file.sync_data());
+) -> Result<JoinHandle<std::io::Result<()>>, StorageError> {
+    let dir = target
+        .parent()
+        .expect("blob paths have a parent")
+        .to_path_buf();
     let names = tokio::task::spawn_blocking(move || {
-        let dir = target.parent().expect("blob paths have a parent");
-        std::iter::once(dir)
+        std::iter::once(dir.as_path())
             .chain(parents.iter().map(PathBuf::as_path))
             .try_for_each(sync_dir)
     });
-    let (data, names) = tokio::join!(data, names);
-    data.map_err(join_error)??;
-    Ok(names.map_err(join_error)??)
+    file.sync_data()?;
+    Ok(names)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -558,17 +560,21 @@ impl BlobStore for FilesystemBlobStore {
             .expect("blob paths have a parent")
             .to_path_buf();
         let parents = self.parents_to_flush(&dir);
-        // One trip to the blocking pool for the whole move, not one per call.
-        let (file, target) = tokio::task::spawn_blocking(move || {
+        let fsync = self.fsync;
+        let newly_flushed = !parents.is_empty();
+        // One trip to the blocking pool for the whole move and the flush of
+        // the data, not one per call.
+        let names = tokio::task::spawn_blocking(move || {
             take_over(&guard);
             let file = move_into_place(&staging, &target, len)?;
-            Ok::<_, StorageError>((file, target))
+            fsync
+                .then(|| flush_committed(&file, &target, parents))
+                .transpose()
         })
         .await
         .map_err(join_error)??;
-        if self.fsync {
-            let newly_flushed = !parents.is_empty();
-            flush_committed(file, target, parents).await?;
+        if let Some(names) = names {
+            names.await.map_err(join_error)??;
             if newly_flushed {
                 self.flushed_dirs().insert(dir);
             }
