@@ -126,6 +126,23 @@ pub struct Referrer {
 }
 
 /// A manifest about to be stored: its exact bytes and what was read from them.
+/// A verified blob whose bytes are committed to storage, to be recorded by
+/// [`MetadataStore::commit_blob`]. Owned, so a store may hand it to a thread
+/// of its own.
+#[derive(Debug, Clone)]
+pub struct NewBlob {
+    pub repository: RepositoryName,
+    /// The upload session it ends.
+    pub upload_id: String,
+    /// The bytes the session must still be at: what the committing request
+    /// read before appending its own body, which it does not save separately.
+    pub expected_received: u64,
+    pub digest: Digest,
+    pub size: u64,
+    /// Where the bytes are in the blob store.
+    pub storage_key: String,
+}
+
 pub struct NewManifest<'a> {
     pub digest: &'a Digest,
     pub payload: &'a [u8],
@@ -236,22 +253,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_upload(&self, repository: &RepositoryName, id: &str) -> MetadataResult<bool>;
 
     /// Records a verified blob whose bytes are already committed to storage
-    /// under `storage_key`, links it to `repository` and ends upload
-    /// `upload_id`, atomically, if the session is still at
-    /// `expected_received` bytes (what the committing request read before
-    /// appending its own body, which it does not save separately).
-    /// Idempotent: the blob may already exist, globally or in the repository;
+    /// under `blob.storage_key`, links it to its repository and ends its
+    /// upload session, atomically, if the session is still at
+    /// `blob.expected_received` bytes. Idempotent: the blob may already exist, globally or in the repository;
     /// the key already recorded then wins and is returned (the caller removes
     /// its now redundant copy).
-    async fn commit_blob(
-        &self,
-        repository: &RepositoryName,
-        upload_id: &str,
-        expected_received: u64,
-        digest: &Digest,
-        size: u64,
-        storage_key: &str,
-    ) -> MetadataResult<BlobCommit>;
+    async fn commit_blob(&self, blob: &NewBlob) -> MetadataResult<BlobCommit>;
 
     /// Stores a manifest (if not already there) with its edges, and points
     /// `tags` at it, after checking inside the same transaction that every

@@ -407,16 +407,8 @@ macro_rules! sql_metadata_store {
                 Ok(deleted > 0)
             }
 
-            async fn commit_blob(
-                &self,
-                repository: &RepositoryName,
-                upload_id: &str,
-                expected_received: u64,
-                digest: &Digest,
-                size: u64,
-                storage_key: &str,
-            ) -> MetadataResult<BlobCommit> {
-                self.record_blob(repository, upload_id, expected_received, digest, size, storage_key).await
+            async fn commit_blob(&self, blob: &NewBlob) -> MetadataResult<BlobCommit> {
+                self.record_blob(blob).await
             }
 
             async fn put_manifest(
@@ -838,19 +830,19 @@ macro_rules! sql_push_writes {
                 Ok(updated == 1)
             }
 
-            async fn record_blob(
-                &self,
-                repository: &RepositoryName,
-                upload_id: &str,
-                expected_received: u64,
-                digest: &Digest,
-                size: u64,
-                storage_key: &str,
-            ) -> MetadataResult<BlobCommit> {
+            async fn record_blob(&self, blob: &NewBlob) -> MetadataResult<BlobCommit> {
+                let NewBlob {
+                    repository,
+                    upload_id,
+                    expected_received,
+                    digest,
+                    size,
+                    storage_key,
+                } = blob;
                 let mut tx = self.begin_write().await?;
                 let now = unix_now();
                 if let Some(exceeded) =
-                    Self::check_quota(&mut tx, repository.as_str(), digest.as_str(), size).await?
+                    Self::check_quota(&mut tx, repository.as_str(), digest.as_str(), *size).await?
                 {
                     return Ok(BlobCommit::QuotaExceeded(exceeded));
                 }
@@ -860,7 +852,7 @@ macro_rules! sql_push_writes {
                 let recorded: Option<String> =
                     sqlx::query_scalar(crate::metadata::sql::push::UPSERT_BLOB)
                         .bind(digest.as_str())
-                        .bind(size as i64)
+                        .bind(*size as i64)
                         .bind(now)
                         .bind(storage_key)
                         .fetch_one(&mut *tx)
@@ -870,7 +862,7 @@ macro_rules! sql_push_writes {
                 let repository_id: Option<i64> =
                     sqlx::query_scalar(crate::metadata::sql::push::END_UPLOAD)
                         .bind(upload_id)
-                        .bind(expected_received as i64)
+                        .bind(*expected_received as i64)
                         .fetch_optional(&mut *tx)
                         .await?;
                 let Some(repository_id) = repository_id else {

@@ -21,7 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use super::accounts_sql::sql_account_store;
 use super::collector_sql::sql_collector_store;
 use super::sql::sql_metadata_store;
-use super::sqlite_direct::{self, DirectWriter, NewBlob, NewManifestRecord};
+use super::sqlite_direct::{self, DirectWriter, NewManifestRecord};
 use super::sqlite_readers::{ReadConnection, SqliteReaders};
 use super::sqlite_writer::{SqliteWriter, WriteConnection, WriteTransaction};
 use super::*;
@@ -130,23 +130,8 @@ impl SqliteMetadataStore {
             .await
     }
 
-    async fn record_blob(
-        &self,
-        repository: &RepositoryName,
-        upload_id: &str,
-        expected_received: u64,
-        digest: &Digest,
-        size: u64,
-        storage_key: &str,
-    ) -> MetadataResult<BlobCommit> {
-        let blob = NewBlob {
-            repository: repository.to_string(),
-            upload_id: upload_id.to_string(),
-            expected_received,
-            digest: digest.to_string(),
-            size,
-            storage_key: storage_key.to_string(),
-        };
+    async fn record_blob(&self, blob: &NewBlob) -> MetadataResult<BlobCommit> {
+        let blob = blob.clone();
         self.direct_transaction(move |tx| sqlite_direct::commit_blob(tx, &blob))
             .await
     }

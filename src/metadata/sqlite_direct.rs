@@ -33,8 +33,8 @@ use rusqlite::{
 
 use super::sql::{IN_LIST, push};
 use super::{
-    BlobCommit, MetadataError, MetadataResult, PutManifestOutcome, QuotaExceeded, UploadSession,
-    unix_now,
+    BlobCommit, MetadataError, MetadataResult, NewBlob, PutManifestOutcome, QuotaExceeded,
+    UploadSession, unix_now,
 };
 use crate::oci::manifest::ParsedManifest;
 
@@ -132,27 +132,18 @@ impl DirectWriter {
     }
 }
 
-/// What `commit_blob` records, owned, to travel to the writer's thread.
-pub(super) struct NewBlob {
-    pub repository: String,
-    pub upload_id: String,
-    pub expected_received: u64,
-    pub digest: String,
-    pub size: u64,
-    pub storage_key: String,
-}
-
 /// `record_blob` of `sql.rs`.
 pub(super) fn commit_blob(
     tx: &Transaction<'_>,
     blob: &NewBlob,
 ) -> rusqlite::Result<Finish<BlobCommit>> {
     let now = unix_now();
-    if let Some(exceeded) = check_quota(tx, &blob.repository, &blob.digest, blob.size)? {
+    let (repository, digest) = (blob.repository.as_str(), blob.digest.as_str());
+    if let Some(exceeded) = check_quota(tx, repository, digest, blob.size)? {
         return Ok(Finish::RollBack(BlobCommit::QuotaExceeded(exceeded)));
     }
     let recorded: Option<String> = tx.prepare_cached(push::UPSERT_BLOB)?.query_row(
-        named_params! {"$1": blob.digest, "$2": blob.size as i64, "$3": now, "$4": blob.storage_key},
+        named_params! {"$1": digest, "$2": blob.size as i64, "$3": now, "$4": blob.storage_key},
         |row| row.get(0),
     )?;
     let repository_id: Option<i64> = tx
@@ -166,9 +157,9 @@ pub(super) fn commit_blob(
         return Ok(Finish::RollBack(BlobCommit::SessionMoved));
     };
     tx.prepare_cached(push::LINK_BLOB)?
-        .execute(named_params! {"$1": repository_id, "$2": blob.digest, "$3": now})?;
+        .execute(named_params! {"$1": repository_id, "$2": digest, "$3": now})?;
     tx.prepare_cached(push::ENQUEUE_LINK_REVIEW)?
-        .execute(named_params! {"$1": repository_id, "$2": blob.digest, "$3": now})?;
+        .execute(named_params! {"$1": repository_id, "$2": digest, "$3": now})?;
     Ok(Finish::Commit(BlobCommit::Recorded(
         recorded.unwrap_or_else(|| blob.storage_key.clone()),
     )))

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use futures_util::StreamExt;
 
 use super::{BlobStat, Registry, RegistryError, RegistryResult};
-use crate::metadata::{BlobCommit, QuotaExceeded, UploadSession};
+use crate::metadata::{BlobCommit, NewBlob, QuotaExceeded, UploadSession};
 use crate::oci::range::ByteRange;
 use crate::oci::{Algorithm, BlobHasher, Digest, RepositoryName};
 use crate::storage::{AppendError, ByteStream, StagedUpload, StorageError};
@@ -318,14 +318,14 @@ impl Registry {
     ) -> RegistryResult<BlobStat> {
         let recorded = match self
             .metadata
-            .commit_blob(
-                repository,
-                &session.id,
-                saved_offset,
-                digest,
-                session.received,
-                &key,
-            )
+            .commit_blob(&NewBlob {
+                repository: repository.clone(),
+                upload_id: session.id.clone(),
+                expected_received: saved_offset,
+                digest: digest.clone(),
+                size: session.received,
+                storage_key: key.clone(),
+            })
             .await?
         {
             BlobCommit::Recorded(recorded) => recorded,
