@@ -125,7 +125,6 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
-/// A manifest about to be stored: its exact bytes and what was read from them.
 /// A verified blob whose bytes are committed to storage, to be recorded by
 /// [`MetadataStore::commit_blob`]. Owned, so a store may hand it to a thread
 /// of its own.
@@ -143,6 +142,7 @@ pub struct NewBlob {
     pub storage_key: String,
 }
 
+/// A manifest about to be stored: its exact bytes and what was read from them.
 pub struct NewManifest<'a> {
     pub digest: &'a Digest,
     pub payload: &'a [u8],
@@ -255,9 +255,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Records a verified blob whose bytes are already committed to storage
     /// under `blob.storage_key`, links it to its repository and ends its
     /// upload session, atomically, if the session is still at
-    /// `blob.expected_received` bytes. Idempotent: the blob may already exist, globally or in the repository;
-    /// the key already recorded then wins and is returned (the caller removes
-    /// its now redundant copy).
+    /// `blob.expected_received` bytes. Idempotent: the blob may already
+    /// exist, globally or in the repository; the key already recorded then
+    /// wins and is returned (the caller removes its now redundant copy).
     async fn commit_blob(&self, blob: &NewBlob) -> MetadataResult<BlobCommit>;
 
     /// Stores a manifest (if not already there) with its edges, and points

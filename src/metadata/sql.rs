@@ -14,9 +14,9 @@
 pub(super) const IN_LIST: usize = 500;
 
 /// The statements of the push path's write transactions (a new upload, its
-/// progress, a blob's commit, a manifest), which run on both bindings: through sqlx on
-/// PostgreSQL (`sql_push_writes!`) and through rusqlite on SQLite
-/// (`sqlite_direct.rs`). sqlx binds `$N` by number and rusqlite by the name
+/// progress, a blob's commit, a manifest), which run on both bindings:
+/// through sqlx on PostgreSQL (`sql_push_writes!`) and through rusqlite on
+/// SQLite (`sqlite_direct.rs`). sqlx binds `$N` by number and rusqlite by the name
 /// `"$N"`, so one text serves both.
 pub(super) mod push {
     pub const INSERT_UPLOAD_INTO_EXISTING: &str = "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
@@ -690,8 +690,8 @@ macro_rules! sql_push_writes {
                 let mut tx = self.begin_write().await?;
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
                 // Every reference is looked up in one statement per
-                // [`IN_LIST`] names, not one per layer: inside the SQLite
-                // writer's transaction each statement is a round trip.
+                // [`IN_LIST`] names, not one per layer: each statement is a
+                // round trip to the server while the transaction holds its locks.
                 let blob_digests: Vec<&str> = manifest
                     .parsed
                     .blobs
