@@ -258,7 +258,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// `blob.expected_received` bytes. Idempotent: the blob may already
     /// exist, globally or in the repository; the key already recorded then
     /// wins and is returned (the caller removes its now redundant copy).
-    async fn commit_blob(&self, blob: &NewBlob) -> MetadataResult<BlobCommit>;
+    async fn commit_blob(&self, blob: NewBlob) -> MetadataResult<BlobCommit>;
 
     /// Stores a manifest (if not already there) with its edges, and points
     /// `tags` at it, after checking inside the same transaction that every

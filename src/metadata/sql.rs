@@ -407,7 +407,7 @@ macro_rules! sql_metadata_store {
                 Ok(deleted > 0)
             }
 
-            async fn commit_blob(&self, blob: &NewBlob) -> MetadataResult<BlobCommit> {
+            async fn commit_blob(&self, blob: NewBlob) -> MetadataResult<BlobCommit> {
                 self.record_blob(blob).await
             }
 
@@ -830,7 +830,7 @@ macro_rules! sql_push_writes {
                 Ok(updated == 1)
             }
 
-            async fn record_blob(&self, blob: &NewBlob) -> MetadataResult<BlobCommit> {
+            async fn record_blob(&self, blob: NewBlob) -> MetadataResult<BlobCommit> {
                 let NewBlob {
                     repository,
                     upload_id,
@@ -842,7 +842,7 @@ macro_rules! sql_push_writes {
                 let mut tx = self.begin_write().await?;
                 let now = unix_now();
                 if let Some(exceeded) =
-                    Self::check_quota(&mut tx, repository.as_str(), digest.as_str(), *size).await?
+                    Self::check_quota(&mut tx, repository.as_str(), digest.as_str(), size).await?
                 {
                     return Ok(BlobCommit::QuotaExceeded(exceeded));
                 }
@@ -852,17 +852,17 @@ macro_rules! sql_push_writes {
                 let recorded: Option<String> =
                     sqlx::query_scalar(crate::metadata::sql::push::UPSERT_BLOB)
                         .bind(digest.as_str())
-                        .bind(*size as i64)
+                        .bind(size as i64)
                         .bind(now)
-                        .bind(storage_key)
+                        .bind(&storage_key)
                         .fetch_one(&mut *tx)
                         .await?;
                 // Ends the session if no one moved it meanwhile; its row names
                 // the repository. On a miss the transaction rolls back.
                 let repository_id: Option<i64> =
                     sqlx::query_scalar(crate::metadata::sql::push::END_UPLOAD)
-                        .bind(upload_id)
-                        .bind(*expected_received as i64)
+                        .bind(&upload_id)
+                        .bind(expected_received as i64)
                         .fetch_optional(&mut *tx)
                         .await?;
                 let Some(repository_id) = repository_id else {
@@ -876,9 +876,7 @@ macro_rules! sql_push_writes {
                     .await?;
                 Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
                 tx.commit().await?;
-                Ok(BlobCommit::Recorded(
-                    recorded.unwrap_or_else(|| storage_key.to_string()),
-                ))
+                Ok(BlobCommit::Recorded(recorded.unwrap_or(storage_key)))
             }
         }
     };

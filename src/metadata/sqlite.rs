@@ -130,9 +130,8 @@ impl SqliteMetadataStore {
             .await
     }
 
-    async fn record_blob(&self, blob: &NewBlob) -> MetadataResult<BlobCommit> {
-        let blob = blob.clone();
-        self.direct_transaction(move |tx| sqlite_direct::commit_blob(tx, &blob))
+    async fn record_blob(&self, blob: NewBlob) -> MetadataResult<BlobCommit> {
+        self.direct_transaction(move |tx| sqlite_direct::commit_blob(tx, blob))
             .await
     }
 

@@ -135,7 +135,7 @@ impl DirectWriter {
 /// `record_blob` of `sql.rs`.
 pub(super) fn commit_blob(
     tx: &Transaction<'_>,
-    blob: &NewBlob,
+    blob: NewBlob,
 ) -> rusqlite::Result<Finish<BlobCommit>> {
     let now = unix_now();
     let (repository, digest) = (blob.repository.as_str(), blob.digest.as_str());
@@ -161,7 +161,7 @@ pub(super) fn commit_blob(
     tx.prepare_cached(push::ENQUEUE_LINK_REVIEW)?
         .execute(named_params! {"$1": repository_id, "$2": digest, "$3": now})?;
     Ok(Finish::Commit(BlobCommit::Recorded(
-        recorded.unwrap_or_else(|| blob.storage_key.clone()),
+        recorded.unwrap_or(blob.storage_key),
     )))
 }
 

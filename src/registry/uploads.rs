@@ -318,7 +318,7 @@ impl Registry {
     ) -> RegistryResult<BlobStat> {
         let recorded = match self
             .metadata
-            .commit_blob(&NewBlob {
+            .commit_blob(NewBlob {
                 repository: repository.clone(),
                 upload_id: session.id.clone(),
                 expected_received: saved_offset,
