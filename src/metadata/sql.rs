@@ -76,6 +76,30 @@ pub(super) mod push {
     }
 }
 
+/// The first of `tags` that an immutable-tag rule (`(path, pattern)`, rows
+/// of `immutable_tags`) of `repository` or of one of its namespaces covers.
+pub(super) fn first_immutable_tag<'t>(
+    rules: &[(String, String)],
+    repository: &str,
+    tags: impl IntoIterator<Item = &'t str>,
+) -> Option<String> {
+    let applicable: Vec<&str> = rules
+        .iter()
+        .filter(|(path, _)| crate::oci::name::lies_within(repository, path))
+        .map(|(_, pattern)| pattern.as_str())
+        .collect();
+    if applicable.is_empty() {
+        return None;
+    }
+    tags.into_iter()
+        .find(|tag| {
+            applicable
+                .iter()
+                .any(|p| crate::oci::pattern::glob_matches(p, tag))
+        })
+        .map(str::to_string)
+}
+
 macro_rules! sql_metadata_store {
     // `$share` locks rows a transaction relies on against a concurrent delete
     // (`FOR SHARE` on PostgreSQL; nothing on SQLite, whose writers are serialized).
@@ -143,18 +167,7 @@ macro_rules! sql_metadata_store {
                 let rules: Vec<(String, String)> = sqlx::query_as(crate::metadata::sql::push::IMMUTABLE_TAG_RULES)
                     .fetch_all(&mut *conn)
                     .await?;
-                let applicable: Vec<&str> = rules
-                    .iter()
-                    .filter(|(path, _)| crate::oci::name::lies_within(repository, path))
-                    .map(|(_, pattern)| pattern.as_str())
-                    .collect();
-                if applicable.is_empty() {
-                    return Ok(None);
-                }
-                Ok(tags
-                    .into_iter()
-                    .find(|tag| applicable.iter().any(|p| crate::oci::pattern::glob_matches(p, tag)))
-                    .map(str::to_string))
+                Ok(crate::metadata::sql::first_immutable_tag(&rules, repository, tags))
             }
 
             /// Queues a review of a blob link that may be unused.
@@ -883,3 +896,24 @@ macro_rules! sql_push_writes {
 }
 
 pub(crate) use sql_push_writes;
+
+#[cfg(test)]
+mod tests {
+    use super::first_immutable_tag;
+
+    #[test]
+    fn immutable_tag_rules_cover_their_path_and_what_lies_under_it() {
+        let rules = vec![("team".to_string(), "v*".to_string())];
+        assert_eq!(
+            first_immutable_tag(&rules, "team/app", ["latest", "v1"]),
+            Some("v1".to_string())
+        );
+        assert_eq!(
+            first_immutable_tag(&rules, "team", ["v2"]),
+            Some("v2".to_string())
+        );
+        assert_eq!(first_immutable_tag(&rules, "teamx/app", ["v1"]), None);
+        assert_eq!(first_immutable_tag(&rules, "team/app", ["latest"]), None);
+        assert_eq!(first_immutable_tag(&[], "team/app", ["v1"]), None);
+    }
+}

@@ -31,7 +31,7 @@ use rusqlite::{
     OptionalExtension, Transaction, TransactionBehavior, named_params, params_from_iter,
 };
 
-use super::sql::{IN_LIST, push};
+use super::sql::{IN_LIST, first_immutable_tag, push};
 use super::{
     BlobCommit, MetadataError, MetadataResult, NewBlob, PutManifestOutcome, QuotaExceeded,
     UploadSession, unix_now,
@@ -426,18 +426,10 @@ fn immutable_tag(
     tag: &str,
 ) -> rusqlite::Result<Option<String>> {
     let mut statement = tx.prepare_cached(push::IMMUTABLE_TAG_RULES)?;
-    let rules = statement.query_map([], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-    })?;
-    for rule in rules {
-        let (path, pattern) = rule?;
-        if crate::oci::name::lies_within(repository, &path)
-            && crate::oci::pattern::glob_matches(&pattern, tag)
-        {
-            return Ok(Some(tag.to_string()));
-        }
-    }
-    Ok(None)
+    let rules = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+    Ok(first_immutable_tag(&rules, repository, [tag]))
 }
 
 /// `enqueue_manifest_review` of `sql.rs`.
