@@ -35,6 +35,10 @@ pub struct SqliteMetadataStore {
     direct: DirectWriter,
 }
 
+/// How long a write waits for another process (an admin command) holding
+/// SQLite's write lock; every write connection uses it.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// SQLite reads are local CPU work, each connection with its own thread and
 /// page cache: beyond two per core they add memory, not throughput.
 fn read_connections(max_connections: u32) -> u32 {
@@ -48,7 +52,7 @@ impl SqliteMetadataStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         if url.contains(":memory:") || url.contains("mode=memory") {
             return Err(MetadataError::Database(sqlx::Error::Configuration(

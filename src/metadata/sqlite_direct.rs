@@ -25,7 +25,6 @@ use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::Duration;
 
 use rusqlite::{
     OptionalExtension, Transaction, TransactionBehavior, named_params, params_from_iter,
@@ -62,7 +61,7 @@ impl DirectWriter {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         // As sqlx's connections are set up in `sqlite.rs`.
-        connection.busy_timeout(Duration::from_secs(10))?;
+        connection.busy_timeout(super::sqlite::BUSY_TIMEOUT)?;
         connection.pragma_update(None, "foreign_keys", true)?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         // Room for every fixed statement here and the `IN (...)` and edge
