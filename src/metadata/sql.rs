@@ -705,12 +705,7 @@ macro_rules! sql_push_writes {
                 // Every reference is looked up in one statement per
                 // [`IN_LIST`] names, not one per layer: each statement is a
                 // round trip to the server while the transaction holds its locks.
-                let blob_digests: Vec<&str> = manifest
-                    .parsed
-                    .blobs
-                    .iter()
-                    .map(|b| b.digest.as_str())
-                    .collect();
+                let blob_digests = manifest.parsed.blob_digests();
                 // Locked, so a collector cannot unlink them before this commits.
                 let linked: Vec<(String,)> = Self::select_in(
                     &mut tx,
@@ -723,21 +718,11 @@ macro_rules! sql_push_writes {
                 .await?;
                 let linked: std::collections::HashSet<&str> =
                     linked.iter().map(|(d,)| d.as_str()).collect();
-                if let Some(missing) = manifest
-                    .parsed
-                    .blobs
-                    .iter()
-                    .find(|b| b.required && !linked.contains(b.digest.as_str()))
-                {
-                    return Ok(PutManifestOutcome::MissingReference(missing.digest.clone()));
+                if let Some(missing) = manifest.parsed.missing_blob(|d| linked.contains(d)) {
+                    return Ok(PutManifestOutcome::MissingReference(missing.clone()));
                 }
                 let blob_edges: Vec<&str> = linked.into_iter().collect();
-                let child_digests: Vec<&str> = manifest
-                    .parsed
-                    .children
-                    .iter()
-                    .map(|d| d.as_str())
-                    .collect();
+                let child_digests = manifest.parsed.child_digests();
                 let children: Vec<(String, i64)> = Self::select_in(
                     &mut tx,
                     crate::metadata::sql::push::CHILD_MANIFESTS.0,
@@ -751,12 +736,7 @@ macro_rules! sql_push_writes {
                     .iter()
                     .map(|(digest, id)| (digest.as_str(), *id))
                     .collect();
-                if let Some(missing) = manifest
-                    .parsed
-                    .children
-                    .iter()
-                    .find(|c| !children.contains_key(c.as_str()))
-                {
+                if let Some(missing) = manifest.parsed.missing_child(|d| children.contains_key(d)) {
                     return Ok(PutManifestOutcome::MissingReference(missing.clone()));
                 }
                 let child_ids: Vec<i64> = children.into_values().collect();

@@ -254,12 +254,7 @@ pub(super) fn put_manifest(
 ) -> rusqlite::Result<Finish<PutManifestOutcome>> {
     let now = unix_now();
     let repository_id = ensure_repository(tx, &manifest.repository, now)?;
-    let blob_digests: Vec<&str> = manifest
-        .parsed
-        .blobs
-        .iter()
-        .map(|b| b.digest.as_str())
-        .collect();
+    let blob_digests = manifest.parsed.blob_digests();
     let linked: HashSet<String> = select_in(
         tx,
         push::LINKED_BLOBS,
@@ -269,22 +264,12 @@ pub(super) fn put_manifest(
     )?
     .into_iter()
     .collect();
-    if let Some(missing) = manifest
-        .parsed
-        .blobs
-        .iter()
-        .find(|b| b.required && !linked.contains(b.digest.as_str()))
-    {
+    if let Some(missing) = manifest.parsed.missing_blob(|d| linked.contains(d)) {
         return Ok(Finish::RollBack(PutManifestOutcome::MissingReference(
-            missing.digest.clone(),
+            missing.clone(),
         )));
     }
-    let child_digests: Vec<&str> = manifest
-        .parsed
-        .children
-        .iter()
-        .map(|d| d.as_str())
-        .collect();
+    let child_digests = manifest.parsed.child_digests();
     let children: HashMap<String, i64> = select_in(
         tx,
         push::CHILD_MANIFESTS,
@@ -294,12 +279,7 @@ pub(super) fn put_manifest(
     )?
     .into_iter()
     .collect();
-    if let Some(missing) = manifest
-        .parsed
-        .children
-        .iter()
-        .find(|c| !children.contains_key(c.as_str()))
-    {
+    if let Some(missing) = manifest.parsed.missing_child(|d| children.contains_key(d)) {
         return Ok(Finish::RollBack(PutManifestOutcome::MissingReference(
             missing.clone(),
         )));

@@ -50,6 +50,31 @@ pub struct ParsedManifest {
     pub annotations: Option<String>,
 }
 
+impl ParsedManifest {
+    /// The digests of the blobs it refers to.
+    pub fn blob_digests(&self) -> Vec<&str> {
+        self.blobs.iter().map(|b| b.digest.as_str()).collect()
+    }
+
+    /// The digests of the manifests it refers to (an index's children).
+    pub fn child_digests(&self) -> Vec<&str> {
+        self.children.iter().map(Digest::as_str).collect()
+    }
+
+    /// The first blob it requires that `present` says the registry lacks.
+    pub fn missing_blob(&self, present: impl Fn(&str) -> bool) -> Option<&Digest> {
+        self.blobs
+            .iter()
+            .find(|b| b.required && !present(b.digest.as_str()))
+            .map(|b| &b.digest)
+    }
+
+    /// The first child manifest that `present` says the registry lacks.
+    pub fn missing_child(&self, present: impl Fn(&str) -> bool) -> Option<&Digest> {
+        self.children.iter().find(|c| !present(c.as_str()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ManifestError(pub String);
@@ -222,12 +247,21 @@ mod tests {
         assert_eq!(m.kind, ManifestKind::Image);
         assert_eq!(m.blobs.len(), 3);
         assert!(m.blobs[1].required && !m.blobs[2].required);
-        assert_eq!(m.subject.unwrap().to_string(), d('e'));
+        assert_eq!(m.subject.as_ref().unwrap().to_string(), d('e'));
         assert_eq!(
             m.artifact_type.as_deref(),
             Some("application/vnd.example.sbom")
         );
         assert_eq!(m.annotations.as_deref(), Some(r#"{"org.example":"yes"}"#));
+        assert_eq!(m.blob_digests(), [d('a'), d('b'), d('c')]);
+        // The foreign layer may be absent; the others may not.
+        let (config, layer) = (d('a'), d('b'));
+        assert_eq!(m.missing_blob(|x| x == config || x == layer), None);
+        assert_eq!(
+            m.missing_blob(|x| x == config).map(|d| d.to_string()),
+            Some(layer.clone())
+        );
+        assert!(m.child_digests().is_empty() && m.missing_child(|_| false).is_none());
     }
 
     #[test]
