@@ -3,6 +3,10 @@
 //! the same client in the same run. Prints each figure for both and their
 //! ratio. Berth runs as users run it: authentication on, a token per client.
 //!
+//! After the rates come the server's CPU time per large push and per pull,
+//! for each server: a figure that does not depend on the client, which
+//! shares the machine's two cores, and that moves less from run to run.
+//!
 //! Sizes can be lowered for a quick look: `BERTH_BENCH_LARGE_MIB=128
 //! BERTH_BENCH_HUGE_MIB=0 cargo bench --bench registry`;
 //! `BERTH_BENCH_ONLY_BERTH=1` measures Berth with its defaults alone.
@@ -633,23 +637,49 @@ impl Row {
 async fn in_turns<F, Fut>(
     servers: &[Arc<Target>],
     rounds: usize,
-    mut workload: F,
+    workload: F,
 ) -> Vec<(&'static str, Vec<f64>)>
 where
     F: FnMut(Arc<Target>, usize) -> Fut,
     Fut: std::future::Future<Output = f64>,
 {
-    let mut samples: Vec<(&'static str, Vec<f64>)> = servers
-        .iter()
-        .map(|s| (s.name, Vec::with_capacity(rounds)))
-        .collect();
+    in_turns_with_cpu(servers, rounds, 1, workload).await.0
+}
+
+/// As [`in_turns`], also returning the CPU time (ms) each server used in
+/// each turn, divided by the turn's `operations`. A server's CPU per
+/// operation does not depend on how fast the client, which shares this
+/// machine's two cores, reads or writes, and it moves less than the rate
+/// from run to run on this VM.
+async fn in_turns_with_cpu<F, Fut>(
+    servers: &[Arc<Target>],
+    rounds: usize,
+    operations: usize,
+    mut workload: F,
+) -> (Vec<(&'static str, Vec<f64>)>, Vec<(&'static str, Vec<f64>)>)
+where
+    F: FnMut(Arc<Target>, usize) -> Fut,
+    Fut: std::future::Future<Output = f64>,
+{
+    let empty = || -> Vec<(&'static str, Vec<f64>)> {
+        servers
+            .iter()
+            .map(|s| (s.name, Vec::with_capacity(rounds)))
+            .collect()
+    };
+    let (mut rates, mut cpu) = (empty(), empty());
     for round in 0..rounds {
-        for (server, (_, figures)) in servers.iter().zip(samples.iter_mut()) {
+        for (index, server) in servers.iter().enumerate() {
             settle().await;
-            figures.push(workload(server.clone(), round).await);
+            let (before, _) = server.cpu_and_switches();
+            rates[index].1.push(workload(server.clone(), round).await);
+            let (after, _) = server.cpu_and_switches();
+            cpu[index]
+                .1
+                .push((after - before).as_secs_f64() * 1000.0 / operations as f64);
         }
     }
-    samples
+    (rates, cpu)
 }
 
 /// Writes everything dirty to disk before a turn. The reference (and Berth
@@ -680,40 +710,55 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
         .map(|r| variant(large, 0x80 | r as u8))
         .collect();
     let (all, compared) = (servers.all(), servers.compared());
+    // Server CPU per operation of the large-blob rows, printed after the rates.
+    let mut cpu_rows = Vec::new();
+    let cpu_row = |name: String, samples| Row {
+        lower_is_better: true,
+        ..Row::new(name, "ms", samples)
+    };
+    // The page cache is emptied inside the turn, outside the server's CPU.
+    let (rates, cpu) = in_turns_with_cpu(&all, rounds, 1, |target, round| {
+        let (http, blob) = (&http, &monolithic[round]);
+        async move {
+            forget_page_cache().await;
+            push_monolithic(&target, http, "bench/large", blob).await
+        }
+    })
+    .await;
     rows.push(Row::new(
         format!("push {mib} MiB, monolithic"),
         "MiB/s",
-        in_turns(&all, rounds, |target, round| {
-            let (http, blob) = (&http, &monolithic[round]);
-            async move {
-                forget_page_cache().await;
-                push_monolithic(&target, http, "bench/large", blob).await
-            }
-        })
-        .await,
+        rates,
     ));
+    cpu_rows.push(cpu_row(
+        format!("server CPU per {mib} MiB push, monolithic"),
+        cpu,
+    ));
+    let (rates, cpu) = in_turns_with_cpu(&all, rounds, 1, |target, round| {
+        let (http, blob) = (&http, &chunked[round]);
+        async move {
+            forget_page_cache().await;
+            push_chunked(&target, http, "bench/chunked", blob).await
+        }
+    })
+    .await;
     rows.push(Row::new(
         format!("push {mib} MiB, 16 MiB chunks"),
         "MiB/s",
-        in_turns(&all, rounds, |target, round| {
-            let (http, blob) = (&http, &chunked[round]);
-            async move {
-                forget_page_cache().await;
-                push_chunked(&target, http, "bench/chunked", blob).await
-            }
-        })
-        .await,
+        rates,
+    ));
+    cpu_rows.push(cpu_row(
+        format!("server CPU per {mib} MiB push, 16 MiB chunks"),
+        cpu,
     ));
     let large_digest = sha256(large);
-    rows.push(Row::new(
-        format!("pull {mib} MiB"),
-        "MiB/s",
-        in_turns(&all, rounds, |target, _| {
-            let digest = &large_digest;
-            async move { pull(&target, "bench/large", digest).await }
-        })
-        .await,
-    ));
+    let (rates, cpu) = in_turns_with_cpu(&all, rounds, PULLS, |target, _| {
+        let digest = &large_digest;
+        async move { pull(&target, "bench/large", digest).await }
+    })
+    .await;
+    rows.push(Row::new(format!("pull {mib} MiB"), "MiB/s", rates));
+    cpu_rows.push(cpu_row(format!("server CPU per {mib} MiB pull"), cpu));
     // Small images write blobs too; the other rows do not touch blob storage.
     rows.push(Row::new(
         "small images pushed, 16 clients",
@@ -788,6 +833,7 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
             )
         });
     }
+    rows.extend(cpu_rows);
     rows
 }
 
@@ -851,7 +897,10 @@ fn print(rows: &[Row], servers: &Servers) {
         );
     }
     println!("\n(each figure is the median of its rounds, the servers taking turns;");
-    println!(" ratio: how many times better Berth is; for memory, reference / berth;");
+    println!(" ratio: how many times better Berth is; for memory and CPU, reference / berth;");
+    println!(
+        " server CPU: all of the server's threads, per push or per pull, whatever the client's speed;"
+    );
     println!(
         " no fsync: Berth with fsync = false, which like the reference leaves flushing blobs to the kernel)"
     );
