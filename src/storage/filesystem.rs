@@ -28,6 +28,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use async_trait::async_trait;
@@ -35,6 +36,7 @@ use futures_util::StreamExt;
 use tokio::fs::{self, File};
 use tokio::task::JoinHandle;
 
+use super::direct_io::DirectWrites;
 use super::*;
 
 /// Pulls read this much at a time, straight into the buffer that is sent,
@@ -57,6 +59,9 @@ pub struct FilesystemBlobStore {
     /// it may just have created) flushes the parents too, or a crash could
     /// lose the directory, and the committed blob with it.
     flushed_dirs: Mutex<HashSet<PathBuf>>,
+    /// Whether staging writes may go around the page cache (with `fsync`
+    /// on); cleared for good when the filesystem refuses ([`DirectWrites`]).
+    direct_writes: Arc<AtomicBool>,
 }
 
 impl FilesystemBlobStore {
@@ -84,6 +89,7 @@ impl FilesystemBlobStore {
             fsync,
             staging_guards: StagingGuards::default(),
             flushed_dirs: Mutex::default(),
+            direct_writes: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -208,8 +214,13 @@ struct StagingWriter {
     file: Arc<std::fs::File>,
     guard: Arc<StagingGuard>,
     epoch: u64,
+    /// With `fsync` on, where the filesystem allows: whole pages go to the
+    /// disk directly ([`DirectWrites`]). Away on the blocking pool while a
+    /// batch is written, and back with its result.
+    direct: Option<DirectWrites>,
+    /// Otherwise, with `fsync` on: writeback started as batches land.
     writeback: Option<Writeback>,
-    writing: Option<JoinHandle<std::io::Result<()>>>,
+    writing: Option<JoinHandle<std::io::Result<Option<DirectWrites>>>>,
 }
 
 /// With `fsync` on: the part of the staging file written since writeback
@@ -242,16 +253,20 @@ impl Writeback {
 }
 
 impl StagingWriter {
-    /// Opens staging at `offset`, discarding what an earlier failed append left beyond it.
+    /// Opens staging at `offset`, discarding what an earlier failed append
+    /// left beyond it. `direct` is the store's [`DirectWrites`] switch, when
+    /// `fsync` is on.
     async fn open(
         path: PathBuf,
         offset: u64,
         guard: Arc<StagingGuard>,
-        fsync: bool,
+        direct: Option<Arc<AtomicBool>>,
     ) -> Result<Self, StorageError> {
-        let (file, epoch, guard) = tokio::task::spawn_blocking(move || {
+        let fsync = direct.is_some();
+        let (file, epoch, guard, direct) = tokio::task::spawn_blocking(move || {
             let epoch = take_over(&guard);
             let mut file = std::fs::OpenOptions::new()
+                .read(true)
                 .write(true)
                 .open(&path)
                 .map_err(|e| match e.kind() {
@@ -263,7 +278,11 @@ impl StagingWriter {
                 })?;
             cut_staging(&file, offset)?;
             file.seek(SeekFrom::Start(offset))?;
-            Ok::<_, StorageError>((file, epoch, guard))
+            let direct = match direct {
+                Some(supported) => DirectWrites::resume(&path, &file, offset, &supported)?,
+                None => None,
+            };
+            Ok::<_, StorageError>((file, epoch, guard, direct))
         })
         .await
         .map_err(join_error)??;
@@ -271,18 +290,27 @@ impl StagingWriter {
             file: Arc::new(file),
             guard,
             epoch,
-            writeback: fsync.then_some(Writeback {
+            writeback: (fsync && direct.is_none()).then_some(Writeback {
                 from: offset,
                 to: offset,
                 starting: None,
             }),
+            direct,
             writing: None,
         })
     }
 
+    /// Waits for the batch in flight, taking back the direct writes' state.
+    async fn settle(&mut self) -> Result<(), StorageError> {
+        if let Some(task) = self.writing.take() {
+            self.direct = task.await.map_err(join_error)??;
+        }
+        Ok(())
+    }
+
     /// Queues `batch` after the previous batch has been written.
     async fn write(&mut self, batch: Vec<Bytes>) -> Result<(), StorageError> {
-        await_io(self.writing.take()).await?;
+        self.settle().await?;
         if let Some(writeback) = self.writeback.as_mut() {
             // Everything up to `to` is written now.
             writeback.start(&self.file, false);
@@ -294,27 +322,61 @@ impl StagingWriter {
             writeback.to += batch.iter().map(|b| b.len() as u64).sum::<u64>();
         }
         let (file, guard, epoch) = (self.file.clone(), self.guard.clone(), self.epoch);
+        let mut direct = self.direct.take();
         self.writing = Some(tokio::task::spawn_blocking(move || {
             // Held through the write, so a take-over waits for it to end.
-            let current = lock_epoch(&guard);
-            if *current != epoch {
-                return Err(std::io::Error::other(
-                    "a newer request took over this upload",
-                ));
+            let _current = still_owned(&guard, epoch)?;
+            match direct.as_mut() {
+                Some(direct) => direct.write(&file, batch)?,
+                None => write_all_vectored(&file, &batch)?,
             }
-            write_all_vectored(&file, &batch)
+            Ok(direct)
         }));
         Ok(())
     }
 
-    /// Waits for the last write and starts writeback of what is left.
-    async fn finish(mut self) -> Result<(), StorageError> {
-        await_io(self.writing.take()).await?;
-        if let Some(writeback) = self.writeback.as_mut() {
-            writeback.start(&self.file, true);
+    /// Writes the request's `last` batch and waits for every write. Direct
+    /// writes put the bytes past their last whole page in the same trip to
+    /// the blocking pool, so that a small push takes no extra one.
+    async fn finish(mut self, last: Vec<Bytes>) -> Result<(), StorageError> {
+        self.settle().await?;
+        match self.direct.take() {
+            Some(mut direct) if !last.is_empty() || direct.has_pending() => {
+                let (file, guard, epoch) = (self.file.clone(), self.guard.clone(), self.epoch);
+                tokio::task::spawn_blocking(move || {
+                    let _current = still_owned(&guard, epoch)?;
+                    direct.write(&file, last)?;
+                    direct.finish(&file)
+                })
+                .await
+                .map_err(join_error)??;
+            }
+            Some(_) => {}
+            None => {
+                self.write(last).await?;
+                self.settle().await?;
+                if let Some(writeback) = self.writeback.as_mut() {
+                    writeback.start(&self.file, true);
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// The upload's epoch lock, if the request at `epoch` still owns the
+/// staging file; held through a write, so a take-over waits for it to end.
+fn still_owned(
+    guard: &StagingGuard,
+    epoch: u64,
+) -> std::io::Result<std::sync::MutexGuard<'_, u64>> {
+    let current = lock_epoch(guard);
+    if *current != epoch {
+        return Err(std::io::Error::other(
+            "a newer request took over this upload",
+        ));
+    }
+    Ok(current)
 }
 
 /// Asks the kernel to start writing a range of `file` to disk without
@@ -340,13 +402,6 @@ fn start_writeback(_file: &std::fs::File, _offset: u64, _len: u64) {}
 /// A blocking-pool task that panicked (never expected) reports as an I/O error.
 fn join_error(e: tokio::task::JoinError) -> StorageError {
     StorageError::Io(std::io::Error::other(e))
-}
-
-async fn await_io(task: Option<JoinHandle<std::io::Result<()>>>) -> Result<(), StorageError> {
-    match task {
-        None => Ok(()),
-        Some(task) => Ok(task.await.map_err(join_error)??),
-    }
 }
 
 fn write_all_vectored(mut file: &std::fs::File, batch: &[Bytes]) -> std::io::Result<()> {
@@ -507,7 +562,8 @@ impl BlobStore for FilesystemBlobStore {
     ) -> Result<Appended, AppendError> {
         let path = self.upload_path(&upload.id)?;
         let guard = self.staging_guards.get(&upload.id);
-        let mut writer = StagingWriter::open(path, offset, guard, self.fsync).await?;
+        let direct = self.fsync.then(|| self.direct_writes.clone());
+        let mut writer = StagingWriter::open(path, offset, guard, direct).await?;
         let mut batch = Vec::new();
         let mut batch_len = 0;
         let mut written = 0u64;
@@ -516,7 +572,7 @@ impl BlobStore for FilesystemBlobStore {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     // What was written past `offset` is discarded by the next append.
-                    writer.finish().await?;
+                    writer.finish(Vec::new()).await?;
                     return Err(AppendError::Body(e));
                 }
             };
@@ -529,8 +585,7 @@ impl BlobStore for FilesystemBlobStore {
                 batch_len = 0;
             }
         }
-        writer.write(batch).await?;
-        writer.finish().await?;
+        writer.finish(batch).await?;
         Ok(Appended {
             written,
             storage_state: upload.storage_state.clone(),
@@ -714,9 +769,14 @@ mod tests {
         store.begin_upload("u2").await.unwrap();
         let path = store.upload_path("u2").unwrap();
         let guard = store.staging_guards.get("u2");
-        let mut writer = StagingWriter::open(path.clone(), 0, guard.clone(), true)
-            .await
-            .unwrap();
+        let mut writer = StagingWriter::open(
+            path.clone(),
+            0,
+            guard.clone(),
+            Some(store.direct_writes.clone()),
+        )
+        .await
+        .unwrap();
         {
             // The write is queued behind the lock; meanwhile a newer request
             // (whose client retried) takes the upload over.
@@ -727,14 +787,32 @@ mod tests {
                 .unwrap();
             *epoch += 1;
         }
-        assert!(writer.finish().await.is_err());
+        assert!(writer.finish(Vec::new()).await.is_err());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 
     #[tokio::test]
     async fn without_fsync_blobs_commit_and_read_back_the_same() {
+        blobs_commit_and_read_back_the_same(false, false).await;
+    }
+
+    /// With `fsync` on, most of the bytes are written directly, around the page cache.
+    #[tokio::test]
+    async fn with_fsync_blobs_commit_and_read_back_the_same() {
+        blobs_commit_and_read_back_the_same(true, true).await;
+    }
+
+    #[tokio::test]
+    async fn with_fsync_on_a_filesystem_without_direct_io_blobs_commit_and_read_back_the_same() {
+        blobs_commit_and_read_back_the_same(true, false).await;
+    }
+
+    async fn blobs_commit_and_read_back_the_same(fsync: bool, direct_io: bool) {
         let dir = tempfile::tempdir().unwrap();
-        let store = FilesystemBlobStore::open(dir.path(), false).await.unwrap();
+        let store = FilesystemBlobStore::open(dir.path(), fsync).await.unwrap();
+        store
+            .direct_writes
+            .store(direct_io, std::sync::atomic::Ordering::Relaxed);
         let upload = StagedUpload {
             id: "u3".into(),
             storage_state: store.begin_upload("u3").await.unwrap(),

@@ -6,6 +6,7 @@
 //! digest only by an atomic commit of fully received staging data, so a
 //! reader never sees a partial blob.
 
+mod direct_io;
 mod filesystem;
 mod metered;
 mod s3;
