@@ -28,7 +28,6 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use async_trait::async_trait;
@@ -36,7 +35,7 @@ use futures_util::StreamExt;
 use tokio::fs::{self, File};
 use tokio::task::JoinHandle;
 
-use super::direct_io::DirectWrites;
+use super::direct_io::{DirectIo, DirectWrites};
 use super::*;
 
 /// Pulls read this much at a time, straight into the buffer that is sent,
@@ -59,9 +58,9 @@ pub struct FilesystemBlobStore {
     /// it may just have created) flushes the parents too, or a crash could
     /// lose the directory, and the committed blob with it.
     flushed_dirs: Mutex<HashSet<PathBuf>>,
-    /// Whether staging writes may go around the page cache (with `fsync`
-    /// on); cleared for good when the filesystem refuses ([`DirectWrites`]).
-    direct_writes: Arc<AtomicBool>,
+    /// With `fsync` on, staging writes go around the page cache where the
+    /// filesystem allows ([`DirectWrites`]).
+    direct_io: Arc<DirectIo>,
 }
 
 impl FilesystemBlobStore {
@@ -89,7 +88,7 @@ impl FilesystemBlobStore {
             fsync,
             staging_guards: StagingGuards::default(),
             flushed_dirs: Mutex::default(),
-            direct_writes: Arc::new(AtomicBool::new(true)),
+            direct_io: Arc::new(DirectIo::new()),
         })
     }
 
@@ -260,7 +259,7 @@ impl StagingWriter {
         path: PathBuf,
         offset: u64,
         guard: Arc<StagingGuard>,
-        direct: Option<Arc<AtomicBool>>,
+        direct: Option<Arc<DirectIo>>,
     ) -> Result<Self, StorageError> {
         let fsync = direct.is_some();
         let (file, epoch, guard, direct) = tokio::task::spawn_blocking(move || {
@@ -279,7 +278,7 @@ impl StagingWriter {
             cut_staging(&file, offset)?;
             file.seek(SeekFrom::Start(offset))?;
             let direct = match direct {
-                Some(supported) => DirectWrites::resume(&path, &file, offset, &supported)?,
+                Some(store) => DirectWrites::resume(&path, &file, offset, &store)?,
                 None => None,
             };
             Ok::<_, StorageError>((file, epoch, guard, direct))
@@ -335,18 +334,20 @@ impl StagingWriter {
         Ok(())
     }
 
-    /// Writes the request's `last` batch and waits for every write. Direct
-    /// writes put the bytes past their last whole page in the same trip to
-    /// the blocking pool, so that a small push takes no extra one.
+    /// Writes the request's `last` batch and waits for every write. With
+    /// direct writes, the last batch and the bytes past the last whole page
+    /// go through the page cache in one trip to the blocking pool, their
+    /// writeback started.
     async fn finish(mut self, last: Vec<Bytes>) -> Result<(), StorageError> {
         self.settle().await?;
         match self.direct.take() {
-            Some(mut direct) if !last.is_empty() || direct.has_pending() => {
+            Some(direct) if !last.is_empty() || direct.has_pending() => {
                 let (file, guard, epoch) = (self.file.clone(), self.guard.clone(), self.epoch);
                 tokio::task::spawn_blocking(move || {
                     let _current = still_owned(&guard, epoch)?;
-                    direct.write(&file, last)?;
-                    direct.finish(&file)
+                    let (offset, len) = direct.finish(&file, last)?;
+                    start_writeback(&file, offset, len);
+                    Ok::<_, std::io::Error>(())
                 })
                 .await
                 .map_err(join_error)??;
@@ -562,7 +563,7 @@ impl BlobStore for FilesystemBlobStore {
     ) -> Result<Appended, AppendError> {
         let path = self.upload_path(&upload.id)?;
         let guard = self.staging_guards.get(&upload.id);
-        let direct = self.fsync.then(|| self.direct_writes.clone());
+        let direct = self.fsync.then(|| self.direct_io.clone());
         let mut writer = StagingWriter::open(path, offset, guard, direct).await?;
         let mut batch = Vec::new();
         let mut batch_len = 0;
@@ -773,7 +774,7 @@ mod tests {
             path.clone(),
             0,
             guard.clone(),
-            Some(store.direct_writes.clone()),
+            Some(store.direct_io.clone()),
         )
         .await
         .unwrap();
@@ -809,10 +810,10 @@ mod tests {
 
     async fn blobs_commit_and_read_back_the_same(fsync: bool, direct_io: bool) {
         let dir = tempfile::tempdir().unwrap();
-        let store = FilesystemBlobStore::open(dir.path(), fsync).await.unwrap();
-        store
-            .direct_writes
-            .store(direct_io, std::sync::atomic::Ordering::Relaxed);
+        let mut store = FilesystemBlobStore::open(dir.path(), fsync).await.unwrap();
+        if !direct_io {
+            store.direct_io = Arc::new(DirectIo::refused());
+        }
         let upload = StagedUpload {
             id: "u3".into(),
             storage_state: store.begin_upload("u3").await.unwrap(),
