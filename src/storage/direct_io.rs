@@ -178,6 +178,9 @@ impl DirectWrites {
     /// the rest with the next batch or at [`Self::finish`].
     pub(super) fn write(&mut self, buffered: &File, batch: Vec<Bytes>) -> io::Result<()> {
         let incoming: usize = batch.iter().map(Bytes::len).sum();
+        if incoming == 0 {
+            return Ok(());
+        }
         self.pending.reserve(self.pending.len + incoming)?;
         for bytes in &batch {
             self.pending.extend(bytes);
@@ -337,6 +340,8 @@ mod tests {
         let mut first = DirectWrites::resume(&path, &buffered, 0, &store)
             .unwrap()
             .unwrap();
+        // Nothing to hold yet, and no block mapped for it.
+        first.write(&buffered, vec![Bytes::new()]).unwrap();
         first
             .write(&buffered, vec![Bytes::from(vec![7u8; 3 * PAGE])])
             .unwrap();

@@ -185,7 +185,7 @@ impl StagingGuards {
     /// Takes the staging file away from any earlier request.
     async fn supersede(&self, id: &str) -> Result<(), StorageError> {
         let guard = self.get(id);
-        tokio::task::spawn_blocking(move || take_over(&guard))
+        tokio::task::spawn_blocking(move || drop(take_over(&guard)))
             .await
             .map_err(join_error)?;
         Ok(())
@@ -200,11 +200,14 @@ fn lock_epoch(guard: &StagingGuard) -> std::sync::MutexGuard<'_, u64> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Waits for a write in progress, then makes every queued one stale.
-fn take_over(guard: &StagingGuard) -> u64 {
+/// Waits for a write in progress, then makes every queued one stale. The
+/// lock stays held until the returned guard is dropped: a request that is
+/// cutting or reading back the staging file keeps any other from writing
+/// in between.
+fn take_over(guard: &StagingGuard) -> std::sync::MutexGuard<'_, u64> {
     let mut epoch = lock_epoch(guard);
     *epoch += 1;
-    *epoch
+    epoch
 }
 
 /// Appends one request's body to a staging file, one batch write in flight
@@ -263,7 +266,11 @@ impl StagingWriter {
     ) -> Result<Self, StorageError> {
         let fsync = direct.is_some();
         let (file, epoch, guard, direct) = tokio::task::spawn_blocking(move || {
-            let epoch = take_over(&guard);
+            // Held until the file is cut and read back: a request abandoned
+            // between taking the upload and cutting it would otherwise cut
+            // off what a newer request had written meanwhile.
+            let current = take_over(&guard);
+            let epoch = *current;
             let mut file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -281,6 +288,7 @@ impl StagingWriter {
                 Some(store) => DirectWrites::resume(&path, &file, offset, &store)?,
                 None => None,
             };
+            drop(current);
             Ok::<_, StorageError>((file, epoch, guard, direct))
         })
         .await
@@ -621,8 +629,9 @@ impl BlobStore for FilesystemBlobStore {
         // One trip to the blocking pool for the whole move and the flush of
         // the data, not one per call.
         let names = tokio::task::spawn_blocking(move || {
-            take_over(&guard);
+            let current = take_over(&guard);
             let file = move_into_place(&staging, &target, len)?;
+            drop(current);
             fsync
                 .then(|| flush_committed(&file, &target, parents))
                 .transpose()
