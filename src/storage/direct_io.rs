@@ -10,9 +10,10 @@
 //!
 //! Direct writes need whole, aligned pages. So an append's bytes are
 //! gathered in a [`PageBlock`], whole pages are written directly, and what
-//! is left past the last whole page waits for the next batch; the request's
-//! final partial page is written through the page cache, as is any append
-//! on a filesystem that refuses `O_DIRECT`.
+//! is left past the last whole page waits for the next batch. The request's
+//! last batch and what is still pending go through the page cache (see
+//! [`DirectWrites::finish`]), as does every append on a filesystem that
+//! refuses `O_DIRECT`.
 
 use std::fs::File;
 use std::io;

@@ -256,8 +256,8 @@ impl Writeback {
 
 impl StagingWriter {
     /// Opens staging at `offset`, discarding what an earlier failed append
-    /// left beyond it. `direct` is the store's [`DirectWrites`] switch, when
-    /// `fsync` is on.
+    /// left beyond it. `direct` is the store's [`DirectIo`], when `fsync` is
+    /// on.
     async fn open(
         path: PathBuf,
         offset: u64,
