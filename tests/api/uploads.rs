@@ -32,6 +32,14 @@ fn with_digest(location: &str, digest: &str) -> String {
     format!("{location}{separator}digest={digest}")
 }
 
+/// Closes an upload session: `PUT <location>?digest=<digest>`, no body.
+async fn close(app: &TestApp, location: &str, digest: &str) -> Response {
+    app.request(Method::PUT, &with_digest(location, digest))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn patch(app: &TestApp, location: &str, range: Option<&str>, body: &[u8]) -> Response {
     let mut request = app.request(Method::PATCH, location).body(body.to_vec());
     if let Some(range) = range {
@@ -143,11 +151,7 @@ async fn streamed_patch_without_content_range(app: TestApp) {
     assert_eq!(header(&response, "range"), "0-499999");
     let next = header(&response, "location").to_string();
     let digest = sha256(&whole);
-    let done = app
-        .request(Method::PUT, &with_digest(&next, &digest))
-        .send()
-        .await
-        .unwrap();
+    let done = close(&app, &next, &digest).await;
     assert_eq!(done.status(), StatusCode::CREATED);
     assert_blob(&app, "alice/app", &digest, &whole).await;
 }
@@ -203,11 +207,7 @@ async fn wrong_digest_at_the_end_discards_the_upload(app: TestApp) {
         StatusCode::ACCEPTED
     );
     let wrong = sha256(b"other data");
-    let response = app
-        .request(Method::PUT, &with_digest(&location, &wrong))
-        .send()
-        .await
-        .unwrap();
+    let response = close(&app, &location, &wrong).await;
     assert_error(response, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
     assert_eq!(
         app.head(&format!("/v2/alice/app/blobs/{wrong}"))
@@ -226,11 +226,7 @@ async fn wrong_digest_at_the_end_discards_the_upload(app: TestApp) {
     let missing = start(&app, "alice/app").await;
     let no_digest = app.request(Method::PUT, &missing).send().await.unwrap();
     assert_error(no_digest, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
-    let bad_digest = app
-        .request(Method::PUT, &with_digest(&missing, "sha256:xyz"))
-        .send()
-        .await
-        .unwrap();
+    let bad_digest = close(&app, &missing, "sha256:xyz").await;
     assert_error(bad_digest, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
 }
 
@@ -307,11 +303,7 @@ async fn sha512_and_empty_blobs(app: TestApp) {
         StatusCode::ACCEPTED
     );
     let digest = format!("sha512:{}", hex::encode(Sha512::digest(chunked)));
-    let done = app
-        .request(Method::PUT, &with_digest(&location, &digest))
-        .send()
-        .await
-        .unwrap();
+    let done = close(&app, &location, &digest).await;
     assert_eq!(done.status(), StatusCode::CREATED);
     assert_blob(&app, "alice/app", &digest, chunked).await;
 
@@ -350,11 +342,7 @@ async fn truncated_bodies_store_nothing(app: TestApp) {
         StatusCode::ACCEPTED
     );
     let digest = sha256(b"first second");
-    let done = app
-        .request(Method::PUT, &with_digest(&location, &digest))
-        .send()
-        .await
-        .unwrap();
+    let done = close(&app, &location, &digest).await;
     assert_eq!(done.status(), StatusCode::CREATED);
     assert_blob(&app, "alice/app", &digest, b"first second").await;
 
@@ -400,11 +388,7 @@ async fn chunked_upload_survives_a_restart(mut app: TestApp) {
     );
     let whole = [first, second].concat();
     let digest = sha256(&whole);
-    let done = app
-        .request(Method::PUT, &with_digest(&location, &digest))
-        .send()
-        .await
-        .unwrap();
+    let done = close(&app, &location, &digest).await;
     assert_eq!(done.status(), StatusCode::CREATED);
     assert_blob(&app, "alice/app", &digest, &whole).await;
 }
@@ -547,11 +531,7 @@ async fn chunks_ending_mid_page_read_back_exactly(app: TestApp) {
         location = header(&response, "location").to_string();
     }
     let digest = sha256(&content);
-    let done = app
-        .request(Method::PUT, &with_digest(&location, &digest))
-        .send()
-        .await
-        .unwrap();
+    let done = close(&app, &location, &digest).await;
     assert_eq!(done.status(), StatusCode::CREATED);
     assert_blob(&app, "alice/odd", &digest, &content).await;
     let ranged = app
