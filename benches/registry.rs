@@ -7,6 +7,11 @@
 //! for each server: a figure that does not depend on the client, which
 //! shares the machine's two cores, and that moves less from run to run.
 //!
+//! The large blob's rows are also run on a bare server (`support/bare.rs`)
+//! that only receives and hashes, or sends from memory, and its figures are
+//! printed as the ceiling: how fast any server can go on this machine with
+//! this client, and so which ratios against the reference are within reach.
+//!
 //! Sizes can be lowered for a quick look: `BERTH_BENCH_LARGE_MIB=128
 //! BERTH_BENCH_HUGE_MIB=0 cargo bench --bench registry`;
 //! `BERTH_BENCH_ONLY_BERTH=1` measures Berth with its defaults alone.
@@ -29,6 +34,9 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+#[path = "support/bare.rs"]
+mod bare;
 
 const ADMIN_PASSWORD: &str = "bench-admin-password";
 const CHUNK: usize = 16 * 1024 * 1024;
@@ -259,6 +267,38 @@ async fn start_reference() -> Option<Target> {
         child,
         dir,
     })
+}
+
+/// The large blob pushed and pulled, the same in the bare server's process.
+fn large_blob() -> Bytes {
+    random_bytes(env_usize("BERTH_BENCH_LARGE_MIB", 512) * 1048576, 42)
+}
+
+/// The bare server (see `support/bare.rs`): this benchmark's own binary,
+/// run as another process as the real servers are.
+async fn start_bare() -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .arg("--bare-server")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the bare server starts");
+    let address = loop {
+        if let Some(address) = listening_address(child.id().unwrap()) {
+            break address;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let base = format!("http://{address}");
+    wait_ready(&base).await;
+    Target {
+        name: "bare server",
+        base,
+        token: None,
+        child,
+        dir,
+    }
 }
 
 fn random_bytes(len: usize, seed: u64) -> Bytes {
@@ -565,11 +605,13 @@ async fn rate(target: Arc<Target>, method: reqwest::Method, path: String) -> f64
 }
 
 /// The servers measured: Berth as it ships, and unless only Berth is asked
-/// for, Berth with `fsync = false` and the reference registry.
+/// for, Berth with `fsync = false`, the reference registry and the bare
+/// server.
 struct Servers {
     berth: Arc<Target>,
     unsynced: Option<Arc<Target>>,
     reference: Option<Arc<Target>>,
+    bare: Option<Arc<Target>>,
 }
 
 impl Servers {
@@ -584,6 +626,13 @@ impl Servers {
         .flatten()
         .cloned()
         .collect()
+    }
+
+    /// All of them and the bare server, for the large blob's rows.
+    fn all_and_bare(&self) -> Vec<Arc<Target>> {
+        let mut servers = self.all();
+        servers.extend(self.bare.clone());
+        servers
     }
 
     /// Berth as it ships and the reference, for the rows that do not touch
@@ -710,6 +759,7 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
         .map(|r| variant(large, 0x80 | r as u8))
         .collect();
     let (all, compared) = (servers.all(), servers.compared());
+    let large_rows = servers.all_and_bare();
     // Server CPU per operation of the large-blob rows, printed after the rates.
     let mut cpu_rows = Vec::new();
     let cpu_row = |name: String, samples| Row {
@@ -717,7 +767,7 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
         ..Row::new(name, "ms", samples)
     };
     // The page cache is emptied inside the turn, outside the server's CPU.
-    let (rates, cpu) = in_turns_with_cpu(&all, rounds, 1, |target, round| {
+    let (rates, cpu) = in_turns_with_cpu(&large_rows, rounds, 1, |target, round| {
         let (http, blob) = (&http, &monolithic[round]);
         async move {
             forget_page_cache().await;
@@ -734,7 +784,7 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
         format!("server CPU per {mib} MiB push, monolithic"),
         cpu,
     ));
-    let (rates, cpu) = in_turns_with_cpu(&all, rounds, 1, |target, round| {
+    let (rates, cpu) = in_turns_with_cpu(&large_rows, rounds, 1, |target, round| {
         let (http, blob) = (&http, &chunked[round]);
         async move {
             forget_page_cache().await;
@@ -752,7 +802,7 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
         cpu,
     ));
     let large_digest = sha256(large);
-    let (rates, cpu) = in_turns_with_cpu(&all, rounds, PULLS, |target, _| {
+    let (rates, cpu) = in_turns_with_cpu(&large_rows, rounds, PULLS, |target, _| {
         let digest = &large_digest;
         async move { pull(&target, "bench/large", digest).await }
     })
@@ -904,6 +954,9 @@ fn print(rows: &[Row], servers: &Servers) {
     println!(
         " no fsync: Berth with fsync = false, which like the reference leaves flushing blobs to the kernel)"
     );
+    if let Some(bare) = &servers.bare {
+        print_ceiling(rows, bare.name, reference);
+    }
     println!("\nrounds:");
     for row in rows
         .iter()
@@ -921,7 +974,42 @@ fn print(rows: &[Row], servers: &Servers) {
     }
 }
 
+/// The bare server's figures, and what they would be against the reference:
+/// the highest ratio any server could show on this machine with this client.
+fn print_ceiling(rows: &[Row], bare: &str, reference: Option<&str>) {
+    println!(
+        "\nceiling: a bare server (receives and hashes, or sends from memory; no HTTP library,"
+    );
+    println!(
+        " storage, authentication or database), the most any server reaches here with this client:"
+    );
+    for row in rows {
+        let Some(figure) = row.figure(bare) else {
+            continue;
+        };
+        let ratio = match reference.and_then(|r| row.figure(r)) {
+            Some(r) if r > 0.0 && figure > 0.0 && row.lower_is_better => {
+                format!("{:.2}x the reference", r / figure)
+            }
+            Some(r) if r > 0.0 => format!("{:.2}x the reference", figure / r),
+            _ => String::new(),
+        };
+        println!(
+            "  {:<44} {:>8} {:>10.1}   {ratio}",
+            row.name, row.unit, figure
+        );
+    }
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "--bare-server") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(bare::serve(large_blob())).unwrap();
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --all-targets` builds and
     // runs this binary too, where a multi-gigabyte benchmark has no place.
     if !std::env::args().any(|a| a == "--bench") {
@@ -945,27 +1033,31 @@ fn main() {
             let _files = berth.stop();
             return;
         }
-        let large_mib = env_usize("BERTH_BENCH_LARGE_MIB", 512);
         let huge_mib = env_usize("BERTH_BENCH_HUGE_MIB", 2048);
         let rounds = env_usize("BERTH_BENCH_ROUNDS", 3).max(1);
-        let large = random_bytes(large_mib * 1048576, 42);
+        let large = large_blob();
         let only_berth = std::env::var_os("BERTH_BENCH_ONLY_BERTH").is_some();
         let berth = Arc::new(start_berth(fsync).await);
         // The reference never flushes blobs to disk; Berth does by default, so
         // the rows that write blobs are also measured on equal terms.
-        let (unsynced, reference) = if only_berth {
-            (None, None)
+        let (unsynced, reference, bare) = if only_berth {
+            (None, None, None)
         } else {
             let reference = start_reference().await;
             if reference.is_none() {
                 eprintln!("docker-registry is not installed (apt-get install docker-registry): Berth figures only");
             }
-            (Some(Arc::new(start_berth(false).await)), reference.map(Arc::new))
+            (
+                Some(Arc::new(start_berth(false).await)),
+                reference.map(Arc::new),
+                Some(Arc::new(start_bare().await)),
+            )
         };
         let servers = Servers {
             berth,
             unsynced,
             reference,
+            bare,
         };
         let rows = run(&servers, &large, huge_mib, rounds).await;
         print(&rows, &servers);
@@ -974,8 +1066,9 @@ fn main() {
             berth,
             unsynced,
             reference,
+            bare,
         } = servers;
-        let _files: Vec<tempfile::TempDir> = [Some(berth), unsynced, reference]
+        let _files: Vec<tempfile::TempDir> = [Some(berth), unsynced, reference, bare]
             .into_iter()
             .flatten()
             .map(Target::stop)
