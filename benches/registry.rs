@@ -981,7 +981,7 @@ fn print_ceiling(rows: &[Row], bare: &str, reference: Option<&str>) {
         "\nceiling: a bare server (receives and hashes, or sends from memory; no HTTP library,"
     );
     println!(
-        " storage, authentication or database), the most any server reaches here with this client:"
+        " storage, authentication or database), about the most any server reaches here with this client:"
     );
     for row in rows {
         let Some(figure) = row.figure(bare) else {
