@@ -146,14 +146,12 @@ macro_rules! sql_metadata_store {
                 repository_id: i64,
                 digest: &str,
             ) -> Result<(), sqlx::Error> {
-                sqlx::query(
-                    crate::metadata::sql::push::ENQUEUE_MANIFEST_REVIEW,
-                )
-                .bind(repository_id)
-                .bind(digest)
-                .bind(unix_now())
-                .execute(&mut *conn)
-                .await?;
+                sqlx::query(crate::metadata::sql::push::ENQUEUE_MANIFEST_REVIEW)
+                    .bind(repository_id)
+                    .bind(digest)
+                    .bind(unix_now())
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             }
 
@@ -176,15 +174,30 @@ macro_rules! sql_metadata_store {
                 repository_id: i64,
                 digest: &str,
             ) -> Result<(), sqlx::Error> {
-                sqlx::query(
-                    crate::metadata::sql::push::ENQUEUE_LINK_REVIEW,
-                )
-                .bind(repository_id)
-                .bind(digest)
-                .bind(unix_now())
-                .execute(&mut *conn)
-                .await?;
+                sqlx::query(crate::metadata::sql::push::ENQUEUE_LINK_REVIEW)
+                    .bind(repository_id)
+                    .bind(digest)
+                    .bind(unix_now())
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
+            }
+
+            /// Links blob `digest` into the repository (if not linked yet)
+            /// and queues a review of the link, which a manifest may never
+            /// come to use.
+            async fn link_blob(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                repository_id: i64,
+                digest: &str,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(crate::metadata::sql::push::LINK_BLOB)
+                    .bind(repository_id)
+                    .bind(digest)
+                    .bind(unix_now())
+                    .execute(&mut *conn)
+                    .await?;
+                Self::enqueue_link_review(conn, repository_id, digest).await
             }
 
             /// What deleting a manifest may leave unreferenced: its children,
@@ -336,15 +349,7 @@ macro_rules! sql_metadata_store {
                     return Ok(Mounted::QuotaExceeded(exceeded));
                 }
                 let repository_id = Self::ensure_repository(&mut tx, repository).await?;
-                Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
-                sqlx::query(
-                    crate::metadata::sql::push::LINK_BLOB,
-                )
-                .bind(repository_id)
-                .bind(digest.as_str())
-                .bind(unix_now())
-                .execute(&mut *tx)
-                .await?;
+                Self::link_blob(&mut tx, repository_id, digest.as_str()).await?;
                 tx.commit().await?;
                 Ok(Mounted::Linked(size as u64))
             }
@@ -861,13 +866,7 @@ macro_rules! sql_push_writes {
                 let Some(repository_id) = repository_id else {
                     return Ok(BlobCommit::SessionMoved);
                 };
-                sqlx::query(crate::metadata::sql::push::LINK_BLOB)
-                    .bind(repository_id)
-                    .bind(digest.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                Self::enqueue_link_review(&mut tx, repository_id, digest.as_str()).await?;
+                Self::link_blob(&mut tx, repository_id, digest.as_str()).await?;
                 tx.commit().await?;
                 Ok(BlobCommit::Recorded(recorded.unwrap_or(storage_key)))
             }
