@@ -82,15 +82,7 @@ async fn quotas_refuse_what_would_not_fit(mut app: TestApp) {
         .unwrap();
     assert_eq!(mounted.status(), StatusCode::CREATED);
     let fifty = vec![b'5'; 50];
-    let refused = app
-        .request(
-            Method::POST,
-            &format!("/v2/alice/app/blobs/uploads/?digest={}", sha256(&fifty)),
-        )
-        .body(fifty.clone())
-        .send()
-        .await
-        .unwrap();
+    let refused = post_blob(&app, "alice/app", &fifty).await;
     let body = assert_error(refused, StatusCode::FORBIDDEN, "DENIED").await;
     let message = body["errors"][0]["message"].as_str().unwrap();
     assert!(
@@ -159,16 +151,7 @@ async fn a_repository_named_like_its_namespace_counts_too(mut app: TestApp) {
         .await
         .unwrap();
     assert_eq!(set.status(), StatusCode::NO_CONTENT);
-    let fifty = vec![b'5'; 50];
-    let refused = app
-        .request(
-            Method::POST,
-            &format!("/v2/alice/blobs/uploads/?digest={}", sha256(&fifty)),
-        )
-        .body(fifty)
-        .send()
-        .await
-        .unwrap();
+    let refused = post_blob(&app, "alice", &[b'5'; 50]).await;
     assert_error(refused, StatusCode::FORBIDDEN, "DENIED").await;
 }
 

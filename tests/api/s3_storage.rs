@@ -129,15 +129,7 @@ async fn an_s3_outage_gives_503_and_the_registry_recovers_by_itself() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     let small = b"written during the outage";
-    let refused = app
-        .request(
-            Method::POST,
-            &format!("/v2/team/app/blobs/uploads/?digest={}", sha256(small)),
-        )
-        .body(small.to_vec())
-        .send()
-        .await
-        .unwrap();
+    let refused = post_blob(&app, "team/app", small).await;
     assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
     let rest = app
         .request(Method::PUT, &format!("{location}?digest={layer_digest}"))
@@ -255,12 +247,7 @@ async fn blob_downloads_redirect_to_presigned_urls_when_configured() {
         .unwrap();
     assert_eq!(tampered.status(), StatusCode::FORBIDDEN);
 
-    let ranged = app
-        .request(Method::GET, &format!("/v2/team/app/blobs/{digest}"))
-        .header("range", "bytes=10-19")
-        .send()
-        .await
-        .unwrap();
+    let ranged = get_range(&app, &format!("/v2/team/app/blobs/{digest}"), "bytes=10-19").await;
     assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(ranged.bytes().await.unwrap().as_ref(), &blob[10..20]);
     assert_eq!(

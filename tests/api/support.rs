@@ -49,24 +49,37 @@ impl JsonValue for Response {
     }
 }
 
-/// Pushes a blob in one request; returns its digest.
-pub async fn push_blob(app: &TestApp, repo: &str, bytes: &[u8]) -> String {
-    let digest = sha256(bytes);
-    let response = app
-        .request(
-            Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-        )
-        .body(bytes.to_vec())
+/// Sends a blob in one request (`POST` with `?digest=` and the body);
+/// returns the response, whatever it is.
+pub async fn post_blob(app: &TestApp, repo: &str, bytes: &[u8]) -> Response {
+    app.request(
+        Method::POST,
+        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(bytes)),
+    )
+    .body(bytes.to_vec())
+    .send()
+    .await
+    .unwrap()
+}
+
+/// A `GET` of `path` with a `Range` header.
+pub async fn get_range(app: &TestApp, path: &str, range: &str) -> Response {
+    app.request(Method::GET, path)
+        .header("range", range)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Pushes a blob in one request; returns its digest.
+pub async fn push_blob(app: &TestApp, repo: &str, bytes: &[u8]) -> String {
+    let response = post_blob(app, repo, bytes).await;
     assert_eq!(
         response.status(),
         StatusCode::CREATED,
         "push blob to {repo}"
     );
-    digest
+    sha256(bytes)
 }
 
 pub async fn put_manifest(

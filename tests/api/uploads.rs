@@ -534,12 +534,12 @@ async fn chunks_ending_mid_page_read_back_exactly(app: TestApp) {
     let done = close(&app, &location, &digest).await;
     assert_eq!(done.status(), StatusCode::CREATED);
     assert_blob(&app, "alice/odd", &digest, &content).await;
-    let ranged = app
-        .request(Method::GET, &format!("/v2/alice/odd/blobs/{digest}"))
-        .header("range", "bytes=4090-1048600")
-        .send()
-        .await
-        .unwrap();
+    let ranged = get_range(
+        &app,
+        &format!("/v2/alice/odd/blobs/{digest}"),
+        "bytes=4090-1048600",
+    )
+    .await;
     assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
     assert!(ranged.bytes().await.unwrap() == content[4090..=1_048_600]);
 }
