@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -28,7 +29,7 @@ struct State {
     digest: String,
     /// Open upload sessions' running hashes, by session id.
     uploads: Mutex<HashMap<u64, Sha256>>,
-    next_upload: Mutex<u64>,
+    next_upload: AtomicU64,
 }
 
 /// Serves on 127.0.0.1 at a free port until killed. The benchmark finds the
@@ -39,7 +40,7 @@ pub async fn serve(blob: Bytes) -> io::Result<()> {
         blob,
         digest,
         uploads: Mutex::default(),
-        next_upload: Mutex::new(0),
+        next_upload: AtomicU64::new(1),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     loop {
@@ -198,11 +199,7 @@ async fn respond(
             return stream.write_all(&state.blob).await;
         }
         ("POST", _) if head.path.ends_with("/blobs/uploads/") => {
-            let id = {
-                let mut next = state.next_upload.lock().unwrap();
-                *next += 1;
-                *next
-            };
+            let id = state.next_upload.fetch_add(1, Ordering::Relaxed);
             state.uploads.lock().unwrap().insert(id, Sha256::new());
             reply("202 Accepted", Some(&format!("{}{id}", head.path)))
         }
