@@ -138,6 +138,23 @@ macro_rules! sql_metadata_store {
                 Ok(QuotaExceeded::check(namespace, limit, used, size))
             }
 
+            /// Runs one of the statements that take a repository id, a
+            /// digest and the time (`$1`, `$2`, `$3`): a link, or a review queued.
+            async fn execute_stamped(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                statement: &'static str,
+                repository_id: i64,
+                digest: &str,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(statement)
+                    .bind(repository_id)
+                    .bind(digest)
+                    .bind(unix_now())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
             /// Queues a review of a manifest that may just have become
             /// unreferenced (see `collector_sql.rs`); a later push or tag
             /// makes the review find it alive.
@@ -146,13 +163,7 @@ macro_rules! sql_metadata_store {
                 repository_id: i64,
                 digest: &str,
             ) -> Result<(), sqlx::Error> {
-                sqlx::query(crate::metadata::sql::push::ENQUEUE_MANIFEST_REVIEW)
-                    .bind(repository_id)
-                    .bind(digest)
-                    .bind(unix_now())
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
+                Self::execute_stamped(conn, crate::metadata::sql::push::ENQUEUE_MANIFEST_REVIEW, repository_id, digest).await
             }
 
             /// The first of `tags` that an immutable-tag rule of `repository`
@@ -174,13 +185,7 @@ macro_rules! sql_metadata_store {
                 repository_id: i64,
                 digest: &str,
             ) -> Result<(), sqlx::Error> {
-                sqlx::query(crate::metadata::sql::push::ENQUEUE_LINK_REVIEW)
-                    .bind(repository_id)
-                    .bind(digest)
-                    .bind(unix_now())
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
+                Self::execute_stamped(conn, crate::metadata::sql::push::ENQUEUE_LINK_REVIEW, repository_id, digest).await
             }
 
             /// Links blob `digest` into the repository (if not linked yet)
@@ -191,12 +196,7 @@ macro_rules! sql_metadata_store {
                 repository_id: i64,
                 digest: &str,
             ) -> Result<(), sqlx::Error> {
-                sqlx::query(crate::metadata::sql::push::LINK_BLOB)
-                    .bind(repository_id)
-                    .bind(digest)
-                    .bind(unix_now())
-                    .execute(&mut *conn)
-                    .await?;
+                Self::execute_stamped(conn, crate::metadata::sql::push::LINK_BLOB, repository_id, digest).await?;
                 Self::enqueue_link_review(conn, repository_id, digest).await
             }
 
