@@ -4,14 +4,15 @@
 //! uploads, then removes the blob-store objects whose metadata went.
 //!
 //! Runs in every instance as background work and as `berth gc`; several
-//! collectors at once never take the same item (see `metadata::collector_sql`).
-//! Calls `metadata` and `storage`.
+//! collectors at once never take the same item (see `metadata/collector.rs`).
+//! Calls `metadata`, `storage`, `policy` (retention) and `metrics`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::metadata::{AccountStore, Collected, CollectorStore, Garbage, MetadataError};
+use crate::metadata::{Collected, CollectorStore, Garbage, MetadataError, PolicyStore};
 use crate::metrics::Metrics;
+use crate::policy::retention;
 use crate::storage::{BlobStore, StagedUpload};
 
 /// Review items handled per transaction: small enough that a push never
@@ -52,8 +53,8 @@ pub struct GcReport {
 }
 
 pub struct Collector {
-    metadata: Arc<dyn CollectorStore>,
-    accounts: Arc<dyn AccountStore>,
+    metadata: CollectorStore,
+    policies: PolicyStore,
     blobs: Arc<dyn BlobStore>,
     config: GcConfig,
     metrics: Option<Arc<Metrics>>,
@@ -61,15 +62,15 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(
-        metadata: Arc<dyn CollectorStore>,
-        accounts: Arc<dyn AccountStore>,
+        metadata: CollectorStore,
+        policies: PolicyStore,
         blobs: Arc<dyn BlobStore>,
         config: GcConfig,
         metrics: Option<Arc<Metrics>>,
     ) -> Self {
         Self {
             metadata,
-            accounts,
+            policies,
             blobs,
             config,
             metrics,
@@ -144,48 +145,55 @@ impl Collector {
         }
         report.duration = started.elapsed();
         if let Some(metrics) = &self.metrics {
-            metrics.record_gc(&report);
+            let c = &report.collected;
+            metrics.record_gc(
+                &[
+                    ("manifest", c.manifests),
+                    ("blob_link", c.blob_links),
+                    ("blob", c.blobs),
+                    ("upload", c.uploads),
+                    ("object", report.objects_deleted),
+                    ("tag", report.expired_tags.len() as u64),
+                ],
+                c.bytes,
+            );
         }
         Ok(report)
     }
 
     /// Untags what retention policies let go (the queues then collect what
     /// those tags held); in a dry run only lists it. A repository covered by
-    /// several policies follows the most specific (longest path).
+    /// several policies follows the most specific (`retention::governing`).
     async fn apply_retention(&self, dry_run: bool) -> Result<Vec<(String, String)>, MetadataError> {
-        let mut policies = self.accounts.retention_policies().await?;
+        let policies = self.policies.retention_policies().await?;
         if policies.is_empty() {
             return Ok(Vec::new());
         }
-        policies.sort_by_key(|p| std::cmp::Reverse(p.path.len()));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = crate::metadata::unix_now();
         let mut by_repository: std::collections::BTreeMap<String, Vec<(String, i64)>> =
             Default::default();
         for policy in &policies {
-            for (repository, tag, pushed_at) in self.metadata.tags_under(&policy.path).await? {
+            for pushed in self.metadata.tags_under(&policy.path).await? {
                 by_repository
-                    .entry(repository)
+                    .entry(pushed.repository)
                     .or_default()
-                    .push((tag, pushed_at));
+                    .push((pushed.tag, pushed.pushed_at));
             }
         }
         let mut expired = Vec::new();
         for (repository, mut tags) in by_repository {
             tags.sort();
             tags.dedup();
-            let Some(policy) = policies.iter().find(|p| p.applies_to(&repository)) else {
+            let Some(policy) = retention::governing(&policies, &repository) else {
                 continue;
             };
-            for (tag, pushed_at) in policy.expired(&tags, now) {
-                if dry_run
-                    || self
-                        .metadata
-                        .untag_if_unchanged(&repository, tag, *pushed_at)
-                        .await?
-                {
+            for (tag, pushed_at) in retention::expired(policy, &tags, now) {
+                let pushed = crate::metadata::PushedTag {
+                    repository: repository.clone(),
+                    tag: tag.clone(),
+                    pushed_at: *pushed_at,
+                };
+                if dry_run || self.metadata.untag_if_unchanged(&pushed).await? {
                     expired.push((repository.clone(), tag.clone()));
                 }
             }

@@ -1,16 +1,19 @@
 //! Berth, an OCI container image registry.
 //!
-//! The direction of calls: `http → {registry, auth} → {metadata, storage} → oci`.
-//! `config` and `server` wire the pieces together at start-up.
+//! The direction of calls: `{http, cli} → {registry, auth, policy, admin, gc}
+//! → {metadata, storage} → oci`. `config` and `server` wire the pieces
+//! together at start-up; ARCHITECTURE.md draws the map.
 
+pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod gc;
 pub mod http;
 pub mod metadata;
 pub mod metrics;
 pub mod oci;
+pub mod policy;
 pub mod registry;
-pub mod retention;
 pub mod server;
 pub mod storage;

@@ -12,8 +12,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::metadata::MetadataStore;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub route: &'static str,
@@ -138,38 +136,29 @@ impl Metrics {
         }
     }
 
-    pub fn record_gc(&self, report: &crate::gc::GcReport) {
-        let c = &report.collected;
-        for (kind, count) in [
-            ("manifest", c.manifests),
-            ("blob_link", c.blob_links),
-            ("blob", c.blobs),
-            ("upload", c.uploads),
-            ("object", report.objects_deleted),
-            ("tag", report.expired_tags.len() as u64),
-        ] {
+    /// One garbage collection pass: what it removed, by kind, and the bytes freed.
+    pub fn record_gc(&self, collected: &[(&'static str, u64)], freed_bytes: u64) {
+        for &(kind, count) in collected {
             self.gc_collected
                 .get_or_create(&KindLabels { kind })
                 .inc_by(count);
         }
-        self.gc_bytes.inc_by(c.bytes);
+        self.gc_bytes.inc_by(freed_bytes);
         self.gc_passes.inc();
     }
 
-    /// The text exposition, with the gauges read now.
-    pub async fn render(&self, metadata: &dyn MetadataStore) -> String {
-        let pool = metadata.pool_stats();
+    /// The text exposition, with the gauges set to what the caller read
+    /// now: database connections open and idle, and upload sessions open
+    /// (`None` when they could not be counted; the gauge keeps its value).
+    pub fn render(&self, connections: u32, idle: u32, uploads: Option<u64>) -> String {
         self.database_connections
             .get_or_create(&PoolLabels { state: "idle" })
-            .set(i64::from(pool.idle));
+            .set(i64::from(idle));
         self.database_connections
             .get_or_create(&PoolLabels { state: "in_use" })
-            .set(i64::from(pool.connections.saturating_sub(pool.idle)));
-        match metadata.upload_count().await {
-            Ok(count) => {
-                self.uploads_in_progress.set(count as i64);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot count upload sessions"),
+            .set(i64::from(connections.saturating_sub(idle)));
+        if let Some(count) = uploads {
+            self.uploads_in_progress.set(count as i64);
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)

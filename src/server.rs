@@ -8,13 +8,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::admin::Admin;
 use crate::auth::Auth;
-use crate::auth::admin::Admin;
 use crate::config::{Config, StorageConfig, redact_url};
 use crate::gc::Collector;
 use crate::http::{AppState, router};
-use crate::metadata::MetadataStore;
+use crate::metadata::Metadata;
 use crate::metrics::{Metrics, OperationLabels};
+use crate::policy::Policies;
 use crate::registry::Registry;
 use crate::storage::{BlobStore, FilesystemBlobStore, MeteredBlobStore, S3BlobStore};
 
@@ -27,7 +28,7 @@ pub async fn build(config: &Config) -> anyhow::Result<axum::Router> {
 struct Opened {
     router: axum::Router,
     /// Closed at shutdown.
-    metadata: Arc<dyn MetadataStore>,
+    metadata: Metadata,
     collector: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -58,7 +59,8 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
             errors.get_or_create(&OperationLabels { operation }).inc();
             tracing::warn!(operation, %error, "blob store operation failed");
         }));
-    let admin = Arc::new(Admin::new(stores.accounts.clone()));
+    let policies = Policies::new(stores.policy.clone());
+    let admin = Arc::new(Admin::new(stores.accounts.clone(), policies.clone()));
     let auth = if config.auth.enabled {
         if let Some(password) = admin
             .bootstrap(config.auth.admin_password.as_deref())
@@ -71,7 +73,7 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
             );
         }
         Some(Arc::new(
-            Auth::open(stores.accounts.clone(), &config.auth)
+            Auth::open(stores.accounts.clone(), policies, &config.auth)
                 .await
                 .context("cannot load token signing keys")?,
         ))
@@ -81,17 +83,16 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
         );
         None
     };
-    let metadata = stores.registry.clone();
     let collector = Arc::new(Collector::new(
         stores.collector.clone(),
-        stores.accounts.clone(),
+        stores.policy.clone(),
         blobs.clone(),
         config.gc,
         Some(metrics.clone()),
     ))
     .spawn();
     let state = AppState {
-        registry: Arc::new(Registry::new(stores.registry, blobs)),
+        registry: Arc::new(Registry::new(stores.registry.clone(), blobs)),
         auth,
         admin,
         metrics,
@@ -99,7 +100,7 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
     };
     Ok(Opened {
         router: router(state),
-        metadata,
+        metadata: stores,
         collector,
     })
 }

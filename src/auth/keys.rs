@@ -72,7 +72,7 @@ struct Loaded {
 }
 
 pub struct KeyRing {
-    accounts: Arc<dyn AccountStore>,
+    accounts: AccountStore,
     /// A key from `signing_key_file`: signs instead of the stored keys.
     file_key: Option<Arc<SigningKey>>,
     loaded: RwLock<Loaded>,
@@ -81,7 +81,7 @@ pub struct KeyRing {
 impl KeyRing {
     /// Loads the stored keys, generating the first one if there is none.
     pub async fn open(
-        accounts: Arc<dyn AccountStore>,
+        accounts: AccountStore,
         key_file: Option<&Path>,
     ) -> Result<KeyRing, KeyError> {
         let file_key = match key_file {
@@ -110,7 +110,7 @@ impl KeyRing {
                 })
                 .await?;
         }
-        let loaded = Self::load(accounts.as_ref(), file_key.clone()).await?;
+        let loaded = Self::load(&accounts, file_key.clone()).await?;
         Ok(KeyRing {
             accounts,
             file_key,
@@ -119,7 +119,7 @@ impl KeyRing {
     }
 
     async fn load(
-        accounts: &dyn AccountStore,
+        accounts: &AccountStore,
         file_key: Option<Arc<SigningKey>>,
     ) -> Result<Loaded, KeyError> {
         let mut by_kid = HashMap::new();
@@ -143,7 +143,7 @@ impl KeyRing {
     }
 
     async fn reload(&self) -> Result<(), KeyError> {
-        let loaded = Self::load(self.accounts.as_ref(), self.file_key.clone()).await?;
+        let loaded = Self::load(&self.accounts, self.file_key.clone()).await?;
         *self.loaded.write().expect("key ring lock") = loaded;
         Ok(())
     }
@@ -189,7 +189,7 @@ impl KeyRing {
 
     /// Adds a new generation that signs from now on (on other instances
     /// within [`RELOAD_EVERY`]). Returns its `kid`.
-    pub async fn rotate(accounts: &dyn AccountStore) -> Result<String, KeyError> {
+    pub async fn rotate(accounts: &AccountStore) -> Result<String, KeyError> {
         loop {
             let next = accounts
                 .signing_keys()

@@ -3,10 +3,10 @@
 //! actions a caller gets on a repository.
 //!
 //! Called by `http` (the token endpoint, the check on every `/v2/` request,
-//! the `/api/v1/` handlers) and by the CLI; calls the account half of
-//! `metadata`. Knows nothing of blobs or manifests.
+//! the `/api/v1/` handlers), `admin` and the CLI; calls `metadata`'s
+//! account store and `policy` (which repositories are public). Knows
+//! nothing of blobs or manifests.
 
-pub mod admin;
 pub mod keys;
 pub mod limiter;
 pub mod scope;
@@ -16,9 +16,10 @@ pub mod token;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::metadata::{AccountStore, MetadataError, RefreshTokenRecord};
+use crate::metadata::{AccountStore, MetadataError, RefreshTokenRecord, unix_now};
+use crate::policy::{Policies, visibility::is_public};
 use keys::{KeyError, KeyRing};
 use limiter::{Limits, LoginLimiter};
 use scope::{Access, Actions, Scope, ScopePattern};
@@ -104,14 +105,7 @@ pub struct Principal {
     pub access_token: Option<String>,
 }
 
-pub use crate::oci::name::namespace_of;
-
-/// True when `repository` is, or lies under, one of the public paths.
-pub fn is_public(repository: &str, public_paths: &[String]) -> bool {
-    public_paths
-        .iter()
-        .any(|path| crate::oci::name::lies_within(repository, path))
-}
+use crate::oci::name::namespace_of;
 
 impl Principal {
     /// What this caller may do on `repository`.
@@ -169,22 +163,17 @@ pub enum AuthError {
 }
 
 pub struct Auth {
-    accounts: Arc<dyn AccountStore>,
+    accounts: AccountStore,
+    policies: Policies,
     issuer: TokenIssuer,
     limiter: LoginLimiter,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Auth {
     /// Loads (or on first start creates) the signing keys.
     pub async fn open(
-        accounts: Arc<dyn AccountStore>,
+        accounts: AccountStore,
+        policies: Policies,
         config: &AuthConfig,
     ) -> Result<Auth, AuthError> {
         let keys =
@@ -198,6 +187,7 @@ impl Auth {
             ),
             limiter: LoginLimiter::new(config.login_limits),
             accounts,
+            policies,
         })
     }
 
@@ -332,8 +322,9 @@ impl Auth {
         Ok(Some(principal))
     }
 
+    /// Repositories and namespaces anyone may pull.
     pub async fn public_paths(&self) -> Result<Vec<String>, MetadataError> {
-        self.accounts.public_paths().await
+        self.policies.public_paths().await
     }
 
     /// The part of `requested` this caller may have: asking for more is not
@@ -343,7 +334,7 @@ impl Auth {
         principal: &Principal,
         requested: &[Scope],
     ) -> Result<Vec<Access>, MetadataError> {
-        let public = self.accounts.public_paths().await?;
+        let public = self.policies.public_paths().await?;
         let mut granted = Vec::new();
         for scope in requested {
             match scope {

@@ -1,7 +1,9 @@
-//! `/api/v1/`: the account operations of the `berth` CLI as JSON over HTTP,
-//! for integrations. Every endpoint authenticates with Basic credentials
-//! (a password, or an access token, which is refused for administration);
-//! what the caller may do is decided in `auth::admin`.
+//! `/api/v1/`: the administrative commands of the `berth` CLI as JSON over
+//! HTTP, for integrations. Each handler turns its path and body into an
+//! [`admin::Command`](crate::admin::Command) and answers with its
+//! [`Outcome`]; what the caller may do is decided in `admin`. Every
+//! endpoint authenticates with Basic credentials (a password, or an access
+//! token, which is refused for administration).
 
 use std::net::SocketAddr;
 
@@ -14,13 +16,13 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use super::token::{basic_credentials, login_error};
-use crate::auth::admin::{Actor, AdminError};
+use super::token::basic_credentials;
+use crate::admin::{Actor, Command, Kind, NewRetention, NewToken, NewUser, Outcome};
 use crate::oci::ErrorCode;
+use crate::policy::parse_size;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -77,22 +79,8 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(a)| a.ip());
-        let principal = auth
-            .login_password(&user, &password, address)
-            .await
-            .map_err(login_error)?;
+        let principal = auth.login_password(&user, &password, address).await?;
         Ok(Caller(Actor::User(principal)))
-    }
-}
-
-fn admin_error(error: AdminError) -> ApiError {
-    let message = error.to_string();
-    match error {
-        AdminError::Forbidden(_) => ApiError::new(ErrorCode::Denied).message(message),
-        AdminError::NotFound(_) => ApiError::new(ErrorCode::NotFound).message(message),
-        AdminError::Conflict(_) => ApiError::new(ErrorCode::Conflict).message(message),
-        AdminError::Invalid(_) => ApiError::new(ErrorCode::InvalidRequest).message(message),
-        AdminError::Metadata(e) => ApiError::internal(ErrorCode::Unavailable, &e),
     }
 }
 
@@ -103,60 +91,44 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     })
 }
 
+/// Runs `command` for the caller and answers with its outcome: 204 for a
+/// change, 201 and the new thing, or 200 and what was asked for.
+async fn run(
+    state: &AppState,
+    Caller(actor): Caller,
+    command: Command,
+) -> Result<Response, ApiError> {
+    let outcome: Outcome = state.admin.execute(&actor, command).await?;
+    let status = match outcome.kind() {
+        Kind::Changed => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Kind::Created => StatusCode::CREATED,
+        Kind::Shown => StatusCode::OK,
+    };
+    let json = outcome.json().cloned().unwrap_or_default();
+    Ok((status, Json(json)).into_response())
+}
+
 type ApiResult = Result<Response, ApiError>;
 
-fn no_content() -> ApiResult {
-    Ok(StatusCode::NO_CONTENT.into_response())
+async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    run(&state, caller, Command::Whoami).await
 }
 
-async fn me(Caller(actor): Caller) -> ApiResult {
-    let body = match actor {
-        Actor::System => json!({"name": null, "admin": true, "organizations": []}),
-        Actor::User(p) => json!({
-            "name": p.name,
-            "admin": p.is_admin,
-            "organizations": p.memberships.iter().map(|(o, r)| json!({"name": o, "role": r.as_str()})).collect::<Vec<_>>(),
-            "access_token": p.access_token,
-        }),
-    };
-    Ok(Json(body).into_response())
+async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    run(&state, caller, Command::ListUsers).await
 }
 
-async fn list_users(State(state): State<AppState>, Caller(actor): Caller) -> ApiResult {
-    let users = state.admin.users(&actor).await.map_err(admin_error)?;
-    Ok(Json(json!({ "users": users })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewUser {
-    name: String,
-    password: String,
-    #[serde(default)]
-    admin: bool,
-}
-
-async fn add_user(State(state): State<AppState>, Caller(actor): Caller, bytes: Bytes) -> ApiResult {
+async fn add_user(State(state): State<AppState>, caller: Caller, bytes: Bytes) -> ApiResult {
     let new: NewUser = body(&bytes)?;
-    let user = state
-        .admin
-        .add_user(&actor, &new.name, &new.password, new.admin)
-        .await
-        .map_err(admin_error)?;
-    Ok((StatusCode::CREATED, Json(user)).into_response())
+    run(&state, caller, Command::AddUser(new)).await
 }
 
 async fn remove_user(
     State(state): State<AppState>,
-    Caller(actor): Caller,
-    Path(name): Path<String>,
+    caller: Caller,
+    Path(user): Path<String>,
 ) -> ApiResult {
-    state
-        .admin
-        .remove_user(&actor, &name)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    run(&state, caller, Command::RemoveUser { user }).await
 }
 
 #[derive(Deserialize)]
@@ -167,26 +139,16 @@ struct NewPassword {
 
 async fn set_password(
     State(state): State<AppState>,
-    Caller(actor): Caller,
-    Path(name): Path<String>,
+    caller: Caller,
+    Path(user): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
-    let new: NewPassword = body(&bytes)?;
-    state
-        .admin
-        .set_password(&actor, &name, &new.password)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    let NewPassword { password } = body(&bytes)?;
+    run(&state, caller, Command::SetPassword { user, password }).await
 }
 
-async fn list_organizations(State(state): State<AppState>, Caller(actor): Caller) -> ApiResult {
-    let organizations = state
-        .admin
-        .organizations(&actor)
-        .await
-        .map_err(admin_error)?;
-    Ok(Json(json!({ "organizations": organizations })).into_response())
+async fn list_organizations(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    run(&state, caller, Command::ListOrganizations).await
 }
 
 #[derive(Deserialize)]
@@ -197,16 +159,11 @@ struct NewOrganization {
 
 async fn create_organization(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     bytes: Bytes,
 ) -> ApiResult {
-    let new: NewOrganization = body(&bytes)?;
-    let organization = state
-        .admin
-        .create_organization(&actor, &new.name)
-        .await
-        .map_err(admin_error)?;
-    Ok((StatusCode::CREATED, Json(organization)).into_response())
+    let NewOrganization { name } = body(&bytes)?;
+    run(&state, caller, Command::CreateOrganization { name }).await
 }
 
 #[derive(Deserialize)]
@@ -217,30 +174,25 @@ struct Membership {
 
 async fn set_member(
     State(state): State<AppState>,
-    Caller(actor): Caller,
-    Path((org, user)): Path<(String, String)>,
+    caller: Caller,
+    Path((organization, user)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult {
-    let membership: Membership = body(&bytes)?;
-    state
-        .admin
-        .set_member(&actor, &org, &user, &membership.role)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    let Membership { role } = body(&bytes)?;
+    let command = Command::SetMember {
+        organization,
+        user,
+        role,
+    };
+    run(&state, caller, command).await
 }
 
 async fn remove_member(
     State(state): State<AppState>,
-    Caller(actor): Caller,
-    Path((org, user)): Path<(String, String)>,
+    caller: Caller,
+    Path((organization, user)): Path<(String, String)>,
 ) -> ApiResult {
-    state
-        .admin
-        .remove_member(&actor, &org, &user)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    run(&state, caller, Command::RemoveMember { organization, user }).await
 }
 
 #[derive(Deserialize)]
@@ -250,77 +202,31 @@ struct TokenFilter {
 
 async fn list_tokens(
     State(state): State<AppState>,
-    Caller(actor): Caller,
-    Query(filter): Query<TokenFilter>,
+    caller: Caller,
+    Query(TokenFilter { user }): Query<TokenFilter>,
 ) -> ApiResult {
-    let tokens = state
-        .admin
-        .tokens(&actor, filter.user.as_deref())
-        .await
-        .map_err(admin_error)?;
-    Ok(Json(json!({ "tokens": tokens })).into_response())
+    run(&state, caller, Command::ListTokens { user }).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewToken {
-    /// Defaults to the caller.
-    user: Option<String>,
-    scopes: Vec<String>,
-    /// A duration such as `30d`; no expiry when absent.
-    expires: Option<String>,
-    #[serde(default)]
-    description: String,
-}
-
-async fn create_token(
-    State(state): State<AppState>,
-    Caller(actor): Caller,
-    bytes: Bytes,
-) -> ApiResult {
+async fn create_token(State(state): State<AppState>, caller: Caller, bytes: Bytes) -> ApiResult {
     let new: NewToken = body(&bytes)?;
-    let user = match (&new.user, &actor) {
-        (Some(user), _) => user.clone(),
-        (None, Actor::User(p)) => p.name.clone().unwrap_or_default(),
-        (None, Actor::System) => {
-            return Err(ApiError::new(ErrorCode::InvalidRequest).message("name the token's `user`"));
-        }
-    };
-    let expires = match &new.expires {
-        Some(text) => Some(humantime::parse_duration(text).map_err(|_| {
-            ApiError::new(ErrorCode::InvalidRequest)
-                .message(format!("`{text}` is not a duration such as 30d"))
-        })?),
-        None => None,
-    };
-    let created = state
-        .admin
-        .create_token(&actor, &user, &new.scopes, expires, &new.description)
-        .await
-        .map_err(admin_error)?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    run(&state, caller, Command::CreateToken(new)).await
 }
 
 async fn revoke_token(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    state
-        .admin
-        .revoke_token(&actor, &id)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    run(&state, caller, Command::RevokeToken { id }).await
 }
 
 async fn visibility(
     State(state): State<AppState>,
-    Caller(_): Caller,
-    Path(name): Path<String>,
+    caller: Caller,
+    Path(path): Path<String>,
 ) -> ApiResult {
-    let via = state.admin.visibility(&name).await.map_err(admin_error)?;
-    Ok(Json(json!({"name": name, "public": via.is_some(), "public_via": via})).into_response())
+    run(&state, caller, Command::ShowVisibility { path }).await
 }
 
 #[derive(Deserialize)]
@@ -331,17 +237,12 @@ struct Visibility {
 
 async fn set_visibility(
     State(state): State<AppState>,
-    Caller(actor): Caller,
-    Path(name): Path<String>,
+    caller: Caller,
+    Path(path): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
-    let visibility: Visibility = body(&bytes)?;
-    state
-        .admin
-        .set_visibility(&actor, &name, visibility.public)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    let Visibility { public } = body(&bytes)?;
+    run(&state, caller, Command::SetVisibility { path, public }).await
 }
 
 #[derive(Deserialize)]
@@ -349,59 +250,48 @@ struct PatternQuery {
     pattern: String,
 }
 
-async fn list_immutable_tags(State(state): State<AppState>, Caller(_): Caller) -> ApiResult {
-    let rules = state.admin.immutable_tags().await.map_err(admin_error)?;
-    let rules: Vec<_> = rules
-        .into_iter()
-        .map(|(path, pattern)| json!({"path": path, "pattern": pattern}))
-        .collect();
-    Ok(Json(json!({ "immutable_tags": rules })).into_response())
+async fn list_immutable_tags(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    run(&state, caller, Command::ListImmutableTags).await
 }
 
 async fn add_immutable_tags(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(path): Path<String>,
-    Query(query): Query<PatternQuery>,
+    Query(PatternQuery { pattern }): Query<PatternQuery>,
 ) -> ApiResult {
-    state
-        .admin
-        .set_immutable_tags(&actor, &path, &query.pattern, true)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    let command = Command::SetImmutableTags {
+        path,
+        pattern,
+        immutable: true,
+    };
+    run(&state, caller, command).await
 }
 
 async fn remove_immutable_tags(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(path): Path<String>,
-    Query(query): Query<PatternQuery>,
+    Query(PatternQuery { pattern }): Query<PatternQuery>,
 ) -> ApiResult {
-    state
-        .admin
-        .set_immutable_tags(&actor, &path, &query.pattern, false)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    let command = Command::SetImmutableTags {
+        path,
+        pattern,
+        immutable: false,
+    };
+    run(&state, caller, command).await
 }
 
-async fn list_quotas(State(state): State<AppState>, Caller(actor): Caller) -> ApiResult {
-    let quotas = state.admin.quotas(&actor).await.map_err(admin_error)?;
-    Ok(Json(json!({ "quotas": quotas })).into_response())
+async fn list_quotas(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    run(&state, caller, Command::ListQuotas).await
 }
 
 async fn show_quota(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(namespace): Path<String>,
 ) -> ApiResult {
-    let quota = state
-        .admin
-        .quota(&actor, &namespace)
-        .await
-        .map_err(admin_error)?;
-    Ok(Json(quota).into_response())
+    run(&state, caller, Command::ShowQuota { namespace }).await
 }
 
 #[derive(Deserialize)]
@@ -413,82 +303,45 @@ struct NewQuota {
 
 async fn set_quota(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(namespace): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
-    let quota: NewQuota = body(&bytes)?;
-    let limit = crate::auth::admin::parse_size(&quota.limit)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest).message(e))?;
-    state
-        .admin
-        .set_quota(&actor, &namespace, Some(limit))
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    let NewQuota { limit } = body(&bytes)?;
+    let limit = Some(parse_size(&limit)?);
+    run(&state, caller, Command::SetQuota { namespace, limit }).await
 }
 
 async fn remove_quota(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(namespace): Path<String>,
 ) -> ApiResult {
-    state
-        .admin
-        .set_quota(&actor, &namespace, None)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    let command = Command::SetQuota {
+        namespace,
+        limit: None,
+    };
+    run(&state, caller, command).await
 }
 
-async fn list_retention(State(state): State<AppState>, Caller(_): Caller) -> ApiResult {
-    let policies = state
-        .admin
-        .retention_policies()
-        .await
-        .map_err(admin_error)?;
-    Ok(Json(json!({ "retention": policies })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRetention {
-    keep_last: Option<u64>,
-    keep_days: Option<u64>,
-    #[serde(default)]
-    exclude: Vec<String>,
+async fn list_retention(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    run(&state, caller, Command::ListRetention).await
 }
 
 async fn set_retention(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(path): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
     let new: NewRetention = body(&bytes)?;
-    let policy = crate::retention::RetentionPolicy {
-        path,
-        keep_last: new.keep_last,
-        keep_days: new.keep_days,
-        exclude: new.exclude,
-    };
-    state
-        .admin
-        .set_retention(&actor, &policy)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    run(&state, caller, Command::SetRetention(new.for_path(path))).await
 }
 
 async fn remove_retention(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(path): Path<String>,
 ) -> ApiResult {
-    state
-        .admin
-        .remove_retention(&actor, &path)
-        .await
-        .map_err(admin_error)?;
-    no_content()
+    run(&state, caller, Command::RemoveRetention { path }).await
 }

@@ -117,7 +117,7 @@ pub async fn authorize(
             tracing::debug!(%reason, "token refused");
             return Err(challenge(state, headers, needed, Some("invalid_token")));
         }
-        Err(e) => return Err(ApiError::internal(ErrorCode::Unavailable, &e)),
+        Err(e) => return Err(e.into()),
     };
     if needed
         .iter()

@@ -55,13 +55,9 @@ pub async fn list_repositories(
         (Some(auth), Some(claims)) => {
             let principal = auth
                 .principal(&claims.sub, claims.berth_access_token.as_deref())
-                .await
-                .map_err(|e| ApiError::internal(ErrorCode::Unavailable, &e))?
+                .await?
                 .unwrap_or_default();
-            let public = auth
-                .public_paths()
-                .await
-                .map_err(|e| ApiError::internal(ErrorCode::Unavailable, &e))?;
+            let public = auth.public_paths().await?;
             let visible = move |name: &str| {
                 principal
                     .repository_actions(name, &public)

@@ -1,12 +1,20 @@
-//! The one error type handlers return, and the single place where registry
-//! errors become wire errors. Internal details are logged, never sent.
+//! The one error type handlers return, and the single place where the
+//! errors of the layers below (registry, storage, metadata, logins, tokens,
+//! administration, policy) become wire errors: the spec's JSON body with
+//! its status, for `/v2/`, `/token` and `/api/v1` alike. Internal details
+//! are logged, never sent.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::admin::AdminError;
+use crate::auth::LoginError;
+use crate::auth::keys::KeyError;
+use crate::auth::token::TokenError;
 use crate::metadata::MetadataError;
 use crate::oci::ErrorCode;
+use crate::policy::PolicyError;
 use crate::registry::RegistryError;
 use crate::storage::StorageError;
 
@@ -75,43 +83,87 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn storage_error(error: StorageError) -> ApiError {
-    match error {
-        StorageError::StagingLost { .. } => ApiError::new(ErrorCode::BlobUploadInvalid)
-            .message("the data of this upload was lost; start the upload again")
-            .detail(json!({"reason": error.to_string()})),
-        StorageError::NotFound | StorageError::Io(_) | StorageError::Unavailable(_) => {
-            ApiError::internal(ErrorCode::Unavailable, &error)
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::StagingLost { .. } => ApiError::new(ErrorCode::BlobUploadInvalid)
+                .message("the data of this upload was lost; start the upload again")
+                .detail(json!({"reason": error.to_string()})),
+            StorageError::NotFound | StorageError::Io(_) | StorageError::Unavailable(_) => {
+                ApiError::internal(ErrorCode::Unavailable, &error)
+            }
+            StorageError::Unsupported => ApiError::internal(ErrorCode::Internal, &error),
         }
-        StorageError::Unsupported => ApiError::internal(ErrorCode::Internal, &error),
     }
 }
 
-fn metadata_error(error: MetadataError) -> ApiError {
-    let unreachable = match &error {
-        MetadataError::Database(
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-        ) => true,
-        // SQLSTATE classes 08 (connection exception) and 57 (operator
-        // intervention: the server shutting down or restarting) are
-        // transient; a client may retry.
-        MetadataError::Database(sqlx::Error::Database(e)) => e
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
-        // Another process (an admin command) held SQLite's write lock past
-        // the busy timeout.
-        MetadataError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-            e.code,
-            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-        ),
-        _ => false,
-    };
-    let code = if unreachable {
-        ErrorCode::Unavailable
-    } else {
-        ErrorCode::Internal
-    };
-    ApiError::internal(code, &error)
+/// A database that is unreachable, restarting or busy is 503 (a client may
+/// retry); anything else is our own fault, 500.
+impl From<MetadataError> for ApiError {
+    fn from(error: MetadataError) -> Self {
+        let code = if error.is_retryable() {
+            ErrorCode::Unavailable
+        } else {
+            ErrorCode::Internal
+        };
+        ApiError::internal(code, &error)
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> Self {
+        let message = error.to_string();
+        match error {
+            AdminError::Forbidden(_) => ApiError::new(ErrorCode::Denied).message(message),
+            AdminError::NotFound(_) => ApiError::new(ErrorCode::NotFound).message(message),
+            AdminError::Conflict(_) => ApiError::new(ErrorCode::Conflict).message(message),
+            AdminError::Invalid(_) => ApiError::new(ErrorCode::InvalidRequest).message(message),
+            AdminError::Metadata(e) => e.into(),
+        }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(error: PolicyError) -> Self {
+        AdminError::from(error).into()
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::BadCredentials => ApiError::new(ErrorCode::Unauthorized)
+                .message(error.to_string())
+                .header(header::WWW_AUTHENTICATE, "Basic realm=\"berth\""),
+            LoginError::RateLimited(seconds) => ApiError::new(ErrorCode::TooManyRequests)
+                .message(error.to_string())
+                .header(header::RETRY_AFTER, seconds.to_string()),
+            LoginError::Metadata(e) => e.into(),
+        }
+    }
+}
+
+/// A token that fails verification is answered with a challenge where it
+/// is checked (`http/auth.rs`); what reaches here is a failure to sign or
+/// to load the keys.
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Keys(e) => e.into(),
+            TokenError::Invalid(_) => ApiError::internal(ErrorCode::Internal, &error),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Metadata(e) => e.into(),
+            KeyError::Invalid(_) | KeyError::File { .. } => {
+                ApiError::internal(ErrorCode::Internal, &error)
+            }
+        }
+    }
 }
 
 impl From<RegistryError> for ApiError {
@@ -150,8 +202,8 @@ impl From<RegistryError> for ApiError {
             E::InUse(_) => ApiError::new(ErrorCode::Denied)
                 .status(StatusCode::CONFLICT)
                 .message(message),
-            E::Metadata(e) => metadata_error(e),
-            E::Storage(e) => storage_error(e),
+            E::Metadata(e) => e.into(),
+            E::Storage(e) => e.into(),
             E::Internal(_) => ApiError::internal(ErrorCode::Internal, &message),
         }
     }
@@ -159,67 +211,23 @@ impl From<RegistryError> for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use super::*;
 
-    /// A database error as PostgreSQL reports it, with only its SQLSTATE.
-    #[derive(Debug)]
-    struct ServerError(&'static str);
-
-    impl std::fmt::Display for ServerError {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "SQLSTATE {}", self.0)
-        }
-    }
-
-    impl std::error::Error for ServerError {}
-
-    impl sqlx::error::DatabaseError for ServerError {
-        fn message(&self) -> &str {
-            "from the database"
-        }
-        fn code(&self) -> Option<Cow<'_, str>> {
-            Some(Cow::Borrowed(self.0))
-        }
-        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-            self
-        }
-        fn kind(&self) -> sqlx::error::ErrorKind {
-            sqlx::error::ErrorKind::Other
-        }
-    }
-
-    fn status_for(sqlstate: &'static str) -> StatusCode {
-        metadata_error(MetadataError::Database(sqlx::Error::Database(Box::new(
-            ServerError(sqlstate),
-        ))))
-        .status
-    }
-
     #[test]
-    fn a_restarting_or_unreachable_database_is_unavailable_not_a_bug() {
-        // admin_shutdown, crash_shutdown, connection_failure
-        for sqlstate in ["57P01", "57P02", "08006"] {
+    fn an_unreachable_database_is_unavailable_and_a_bug_is_internal() {
+        let unavailable = ApiError::from(MetadataError::Unavailable("restarting".into()));
+        assert_eq!(unavailable.status, StatusCode::SERVICE_UNAVAILABLE);
+        for error in [
+            MetadataError::Conflict("unique".into()),
+            MetadataError::Corrupt("digest".into()),
+            MetadataError::Internal("syntax".into()),
+        ] {
             assert_eq!(
-                status_for(sqlstate),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "{sqlstate}"
+                ApiError::from(error).status,
+                StatusCode::INTERNAL_SERVER_ERROR
             );
         }
-        // unique_violation, undefined_table: our own bugs
-        for sqlstate in ["23505", "42P01"] {
-            assert_eq!(
-                status_for(sqlstate),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "{sqlstate}"
-            );
-        }
+        let login = ApiError::from(LoginError::Metadata(MetadataError::Unavailable("x".into())));
+        assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

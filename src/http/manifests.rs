@@ -75,7 +75,7 @@ pub async fn put_manifest(
         .map_err(|_| too_large())?;
     let pushed = state
         .registry
-        .put_manifest(name, &reference, media_type.as_deref(), &body, extra_tags)
+        .put_manifest(name, &reference, media_type.as_deref(), body, extra_tags)
         .await?;
     let mut response = (
         StatusCode::CREATED,

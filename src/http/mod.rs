@@ -26,8 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::admin::Admin;
 use crate::auth::Auth;
-use crate::auth::admin::Admin;
 use crate::metrics::Metrics;
 use crate::oci::{Digest, ErrorCode, RepositoryName};
 use crate::registry::Registry;
@@ -91,7 +91,15 @@ async fn api_base(State(state): State<AppState>, request: Request) -> ApiResult 
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(state.registry.metadata()).await;
+    let pool = state.registry.pool_stats();
+    let uploads = match state.registry.upload_count().await {
+        Ok(count) => Some(count),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count upload sessions");
+            None
+        }
+    };
+    let text = state.metrics.render(pool.connections, pool.idle, uploads);
     (
         [(
             header::CONTENT_TYPE,

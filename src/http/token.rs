@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::headers::{header_str, query_value, query_values};
 use super::{ApiResult, AppState};
 use crate::auth::scope::Scope;
-use crate::auth::{Auth, LoginError, Principal};
+use crate::auth::{Auth, Principal};
 use crate::oci::ErrorCode;
 
 /// The largest OAuth2 form accepted.
@@ -52,18 +52,6 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-pub fn login_error(error: LoginError) -> ApiError {
-    match error {
-        LoginError::BadCredentials => ApiError::new(ErrorCode::Unauthorized)
-            .message(error.to_string())
-            .header(header::WWW_AUTHENTICATE, "Basic realm=\"berth\""),
-        LoginError::RateLimited(seconds) => ApiError::new(ErrorCode::TooManyRequests)
-            .message(error.to_string())
-            .header(header::RETRY_AFTER, seconds.to_string()),
-        LoginError::Metadata(e) => ApiError::internal(ErrorCode::Unavailable, &e),
-    }
-}
-
 fn check_service(auth: &Auth, service: Option<&str>) -> Result<(), ApiError> {
     match service {
         Some(service) if !service.is_empty() && service != auth.service() => {
@@ -84,14 +72,8 @@ async fn token_response(
     scopes: &[Scope],
     refresh_token: Option<String>,
 ) -> ApiResult {
-    let access = auth
-        .grant(principal, scopes)
-        .await
-        .map_err(|e| ApiError::internal(ErrorCode::Unavailable, &e))?;
-    let issued = auth
-        .issue(principal, access)
-        .await
-        .map_err(|e| ApiError::internal(ErrorCode::Unavailable, &e))?;
+    let access = auth.grant(principal, scopes).await?;
+    let issued = auth.issue(principal, access).await?;
     let mut body = json!({
         "token": issued.token,
         "access_token": issued.token,
@@ -114,16 +96,14 @@ pub async fn get_token(State(state): State<AppState>, request: Request) -> ApiRe
         .flat_map(|s| Scope::parse_list(s))
         .collect();
     let principal = match basic_credentials(request.headers()) {
-        Some((user, password)) => auth
-            .login_password(&user, &password, client_address(&request))
-            .await
-            .map_err(login_error)?,
+        Some((user, password)) => {
+            auth.login_password(&user, &password, client_address(&request))
+                .await?
+        }
         None => Principal::default(),
     };
     let refresh_token = if query_value(uri, "offline_token").as_deref() == Some("true") {
-        auth.new_refresh_token(&principal)
-            .await
-            .map_err(|e| ApiError::internal(ErrorCode::Unavailable, &e))?
+        auth.new_refresh_token(&principal).await?
     } else {
         None
     };
@@ -157,12 +137,9 @@ pub async fn post_token(State(state): State<AppState>, request: Request) -> ApiR
                     field("password").unwrap_or(""),
                     address,
                 )
-                .await
-                .map_err(login_error)?;
+                .await?;
             let refresh_token = if field("access_type") == Some("offline") {
-                auth.new_refresh_token(&principal)
-                    .await
-                    .map_err(|e| ApiError::internal(ErrorCode::Unavailable, &e))?
+                auth.new_refresh_token(&principal).await?
             } else {
                 None
             };
@@ -170,10 +147,7 @@ pub async fn post_token(State(state): State<AppState>, request: Request) -> ApiR
         }
         Some("refresh_token") => {
             let refresh_token = field("refresh_token").unwrap_or("");
-            let principal = auth
-                .login_refresh(refresh_token)
-                .await
-                .map_err(login_error)?;
+            let principal = auth.login_refresh(refresh_token).await?;
             token_response(auth, &principal, &scopes, Some(refresh_token.to_string())).await
         }
         other => Err(ApiError::new(ErrorCode::Unsupported)
@@ -192,6 +166,6 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     };
     match auth.keys().jwks().await {
         Ok(set) => Json(set).into_response(),
-        Err(e) => ApiError::internal(ErrorCode::Unavailable, &e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

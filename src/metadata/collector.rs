@@ -1,12 +1,26 @@
-//! The garbage-collection half of the metadata store: claiming due review
-//! items, re-checking references inside the claiming transaction, deleting
-//! what is unreferenced, and handing blob-store objects to delete after
-//! commit. The SQL is in `collector_sql.rs`; why it is safe against
-//! concurrent pushes is in ARCHITECTURE.md.
+//! Garbage collection's tables: the review queues (`gc_manifest_reviews`,
+//! `gc_blob_link_reviews`, `gc_blob_reviews`), which pushes and deletes
+//! fill with whatever may just have become unreferenced, and
+//! `storage_garbage`, the blob-store objects whose metadata is gone.
+//!
+//! A collector claims due items, re-checks references inside its
+//! transaction, and only then deletes. On PostgreSQL the claims skip rows
+//! another transaction holds ([`Lock::SkipLocked`]): review items are never
+//! taken by two collectors, and a row a push has locked (a blob link it
+//! relies on) is left for a later pass instead of waited for, so the
+//! collector never deadlocks with a push. SQLite runs one writer at a time.
+//! Why this is safe against concurrent pushes is in ARCHITECTURE.md.
 
-use async_trait::async_trait;
+use super::db::{Conn, Finish, Lock, Value};
+use super::policy::immutable_tag_rules;
+use super::{MetadataResult, size, unix_now};
+use crate::oci::pattern::first_covered;
 
-use super::MetadataResult;
+/// The collector's view of the database.
+#[derive(Clone)]
+pub struct CollectorStore {
+    pub(super) db: super::db::Db,
+}
 
 /// What one collection step removed from metadata.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,8 +60,390 @@ pub enum Garbage {
     },
 }
 
-#[async_trait]
-pub trait CollectorStore: Send + Sync + 'static {
+/// A tag as retention sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedTag {
+    pub repository: String,
+    pub tag: String,
+    /// When the tag last moved (seconds since the Unix epoch).
+    pub pushed_at: i64,
+}
+
+/// Queues a review of a manifest that may just have become unreferenced (it
+/// lost a tag or a parent, or was pushed untagged); a later tag or parent
+/// makes the review find it alive.
+pub(super) async fn queue_manifest_review(
+    conn: &mut Conn<'_>,
+    repository_id: i64,
+    digest: &str,
+) -> MetadataResult<()> {
+    conn.execute(
+        "INSERT INTO gc_manifest_reviews (repository_id, digest, candidate_since) VALUES ($1, $2, $3) \
+         ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since",
+        &[repository_id.into(), digest.into(), unix_now().into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Queues a review of a blob link that a manifest may never come to use.
+pub(super) async fn queue_link_review(
+    conn: &mut Conn<'_>,
+    repository_id: i64,
+    digest: &str,
+) -> MetadataResult<()> {
+    conn.execute(
+        "INSERT INTO gc_blob_link_reviews (repository_id, digest, candidate_since) VALUES ($1, $2, $3) \
+         ON CONFLICT (repository_id, digest) DO UPDATE SET candidate_since = excluded.candidate_since",
+        &[repository_id.into(), digest.into(), unix_now().into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Queues a review, due at once, of a blob that may have lost its last
+/// link: the link already waited out its grace period or was deleted on purpose.
+pub(super) async fn queue_blob_review(conn: &mut Conn<'_>, digest: &str) -> MetadataResult<()> {
+    conn.execute(
+        "INSERT INTO gc_blob_reviews (digest, candidate_since) VALUES ($1, 0) ON CONFLICT (digest) DO NOTHING",
+        &[digest.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What deleting a manifest may leave unreferenced: its children, its
+/// referrers and its blob links. Called before the delete.
+pub(super) async fn queue_dependents(
+    conn: &mut Conn<'_>,
+    repository_id: i64,
+    manifest_id: i64,
+    digest: &str,
+) -> MetadataResult<()> {
+    let mut dependents: Vec<String> = conn
+        .scalars(
+            "SELECT c.digest FROM manifest_references mr JOIN manifests c ON c.id = mr.child_id \
+             WHERE mr.parent_id = $1",
+            &[manifest_id.into()],
+        )
+        .await?;
+    let referrers: Vec<String> = conn
+        .scalars(
+            "SELECT digest FROM manifests WHERE repository_id = $1 AND subject_digest = $2",
+            &[repository_id.into(), digest.into()],
+        )
+        .await?;
+    dependents.extend(referrers);
+    for dependent in dependents {
+        queue_manifest_review(conn, repository_id, &dependent).await?;
+    }
+    let blobs: Vec<String> = conn
+        .scalars(
+            "SELECT blob_digest FROM manifest_blobs WHERE manifest_id = $1",
+            &[manifest_id.into()],
+        )
+        .await?;
+    for blob in blobs {
+        queue_link_review(conn, repository_id, &blob).await?;
+    }
+    Ok(())
+}
+
+/// One round of every step, inside one transaction.
+async fn collect_round(
+    conn: &mut Conn<'_>,
+    grace: i64,
+    upload_expiry: i64,
+    limit: u32,
+) -> MetadataResult<Collected> {
+    let mut collected = Collected::default();
+    let candidates_before = unix_now() - grace;
+    review_manifests(conn, candidates_before, limit, &mut collected).await?;
+    review_blob_links(conn, candidates_before, limit, &mut collected).await?;
+    review_blobs(conn, limit, &mut collected).await?;
+    expire_uploads(conn, unix_now() - upload_expiry, limit, &mut collected).await?;
+    Ok(collected)
+}
+
+/// Claims the due items of a queue, `$1` the due time and `$2` the limit.
+async fn claim<T>(
+    conn: &mut Conn<'_>,
+    sql: &'static str,
+    params: &[Value<'_>],
+    each: impl FnMut(&super::db::Row<'_>) -> MetadataResult<T>,
+) -> MetadataResult<Vec<T>> {
+    let sql = conn.locked(sql, Lock::SkipLocked);
+    conn.query(&sql, params, each).await
+}
+
+/// Whether a row is there at all (when a claim skipped it: gone, or held by
+/// a concurrent transaction).
+async fn exists(conn: &mut Conn<'_>, sql: &str, params: &[Value<'_>]) -> MetadataResult<bool> {
+    Ok(conn
+        .query_optional(sql, params, |_| Ok(()))
+        .await?
+        .is_some())
+}
+
+async fn review_manifests(
+    conn: &mut Conn<'_>,
+    candidates_before: i64,
+    limit: u32,
+    collected: &mut Collected,
+) -> MetadataResult<()> {
+    let due = claim(
+        conn,
+        "SELECT repository_id, digest FROM gc_manifest_reviews WHERE candidate_since <= $1 \
+         ORDER BY candidate_since LIMIT $2",
+        &[candidates_before.into(), i64::from(limit).into()],
+        |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)),
+    )
+    .await?;
+    const MANIFEST: &str = "SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2";
+    for (repository_id, digest) in due {
+        let key = [Value::Int(repository_id), Value::Text(&digest)];
+        let locked = claim(conn, MANIFEST, &key, |row| row.get::<i64>(0)).await?;
+        let Some(&id) = locked.first() else {
+            // Gone (the review is moot), or a push holds it: then the
+            // review stays for a later pass.
+            if !exists(conn, MANIFEST, &key).await? {
+                drop_manifest_review(conn, repository_id, &digest).await?;
+                collected.reviewed += 1;
+            }
+            continue;
+        };
+        // A fresh statement after taking the lock, so a tag or a parent
+        // committed meanwhile is seen.
+        let alive: bool = conn
+            .scalar(
+                "SELECT EXISTS (SELECT 1 FROM tags WHERE manifest_id = $1) \
+                 OR EXISTS (SELECT 1 FROM manifest_references WHERE child_id = $1) \
+                 OR EXISTS (SELECT 1 FROM manifests m JOIN manifests s \
+                            ON s.repository_id = m.repository_id AND s.digest = m.subject_digest \
+                            WHERE m.id = $1)",
+                &[id.into()],
+            )
+            .await?;
+        if !alive {
+            queue_dependents(conn, repository_id, id, &digest).await?;
+            conn.execute("DELETE FROM manifests WHERE id = $1", &[id.into()])
+                .await?;
+            collected.manifests += 1;
+        }
+        drop_manifest_review(conn, repository_id, &digest).await?;
+        collected.reviewed += 1;
+    }
+    Ok(())
+}
+
+async fn drop_manifest_review(
+    conn: &mut Conn<'_>,
+    repository_id: i64,
+    digest: &str,
+) -> MetadataResult<()> {
+    conn.execute(
+        "DELETE FROM gc_manifest_reviews WHERE repository_id = $1 AND digest = $2",
+        &[repository_id.into(), digest.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn review_blob_links(
+    conn: &mut Conn<'_>,
+    candidates_before: i64,
+    limit: u32,
+    collected: &mut Collected,
+) -> MetadataResult<()> {
+    let due = claim(
+        conn,
+        "SELECT repository_id, digest FROM gc_blob_link_reviews WHERE candidate_since <= $1 \
+         ORDER BY candidate_since LIMIT $2",
+        &[candidates_before.into(), i64::from(limit).into()],
+        |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)),
+    )
+    .await?;
+    const LINK: &str =
+        "SELECT blob_digest FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2";
+    for (repository_id, digest) in due {
+        let key = [Value::Int(repository_id), Value::Text(&digest)];
+        if claim(conn, LINK, &key, |_| Ok(())).await?.is_empty() {
+            if !exists(conn, LINK, &key).await? {
+                drop_link_review(conn, repository_id, &digest).await?;
+                collected.reviewed += 1;
+            }
+            continue;
+        }
+        let used: bool = conn
+            .scalar(
+                "SELECT EXISTS (SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id \
+                 WHERE m.repository_id = $1 AND mb.blob_digest = $2)",
+                &key,
+            )
+            .await?;
+        if !used {
+            conn.execute(
+                "DELETE FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2",
+                &key,
+            )
+            .await?;
+            queue_blob_review(conn, &digest).await?;
+            collected.blob_links += 1;
+        }
+        drop_link_review(conn, repository_id, &digest).await?;
+        collected.reviewed += 1;
+    }
+    Ok(())
+}
+
+async fn drop_link_review(
+    conn: &mut Conn<'_>,
+    repository_id: i64,
+    digest: &str,
+) -> MetadataResult<()> {
+    conn.execute(
+        "DELETE FROM gc_blob_link_reviews WHERE repository_id = $1 AND digest = $2",
+        &[repository_id.into(), digest.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn review_blobs(
+    conn: &mut Conn<'_>,
+    limit: u32,
+    collected: &mut Collected,
+) -> MetadataResult<()> {
+    let due: Vec<String> = claim(
+        conn,
+        "SELECT digest FROM gc_blob_reviews ORDER BY candidate_since LIMIT $1",
+        &[i64::from(limit).into()],
+        |row| row.get(0),
+    )
+    .await?;
+    const BLOB: &str = "SELECT size, storage_key FROM blobs WHERE digest = $1";
+    for digest in due {
+        let key = [Value::Text(&digest)];
+        let locked = claim(conn, BLOB, &key, |row| {
+            Ok((row.get::<i64>(0)?, row.get::<Option<String>>(1)?))
+        })
+        .await?;
+        let Some((blob_size, storage_key)) = locked.into_iter().next() else {
+            if !exists(conn, BLOB, &key).await? {
+                drop_blob_review(conn, &digest).await?;
+                collected.reviewed += 1;
+            }
+            continue;
+        };
+        let linked: bool = conn
+            .scalar(
+                "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE blob_digest = $1) \
+                 OR EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = $1)",
+                &key,
+            )
+            .await?;
+        if !linked {
+            conn.execute("DELETE FROM blobs WHERE digest = $1", &key)
+                .await?;
+            if let Some(storage_key) = storage_key {
+                add_garbage(conn, "blob", &storage_key, "").await?;
+            }
+            collected.blobs += 1;
+            collected.bytes += size(blob_size);
+        }
+        drop_blob_review(conn, &digest).await?;
+        collected.reviewed += 1;
+    }
+    Ok(())
+}
+
+async fn drop_blob_review(conn: &mut Conn<'_>, digest: &str) -> MetadataResult<()> {
+    conn.execute(
+        "DELETE FROM gc_blob_reviews WHERE digest = $1",
+        &[digest.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a blob-store object to delete once this transaction commits (so
+/// a crash in between leaks nothing).
+async fn add_garbage(
+    conn: &mut Conn<'_>,
+    kind: &str,
+    key: &str,
+    state: &str,
+) -> MetadataResult<()> {
+    let id = uuid::Uuid::new_v4().to_string();
+    conn.execute(
+        "INSERT INTO storage_garbage (id, kind, storage_key, storage_state, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            Value::Text(&id),
+            kind.into(),
+            key.into(),
+            state.into(),
+            unix_now().into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn expire_uploads(
+    conn: &mut Conn<'_>,
+    idle_before: i64,
+    limit: u32,
+    collected: &mut Collected,
+) -> MetadataResult<()> {
+    let idle = claim(
+        conn,
+        "SELECT id, storage_state FROM uploads WHERE updated_at <= $1 ORDER BY updated_at LIMIT $2",
+        &[idle_before.into(), i64::from(limit).into()],
+        |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
+    )
+    .await?;
+    for (id, state) in idle {
+        conn.execute("DELETE FROM uploads WHERE id = $1", &[Value::Text(&id)])
+            .await?;
+        add_garbage(conn, "upload", &id, &state).await?;
+        collected.uploads += 1;
+        collected.reviewed += 1;
+    }
+    Ok(())
+}
+
+async fn untag_if_unchanged(
+    conn: &mut Conn<'_>,
+    repository: &str,
+    tag: &str,
+    pushed_at: i64,
+) -> MetadataResult<bool> {
+    let rules = immutable_tag_rules(conn).await?;
+    if first_covered(&rules, repository, [tag]).is_some() {
+        return Ok(false);
+    }
+    let row = conn
+        .query_optional(
+            "SELECT t.repository_id, m.digest FROM tags t JOIN repositories r ON r.id = t.repository_id \
+             JOIN manifests m ON m.id = t.manifest_id WHERE r.name = $1 AND t.name = $2 AND t.updated_at = $3",
+            &[repository.into(), tag.into(), pushed_at.into()],
+            |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)),
+        )
+        .await?;
+    let Some((repository_id, digest)) = row else {
+        return Ok(false);
+    };
+    conn.execute(
+        "DELETE FROM tags WHERE repository_id = $1 AND name = $2 AND updated_at = $3",
+        &[repository_id.into(), tag.into(), pushed_at.into()],
+    )
+    .await?;
+    queue_manifest_review(conn, repository_id, &digest).await?;
+    Ok(true)
+}
+
+impl CollectorStore {
     /// Reviews up to `limit` due items of each queue (manifests that have
     /// been candidates for at least `grace` seconds, then blob links, then
     /// blobs) and expires up to `limit` uploads idle for `upload_expiry`
@@ -57,31 +453,103 @@ pub trait CollectorStore: Send + Sync + 'static {
     /// for a later pass. With `dry_run` the transaction is rolled back after
     /// repeating the steps until nothing more is due, so the report says
     /// what a real pass would remove, cascades included.
-    async fn collect(
+    pub async fn collect(
         &self,
         grace: i64,
         upload_expiry: i64,
         limit: u32,
         dry_run: bool,
-    ) -> MetadataResult<Collected>;
+    ) -> MetadataResult<Collected> {
+        self.db
+            .transaction(async move |conn| {
+                let mut collected = collect_round(conn, grace, upload_expiry, limit).await?;
+                if !dry_run {
+                    return Ok(Finish::Commit(collected));
+                }
+                loop {
+                    let round = collect_round(conn, grace, upload_expiry, limit).await?;
+                    if round.reviewed == 0 {
+                        return Ok(Finish::RollBack(collected));
+                    }
+                    collected += round;
+                }
+            })
+            .await
+    }
 
-    /// Tags of every repository that is `path` or lies under it, as
-    /// `(repository, tag, pushed_at)`.
-    async fn tags_under(&self, path: &str) -> MetadataResult<Vec<(String, String, i64)>>;
+    /// Tags of every repository that is `path` or lies under it.
+    pub async fn tags_under(&self, path: &str) -> MetadataResult<Vec<PushedTag>> {
+        let path = path.to_string();
+        self.db
+            .read(async move |conn| {
+                conn.query(
+                    "SELECT r.name, t.name, t.updated_at FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                     WHERE r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/' ORDER BY r.name, t.name",
+                    &[Value::Text(&path)],
+                    |row| {
+                        Ok(PushedTag {
+                            repository: row.get(0)?,
+                            tag: row.get(1)?,
+                            pushed_at: row.get(2)?,
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
 
     /// Removes a tag if it still points where it did at `pushed_at` (a tag
     /// pushed again meanwhile stays) and no immutable-tag rule covers it;
     /// queues its manifest for review. True when removed.
-    async fn untag_if_unchanged(
-        &self,
-        repository: &str,
-        tag: &str,
-        pushed_at: i64,
-    ) -> MetadataResult<bool>;
+    pub async fn untag_if_unchanged(&self, tag: &PushedTag) -> MetadataResult<bool> {
+        let tag = tag.clone();
+        self.db
+            .write(async move |conn| {
+                untag_if_unchanged(conn, &tag.repository, &tag.tag, tag.pushed_at).await
+            })
+            .await
+    }
 
     /// Blob-store objects to delete, oldest first.
-    async fn garbage(&self, limit: u32) -> MetadataResult<Vec<Garbage>>;
+    pub async fn garbage(&self, limit: u32) -> MetadataResult<Vec<Garbage>> {
+        self.db
+            .read(async move |conn| {
+                conn.query(
+                    "SELECT id, kind, storage_key, storage_state FROM storage_garbage ORDER BY created_at LIMIT $1",
+                    &[i64::from(limit).into()],
+                    |row| {
+                        let (id, kind, key, state): (String, String, String, String) =
+                            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                        Ok(match kind.as_str() {
+                            "upload" => Garbage::Upload {
+                                id,
+                                upload_id: key,
+                                storage_state: state,
+                            },
+                            _ => Garbage::Blob { id, key },
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
 
     /// Forgets garbage whose objects are deleted.
-    async fn forget_garbage(&self, ids: &[String]) -> MetadataResult<()>;
+    pub async fn forget_garbage(&self, ids: &[String]) -> MetadataResult<()> {
+        let ids = ids.to_vec();
+        self.db
+            .write(async move |conn| {
+                for id in &ids {
+                    conn.execute(
+                        "DELETE FROM storage_garbage WHERE id = $1",
+                        &[Value::Text(id)],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+            .await
+    }
 }

@@ -1,4 +1,7 @@
-//! `*` wildcards, as in access-token scopes (`team/*`) and tag rules (`v*`).
+//! `*` wildcards, as in access-token scopes (`team/*`) and tag rules (`v*`),
+//! and the tag rules themselves.
+
+use super::name::lies_within;
 
 /// `*` matches any run of characters (`/` included); everything else matches itself.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
@@ -20,9 +23,51 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     true
 }
 
+/// A rule naming tags under a path: pattern `v*` at path `team` covers
+/// `team/app:v1` and `team:v2`, not `teamx/app:v1` nor `team/app:latest`.
+/// Immutable-tag rules are these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRule {
+    /// A repository (`team/app`) or a namespace (`team`).
+    pub path: String,
+    pub pattern: String,
+}
+
+impl TagRule {
+    pub fn covers(&self, repository: &str, tag: &str) -> bool {
+        lies_within(repository, &self.path) && glob_matches(&self.pattern, tag)
+    }
+}
+
+/// The first of `tags` of `repository` that one of `rules` covers.
+pub fn first_covered<'t>(
+    rules: &[TagRule],
+    repository: &str,
+    tags: impl IntoIterator<Item = &'t str>,
+) -> Option<&'t str> {
+    tags.into_iter()
+        .find(|tag| rules.iter().any(|rule| rule.covers(repository, tag)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_rules_cover_their_path_and_what_lies_under_it() {
+        let rules = [TagRule {
+            path: "team".into(),
+            pattern: "v*".into(),
+        }];
+        assert_eq!(
+            first_covered(&rules, "team/app", ["latest", "v1"]),
+            Some("v1")
+        );
+        assert_eq!(first_covered(&rules, "team", ["v2"]), Some("v2"));
+        assert_eq!(first_covered(&rules, "teamx/app", ["v1"]), None);
+        assert_eq!(first_covered(&rules, "team/app", ["latest"]), None);
+        assert_eq!(first_covered(&[], "team/app", ["v1"]), None);
+    }
 
     #[test]
     fn stars_match_any_run() {

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::{Registry, RegistryError, RegistryResult};
 use crate::metadata::{
     DeleteOutcome, NewManifest, Page, PutManifestOutcome, Referrer, StoredManifest,
@@ -50,7 +52,7 @@ impl Registry {
         repository: &RepositoryName,
         reference: &Reference,
         content_type: Option<&str>,
-        body: &[u8],
+        body: Bytes,
         extra_tags: Vec<Tag>,
     ) -> RegistryResult<PushedManifest> {
         if body.len() > MAX_MANIFEST_BYTES {
@@ -60,7 +62,7 @@ impl Registry {
             Reference::Digest(d) => d.algorithm(),
             Reference::Tag(_) => Algorithm::Sha256,
         };
-        let digest = Digest::of_bytes(algorithm, body);
+        let digest = Digest::of_bytes(algorithm, &body);
         if let Reference::Digest(expected) = reference
             && *expected != digest
         {
@@ -69,22 +71,23 @@ impl Registry {
                 actual: digest,
             });
         }
-        let parsed =
-            manifest::parse(body, content_type).map_err(|e| RegistryError::ManifestInvalid(e.0))?;
+        let parsed = manifest::parse(&body, content_type)
+            .map_err(|e| RegistryError::ManifestInvalid(e.0))?;
         let mut tags = extra_tags;
         if let Reference::Tag(tag) = reference {
             tags.insert(0, tag.clone());
         }
         tags.dedup();
+        let subject = parsed.subject.clone();
         let new = NewManifest {
-            digest: &digest,
+            digest: digest.clone(),
             payload: body,
-            parsed: &parsed,
+            parsed,
         };
-        match self.metadata.put_manifest(repository, &new, &tags).await? {
+        match self.metadata.put_manifest(repository, new, &tags).await? {
             PutManifestOutcome::Stored => Ok(PushedManifest {
                 digest,
-                subject: parsed.subject,
+                subject,
                 tags,
             }),
             PutManifestOutcome::MissingReference(missing) => {

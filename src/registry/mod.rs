@@ -13,7 +13,7 @@ mod uploads;
 
 use std::sync::Arc;
 
-use crate::metadata::MetadataStore;
+use crate::metadata::{PoolStats, RegistryStore};
 use crate::storage::BlobStore;
 
 pub use blobs::{BlobBody, BlobStat};
@@ -24,14 +24,14 @@ pub use uploads::{ChunkBody, UploadState};
 pub type RegistryResult<T> = Result<T, RegistryError>;
 
 pub struct Registry {
-    metadata: Arc<dyn MetadataStore>,
+    metadata: RegistryStore,
     blobs: Arc<dyn BlobStore>,
     upload_locks: uploads::UploadLocks,
     tag_lists: tag_lists::TagLists,
 }
 
 impl Registry {
-    pub fn new(metadata: Arc<dyn MetadataStore>, blobs: Arc<dyn BlobStore>) -> Self {
+    pub fn new(metadata: RegistryStore, blobs: Arc<dyn BlobStore>) -> Self {
         Self {
             metadata,
             blobs,
@@ -40,9 +40,14 @@ impl Registry {
         }
     }
 
-    /// For metrics: the store's own figures (pool use, open uploads).
-    pub fn metadata(&self) -> &dyn MetadataStore {
-        self.metadata.as_ref()
+    /// For metrics: the database connections open and idle.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.metadata.pool_stats()
+    }
+
+    /// For metrics: upload sessions open in the registry (all instances).
+    pub async fn upload_count(&self) -> RegistryResult<u64> {
+        Ok(self.metadata.upload_count().await?)
     }
 
     pub fn min_chunk_size(&self) -> Option<u64> {

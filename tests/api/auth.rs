@@ -920,7 +920,7 @@ async fn a_rotated_key_signs_new_tokens_while_old_ones_stay_valid(mut app: TestA
     let stores = berth::metadata::connect(&app.config.database_url, 1)
         .await
         .unwrap();
-    let new_kid = berth::auth::keys::KeyRing::rotate(stores.accounts.as_ref())
+    let new_kid = berth::auth::keys::KeyRing::rotate(&stores.accounts)
         .await
         .unwrap();
     assert_ne!(new_kid, old_kid);

@@ -33,7 +33,7 @@ async fn collect_with(app: &TestApp, config: GcConfig, dry_run: bool) -> GcRepor
     let blobs = berth::server::open_blob_store(&app.config).await.unwrap();
     Collector::new(
         stores.collector.clone(),
-        stores.accounts.clone(),
+        stores.policy.clone(),
         blobs,
         config,
         None,

@@ -19,14 +19,11 @@ async fn age_tag(app: &TestApp, tag: &str, days: i64) {
         - days * 24 * 3600;
     let sql = "UPDATE tags SET updated_at = $1 WHERE name = $2";
     let url = &app.config.database_url;
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query(sql)
-            .bind(at)
-            .bind(tag)
-            .execute(&mut conn)
-            .await
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
             .unwrap();
+        conn.execute(sql, rusqlite::params![at, tag]).unwrap();
     } else {
         let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
         sqlx::query(sql)

@@ -1,0 +1,296 @@
+//! The `berth` command line: `berth serve` runs the registry; `user`,
+//! `org`, `token`, `repo`, `tag`, `quota` and `retention` become
+//! [`crate::admin::Command`]s run as the system (they open the database
+//! directly, so they work while the server runs); `gc` and `key` act on the
+//! collector and the signing keys. A bad setting exits with status 2.
+//!
+//! Calls `config`, `server`, `admin`, `gc` and `auth::keys`.
+
+mod commands;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::admin::{Actor, Admin};
+use crate::config::{Config, LogFormat, Overrides, redact_url};
+use commands::{
+    OrgCommand, QuotaCommand, RepoCommand, RetentionCommand, TagCommand, TokenCommand, UserCommand,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A self-hosted OCI container image registry"
+)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory for the embedded defaults [default: ./data].
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// sqlite:<path> or postgres://... [default: sqlite:<data-dir>/berth.db].
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: TopCommand,
+}
+
+#[derive(Subcommand)]
+enum TopCommand {
+    /// Run the registry.
+    Serve {
+        /// Address to listen on [default: 0.0.0.0:5000].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Blob storage path [default: <data-dir>/blobs].
+        #[arg(long, value_name = "PATH")]
+        storage: Option<String>,
+        /// External base URL for Location headers and the token realm.
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+    },
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage organizations and their members.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage access tokens for machines (CI, deployments).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage repositories.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Manage the keys that sign registry tokens.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage tag rules.
+    #[command(subcommand)]
+    Tag(TagCommand),
+    /// Manage storage quotas per namespace.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// Manage retention policies (applied by every garbage-collection pass).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Collect garbage now: unreferenced manifests and blobs past the grace
+    /// period, and expired uploads (running registries do this on their own).
+    Gc {
+        /// Report what would be collected, and how many bytes, without deleting.
+        #[arg(long)]
+        dry_run: bool,
+        /// Override `gc_grace` for this pass, e.g. 0s.
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Add a new signing key; tokens signed by older keys stay valid until they expire.
+    Rotate,
+}
+
+/// Makes big transient allocations go back to the system when freed. glibc
+/// raises its mmap threshold to the largest block freed so far, so after the
+/// first password hash (Argon2 takes 19 MiB) every later one came from the
+/// heap and stayed resident for good; a fixed threshold keeps such blocks
+/// mapped only while in use. Fixing it also fixes the trim threshold, set
+/// here so that freed pull and push buffers are reused rather than handed
+/// back and faulted in again for every chunk.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_large_allocations() {
+    // SAFETY: mallopt only changes allocator parameters; it runs before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_large_allocations() {}
+
+/// The `berth` binary's `main`.
+pub fn main() -> ExitCode {
+    return_large_allocations();
+    let cli = Cli::parse();
+    let mut overrides = Overrides {
+        data_dir: cli.data_dir,
+        database_url: cli.database_url,
+        ..Overrides::default()
+    };
+    if let TopCommand::Serve {
+        listen,
+        storage,
+        public_url,
+    } = &cli.command
+    {
+        overrides.listen = listen.clone();
+        overrides.storage = storage.clone();
+        overrides.public_url = public_url.clone();
+    }
+    let config = match Config::load(cli.config.as_deref(), overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Flushes what is left of the logs on exit.
+    let _logs = init_logging(config.log_format);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
+    let result = match cli.command {
+        TopCommand::Serve { .. } => runtime.block_on(serve(config)),
+        command => runtime.block_on(administer(config, command)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Log lines (an access line per request at `info`) are written by a thread
+/// of their own, so a slow reader of stderr (a logging driver under
+/// back-pressure) does not stall the runtime's workers. Nothing is dropped:
+/// a full buffer waits. The guard flushes what is left when dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let (stderr, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("berth-logs")
+        .finish(std::io::stderr());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(stderr);
+    match format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+    }
+    guard
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    crate::server::serve(&config, listener, shutdown_signal()).await
+}
+
+async fn administer(config: Config, command: TopCommand) -> anyhow::Result<()> {
+    let metadata = crate::metadata::connect(&config.database_url, 2)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open database {}: {e}",
+                redact_url(&config.database_url)
+            )
+        })?;
+    let command = match command {
+        TopCommand::Serve { .. } => unreachable!("handled by serve"),
+        TopCommand::Gc { dry_run, grace } => {
+            return collect(&config, &metadata, dry_run, grace).await;
+        }
+        TopCommand::Key(KeyCommand::Rotate) => {
+            let kid = crate::auth::keys::KeyRing::rotate(&metadata.accounts).await?;
+            eprintln!("new signing key {kid}; every instance signs with it within a minute");
+            return Ok(());
+        }
+        TopCommand::User(command) => command.into_command()?,
+        TopCommand::Org(command) => command.into_command(),
+        TopCommand::Token(command) => command.into_command()?,
+        TopCommand::Repo(command) => command.into_command(),
+        TopCommand::Tag(command) => command.into_command(),
+        TopCommand::Quota(command) => command.into_command()?,
+        TopCommand::Retention(command) => command.into_command(),
+    };
+    let admin = Admin::new(
+        metadata.accounts.clone(),
+        crate::policy::Policies::new(metadata.policy.clone()),
+    );
+    let outcome = admin.execute(&Actor::System, command).await?;
+    if let Some(note) = outcome.note() {
+        eprintln!("{note}");
+    }
+    for line in outcome.lines() {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `berth gc`: one pass now, or with `--dry-run` a report of what it would do.
+async fn collect(
+    config: &Config,
+    metadata: &crate::metadata::Metadata,
+    dry_run: bool,
+    grace: Option<String>,
+) -> anyhow::Result<()> {
+    let mut gc = config.gc;
+    if let Some(text) = grace {
+        gc.grace = humantime::parse_duration(&text)
+            .map_err(|_| anyhow::anyhow!("`{text}` is not a duration such as 0s or 24h"))?;
+    }
+    let blobs = crate::server::open_blob_store(config).await?;
+    let collector = crate::gc::Collector::new(
+        metadata.collector.clone(),
+        metadata.policy.clone(),
+        blobs,
+        gc,
+        None,
+    );
+    let report = collector.run_pass(dry_run).await?;
+    let c = report.collected;
+    for (repository, tag) in &report.expired_tags {
+        let done = if dry_run { "would untag" } else { "untagged" };
+        println!("{done} {repository}:{tag} (retention)");
+    }
+    let verb = if dry_run {
+        "would collect"
+    } else {
+        "collected"
+    };
+    println!(
+        "{verb}: {} manifests, {} blob links, {} blobs ({} bytes), {} expired uploads",
+        c.manifests, c.blob_links, c.blobs, c.bytes, c.uploads
+    );
+    if !dry_run {
+        println!(
+            "deleted {} objects from blob storage ({} failed, retried next pass) in {:.3}s",
+            report.objects_deleted,
+            report.objects_failed,
+            report.duration.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

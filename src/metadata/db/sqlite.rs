@@ -1,0 +1,550 @@
+//! SQLite through rusqlite: one writer thread, a few reader threads, each
+//! owning its connection, and the migrations.
+//!
+//! SQLite takes one writer at a time. Giving that writer a thread of its own
+//! makes every write transaction one trip there and one back, however many
+//! statements it runs, and writers never meet `SQLITE_BUSY` among
+//! themselves; another process (an admin command) holding the lock is
+//! waited for up to [`BUSY_TIMEOUT`]. Readers, in WAL mode, never wait for
+//! the writer; each runs whole jobs too. A database in memory is refused:
+//! each connection would see a different one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+
+use super::{Finish, PoolStats, Row, RowOf, Value};
+use crate::metadata::{MetadataError, MetadataResult};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a write waits for another process holding SQLite's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Prepared statements kept per connection: every fixed statement of the
+/// push path and the `IN (...)` lists of a few manifest sizes, so a
+/// manifest of a new size does not push out what every push runs.
+const STATEMENT_CACHE: usize = 64;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The SQLite file's path in a `sqlite:` URL (`sqlite:path`,
+/// `sqlite://path`, `sqlite:///abs/path`; a `?query` is ignored).
+fn database_path(url: &str) -> MetadataResult<PathBuf> {
+    let rest = url.strip_prefix("sqlite:").unwrap_or(url);
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return Err(MetadataError::Internal(
+            "an in-memory SQLite database cannot be shared by the registry's connections; name a file".into(),
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+pub(crate) struct SqliteDb {
+    writer: Worker,
+    readers: Worker,
+    reader_count: u32,
+}
+
+impl SqliteDb {
+    pub async fn open(url: &str, max_connections: u32) -> MetadataResult<Self> {
+        let path = database_path(url)?;
+        let reader_count = reader_count(max_connections);
+        tokio::task::spawn_blocking(move || {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    MetadataError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            let mut writer = open_connection(&path, true)?;
+            migrate(&mut writer)?;
+            let readers = (0..reader_count)
+                .map(|_| open_connection(&path, false))
+                .collect::<MetadataResult<Vec<_>>>()?;
+            Ok(SqliteDb {
+                writer: Worker::start("berth-sqlite-write", vec![writer])?,
+                readers: Worker::start("berth-sqlite-read", readers)?,
+                reader_count,
+            })
+        })
+        .await
+        .map_err(|e| MetadataError::Internal(format!("opening SQLite failed: {e}")))?
+    }
+
+    pub async fn read<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> MetadataResult<T> + Send + 'static,
+    ) -> MetadataResult<T> {
+        self.readers.run(job).await
+    }
+
+    /// Runs `job` inside `BEGIN IMMEDIATE` ... `COMMIT` (or `ROLLBACK`).
+    pub async fn transaction<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> MetadataResult<Finish<T>> + Send + 'static,
+    ) -> MetadataResult<T> {
+        self.writer
+            .run(move |conn| {
+                conn.execute_batch("BEGIN IMMEDIATE").map_err(error)?;
+                let outcome = job(conn);
+                let end = match &outcome {
+                    Ok(Finish::Commit(_)) => "COMMIT",
+                    _ => "ROLLBACK",
+                };
+                if let Err(e) = conn.execute_batch(end) {
+                    // A failed COMMIT leaves the transaction open.
+                    if !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    return Err(error(e));
+                }
+                outcome.map(|finish| match finish {
+                    Finish::Commit(value) | Finish::RollBack(value) => value,
+                })
+            })
+            .await
+    }
+
+    /// Runs `job` on the write connection with each statement committing on its own.
+    pub async fn autocommit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> MetadataResult<T> + Send + 'static,
+    ) -> MetadataResult<T> {
+        self.writer.run(job).await
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            connections: self.reader_count + 1,
+            idle: self.reader_count + 1 - self.readers.busy() - self.writer.busy(),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
+    }
+}
+
+/// SQLite reads are local CPU work, each connection with its own thread and
+/// page cache: beyond two per core they add memory, not throughput.
+fn reader_count(max_connections: u32) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get() as u32);
+    max_connections.clamp(1, cores.saturating_mul(2).max(2))
+}
+
+fn open_connection(path: &Path, writer: bool) -> MetadataResult<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if writer {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    if writer {
+        // Kept by the file; readers opened after this find it in WAL mode.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(error)?;
+    }
+    // WAL with NORMAL survives a crash of Berth whole; a power loss may roll
+    // back the last commits, never leaving a row that names a missing blob
+    // when blobs are flushed before their rows are written.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(error)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(error)?;
+    if !writer {
+        // A read connection that was asked to write would be a bug here.
+        conn.pragma_update(None, "query_only", true)
+            .map_err(error)?;
+    }
+    Ok(conn)
+}
+
+/// Threads that each own a connection and take jobs from one queue.
+struct Worker {
+    /// `None` once closed.
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    busy: Arc<AtomicU32>,
+}
+
+impl Worker {
+    fn start(name: &str, connections: Vec<Connection>) -> MetadataResult<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let busy = Arc::new(AtomicU32::new(0));
+        let threads = connections
+            .into_iter()
+            .map(|mut conn| {
+                let (queue, busy) = (queue.clone(), busy.clone());
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || {
+                        loop {
+                            // The lock is held only while this thread waits
+                            // for the next job, not while running it.
+                            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let Ok(job) = next else { break };
+                            busy.fetch_add(1, Ordering::Relaxed);
+                            // A panicking job drops its reply (its caller
+                            // sees an internal error) and leaves no
+                            // transaction open behind it.
+                            let ran =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    job(&mut conn)
+                                }));
+                            if ran.is_err() && !conn.is_autocommit() {
+                                let _ = conn.execute_batch("ROLLBACK");
+                            }
+                            busy.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    })
+                    .map_err(|e| {
+                        MetadataError::Internal(format!("cannot start a SQLite thread: {e}"))
+                    })
+            })
+            .collect::<MetadataResult<Vec<_>>>()?;
+        Ok(Self {
+            jobs: Mutex::new(Some(jobs)),
+            threads: Mutex::new(threads),
+            busy,
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> MetadataResult<T> + Send + 'static,
+    ) -> MetadataResult<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(job(conn));
+        });
+        let sent = match self.jobs.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(jobs) => jobs.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(MetadataError::Unavailable("the database is closed".into()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(MetadataError::Internal("a SQLite job panicked".into())))
+    }
+
+    fn busy(&self) -> u32 {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Lets queued jobs finish, then ends the threads (closing their connections).
+    async fn close(&self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Value::Int(n) => ValueRef::Integer(n),
+            Value::Text(text) => ValueRef::Text(text.as_bytes()),
+            Value::Bytes(bytes) => ValueRef::Blob(bytes),
+            Value::Bool(b) => ValueRef::Integer(i64::from(b)),
+            Value::NullInt | Value::NullText => ValueRef::Null,
+        }))
+    }
+}
+
+/// A cached statement with `params` bound to its `$N` placeholders, by name:
+/// SQLite numbers named parameters in order of appearance, not by their digits.
+fn statement<'c>(
+    conn: &'c Connection,
+    sql: &str,
+    params: &[Value<'_>],
+) -> MetadataResult<rusqlite::CachedStatement<'c>> {
+    let mut statement = conn.prepare_cached(sql).map_err(error)?;
+    for index in 1..=statement.parameter_count() {
+        let number = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|digits| digits.parse::<usize>().ok())
+            .filter(|n| *n >= 1);
+        let value = number.and_then(|n| params.get(n - 1)).ok_or_else(|| {
+            MetadataError::Internal(format!("placeholder {index} of `{sql}` has no value"))
+        })?;
+        statement.raw_bind_parameter(index, value).map_err(error)?;
+    }
+    Ok(statement)
+}
+
+pub(super) fn execute(conn: &Connection, sql: &str, params: &[Value<'_>]) -> MetadataResult<u64> {
+    let mut statement = statement(conn, sql, params)?;
+    Ok(statement.raw_execute().map_err(error)? as u64)
+}
+
+/// The rows of a query (at most `limit`), each made into a value by `each`.
+pub(super) fn query<T>(
+    conn: &Connection,
+    sql: &str,
+    params: &[Value<'_>],
+    limit: Option<usize>,
+    mut each: impl FnMut(&Row<'_>) -> MetadataResult<T>,
+) -> MetadataResult<Vec<T>> {
+    let mut statement = statement(conn, sql, params)?;
+    let mut rows = statement.raw_query();
+    let mut values = Vec::new();
+    while limit.is_none_or(|limit| values.len() < limit) {
+        let Some(row) = rows.next().map_err(error)? else {
+            break;
+        };
+        values.push(each(&Row(RowOf::Sqlite(row)))?);
+    }
+    Ok(values)
+}
+
+/// A rusqlite error in the store's own terms.
+fn error(e: rusqlite::Error) -> MetadataError {
+    use rusqlite::ErrorCode as Code;
+    match &e {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            // Another process (an admin command) held the write lock past
+            // the busy timeout, or the disk is full or failing: worth a retry.
+            Code::DatabaseBusy
+            | Code::DatabaseLocked
+            | Code::DiskFull
+            | Code::SystemIoFailure
+            | Code::CannotOpen
+            | Code::OutOfMemory => MetadataError::Unavailable(e.to_string()),
+            Code::ConstraintViolation => MetadataError::Conflict(e.to_string()),
+            Code::DatabaseCorrupt | Code::NotADatabase => MetadataError::Corrupt(e.to_string()),
+            _ => MetadataError::Internal(e.to_string()),
+        },
+        rusqlite::Error::QueryReturnedNoRows => MetadataError::NotFound(e.to_string()),
+        rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::FromSqlConversionFailure(..) => {
+            MetadataError::Corrupt(e.to_string())
+        }
+        _ => MetadataError::Internal(e.to_string()),
+    }
+}
+
+/// Applies the migrations under `migrations/sqlite` that the database has
+/// not seen, each in its own transaction, recording them in the table sqlx
+/// kept when it ran them (so a database migrated by earlier versions of
+/// Berth carries on). The files are embedded by `sqlx::migrate!`, which only
+/// reads them at build time. Two processes starting together take turns on
+/// the write lock, and the second finds the work done.
+fn migrate(conn: &mut Connection) -> MetadataResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+            version BIGINT PRIMARY KEY,
+            description TEXT NOT NULL,
+            installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+            success BOOLEAN NOT NULL,
+            checksum BLOB NOT NULL,
+            execution_time BIGINT NOT NULL
+        )",
+    )
+    .map_err(error)?;
+    for migration in MIGRATOR.iter() {
+        let started = std::time::Instant::now();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(error)?;
+        let applied: Option<(Vec<u8>, bool)> = tx
+            .query_row(
+                "SELECT checksum, success FROM _sqlx_migrations WHERE version = ?1",
+                [migration.version],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(error)?;
+        match applied {
+            Some((_, false)) => {
+                return Err(MetadataError::Corrupt(format!(
+                    "migration {} was left half applied",
+                    migration.version
+                )));
+            }
+            Some((checksum, true)) if checksum != *migration.checksum => {
+                return Err(MetadataError::Corrupt(format!(
+                    "migration {} was applied from a different file than this build carries",
+                    migration.version
+                )));
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        tx.execute_batch(&migration.sql).map_err(|e| {
+            MetadataError::Internal(format!("migration {} failed: {e}", migration.version))
+        })?;
+        tx.execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (?1, ?2, TRUE, ?3, ?4)",
+            rusqlite::params![
+                migration.version,
+                migration.description.as_ref(),
+                migration.checksum.as_ref(),
+                started.elapsed().as_nanos() as i64
+            ],
+        )
+        .map_err(error)?;
+        tx.commit().map_err(error)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("t.db").display());
+        (dir, url)
+    }
+
+    #[test]
+    fn urls_name_a_file_and_memory_is_refused() {
+        assert_eq!(
+            database_path("sqlite:./data/b.db").unwrap(),
+            PathBuf::from("./data/b.db")
+        );
+        assert_eq!(
+            database_path("sqlite:///srv/b.db").unwrap(),
+            PathBuf::from("/srv/b.db")
+        );
+        assert_eq!(
+            database_path("sqlite:b.db?mode=rwc").unwrap(),
+            PathBuf::from("b.db")
+        );
+        assert!(database_path("sqlite::memory:").is_err());
+        assert!(database_path("sqlite:b.db?mode=memory").is_err());
+    }
+
+    #[tokio::test]
+    async fn placeholders_bind_by_number_whatever_their_order() {
+        let (_dir, url) = database();
+        let db = SqliteDb::open(&url, 2).await.unwrap();
+        let row = db
+            .read(|conn| {
+                let rows = query(
+                    conn,
+                    "SELECT $2, $1, $2 || $1",
+                    &[Value::Text("a"), Value::Text("b")],
+                    None,
+                    |row| {
+                        Ok((
+                            row.get::<String>(0)?,
+                            row.get::<String>(1)?,
+                            row.get::<String>(2)?,
+                        ))
+                    },
+                )?;
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        assert_eq!(row, [("b".to_string(), "a".to_string(), "ba".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_refused_transaction_leaves_nothing_and_readers_cannot_write() {
+        let (_dir, url) = database();
+        let db = SqliteDb::open(&url, 2).await.unwrap();
+        db.transaction(|conn| {
+            execute(conn, "CREATE TABLE t (n INTEGER PRIMARY KEY)", &[])?;
+            Ok(Finish::Commit(()))
+        })
+        .await
+        .unwrap();
+        let insert = |n: i64| {
+            move |conn: &mut Connection| {
+                execute(conn, "INSERT INTO t (n) VALUES ($1)", &[Value::Int(n)])
+            }
+        };
+        let refused = db
+            .transaction(move |conn| {
+                insert(1)(conn)?;
+                Ok(Finish::RollBack("refused"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(refused, "refused");
+        let failed = db
+            .transaction(move |conn| {
+                insert(2)(conn)?;
+                insert(2)(conn)?;
+                Ok(Finish::Commit(()))
+            })
+            .await;
+        assert!(
+            matches!(failed, Err(MetadataError::Conflict(_))),
+            "{failed:?}"
+        );
+        let panicked = db
+            .transaction(move |conn| -> MetadataResult<Finish<()>> {
+                insert(3)(conn)?;
+                panic!("a bug in a transaction")
+            })
+            .await;
+        assert!(
+            matches!(panicked, Err(MetadataError::Internal(_))),
+            "{panicked:?}"
+        );
+        db.transaction(move |conn| Ok(Finish::Commit(insert(4)(conn)?)))
+            .await
+            .unwrap();
+        let count = db
+            .read(|conn| {
+                query(conn, "SELECT COUNT(*) FROM t", &[], None, |row| {
+                    row.get::<i64>(0)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(count, [1]);
+        let write_on_reader = db.read(insert(5)).await;
+        assert!(write_on_reader.is_err());
+        db.close().await;
+        assert!(matches!(
+            db.read(|_| Ok(())).await,
+            Err(MetadataError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn migrations_run_once_and_a_second_opening_finds_them_done() {
+        let (_dir, url) = database();
+        let first = SqliteDb::open(&url, 1).await.unwrap();
+        let versions = |conn: &mut Connection| {
+            query(
+                conn,
+                "SELECT version FROM _sqlx_migrations ORDER BY version",
+                &[],
+                None,
+                |row| row.get::<i64>(0),
+            )
+        };
+        let applied = first.read(versions).await.unwrap();
+        assert_eq!(applied.len(), MIGRATOR.iter().count());
+        first.close().await;
+        let second = SqliteDb::open(&url, 1).await.unwrap();
+        assert_eq!(second.read(versions).await.unwrap(), applied);
+    }
+}

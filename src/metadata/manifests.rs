@@ -1,0 +1,452 @@
+//! Manifests, kept byte for byte with what was read from them, their edges
+//! (`manifest_blobs` to the config and layers, `manifest_references` from
+//! an index to its children), tags, and referrers (manifests whose
+//! `subject` names another). Every blob and child a manifest names must be
+//! in the repository; that is checked in the transaction that stores it,
+//! with the rows it relies on locked, so the collector cannot take them
+//! away before it commits.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+
+use super::collector::{queue_dependents, queue_manifest_review};
+use super::db::{Conn, Finish, Lock, Value, placeholders};
+use super::policy::immutable_tag_rules;
+use super::repositories::{TagsVersion, ensure_repository};
+use super::{MetadataResult, RegistryStore, parse_digest, size, unix_now};
+use crate::oci::manifest::ParsedManifest;
+use crate::oci::pattern::first_covered;
+use crate::oci::{Digest, RepositoryName, Tag};
+
+/// Values per `IN (...)` list or multi-row insert: far below either
+/// engine's limit on bound parameters (SQLite's is 32,766, PostgreSQL's 65,535).
+const IN_LIST: usize = 500;
+
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub payload: Vec<u8>,
+}
+
+/// A manifest about to be stored: its exact bytes and what was read from them.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub digest: Digest,
+    pub payload: Bytes,
+    pub parsed: ParsedManifest,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PutManifestOutcome {
+    Stored,
+    /// A blob or child manifest it refers to is not in the repository; nothing was written.
+    MissingReference(Digest),
+    /// This tag exists, points elsewhere and is immutable; nothing was written.
+    ImmutableTag(String),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    /// Still used by this manifest in the repository; nothing was deleted.
+    ReferencedBy(Digest),
+    /// The tag (or a tag of the manifest) is immutable; nothing was deleted.
+    Immutable(String),
+}
+
+/// A manifest whose `subject` is the digest asked about.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    /// JSON object text, as parsed from the manifest.
+    pub annotations: Option<String>,
+}
+
+/// Rows of `{select}{IN list of values}{lock}` with `$1` the repository id,
+/// one statement per [`IN_LIST`] values; none for no values.
+async fn select_in<T>(
+    conn: &mut Conn<'_>,
+    select: &str,
+    repository_id: i64,
+    values: &[&str],
+    each: impl Fn(&super::db::Row<'_>) -> MetadataResult<T>,
+) -> MetadataResult<Vec<T>> {
+    let mut rows = Vec::new();
+    for values in values.chunks(IN_LIST) {
+        // Locked: the rows a manifest relies on must outlive its transaction.
+        let sql = format!(
+            "{select} ({}){}",
+            placeholders(2, values.len()),
+            conn.lock_clause(Lock::Share)
+        );
+        let mut params = Vec::with_capacity(values.len() + 1);
+        params.push(Value::Int(repository_id));
+        params.extend(values.iter().map(|v| Value::Text(v)));
+        rows.extend(conn.query(&sql, &params, &each).await?);
+    }
+    Ok(rows)
+}
+
+/// A row `(from, to)` in `table` for each of `to`, one statement per
+/// [`IN_LIST`] rows; an edge already there (a conflict on `columns`, the
+/// table's key) is left as it is.
+async fn insert_edges(
+    conn: &mut Conn<'_>,
+    table: &str,
+    columns: &str,
+    from: i64,
+    to: &[Value<'_>],
+) -> MetadataResult<()> {
+    for edges in to.chunks(IN_LIST) {
+        let rows: Vec<String> = (0..edges.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} ({columns}) VALUES {} ON CONFLICT ({columns}) DO NOTHING",
+            rows.join(", ")
+        );
+        let params: Vec<Value<'_>> = edges
+            .iter()
+            .flat_map(|edge| [Value::Int(from), *edge])
+            .collect();
+        conn.execute(&sql, &params).await?;
+    }
+    Ok(())
+}
+
+async fn put_manifest(
+    conn: &mut Conn<'_>,
+    repository: &str,
+    manifest: &NewManifest,
+    tags: &[String],
+) -> MetadataResult<Finish<PutManifestOutcome>> {
+    let repository_id = ensure_repository(conn, repository).await?;
+    let parsed = &manifest.parsed;
+    // Every reference is looked up in one statement per [`IN_LIST`] names,
+    // not one per layer: on PostgreSQL each statement is a round trip while
+    // the transaction holds its locks.
+    let linked: HashSet<String> = select_in(
+        conn,
+        "SELECT blob_digest FROM repository_blobs WHERE repository_id = $1 AND blob_digest IN",
+        repository_id,
+        &parsed.blob_digests(),
+        |row| row.get(0),
+    )
+    .await?
+    .into_iter()
+    .collect();
+    if let Some(missing) = parsed.missing_blob(|d| linked.contains(d)) {
+        return Ok(Finish::RollBack(PutManifestOutcome::MissingReference(
+            missing.clone(),
+        )));
+    }
+    let children: HashMap<String, i64> = select_in(
+        conn,
+        "SELECT digest, id FROM manifests WHERE repository_id = $1 AND digest IN",
+        repository_id,
+        &parsed.child_digests(),
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .await?
+    .into_iter()
+    .collect();
+    if let Some(missing) = parsed.missing_child(|d| children.contains_key(d)) {
+        return Ok(Finish::RollBack(PutManifestOutcome::MissingReference(
+            missing.clone(),
+        )));
+    }
+    let now = unix_now();
+    // The no-op update makes RETURNING yield the id of an existing row too.
+    let manifest_id: i64 = conn
+        .scalar(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type RETURNING id",
+            &[
+                repository_id.into(),
+                manifest.digest.as_str().into(),
+                Value::Text(&parsed.media_type),
+                parsed.artifact_type.as_deref().into(),
+                parsed.subject.as_ref().map(|d| d.as_str()).into(),
+                parsed.annotations.as_deref().into(),
+                Value::Bytes(&manifest.payload),
+                now.into(),
+            ],
+        )
+        .await?;
+    let blob_edges: Vec<Value<'_>> = linked.iter().map(|d| Value::Text(d)).collect();
+    insert_edges(
+        conn,
+        "manifest_blobs",
+        "manifest_id, blob_digest",
+        manifest_id,
+        &blob_edges,
+    )
+    .await?;
+    let child_edges: Vec<Value<'_>> = children.values().map(|id| Value::Int(*id)).collect();
+    insert_edges(
+        conn,
+        "manifest_references",
+        "parent_id, child_id",
+        manifest_id,
+        &child_edges,
+    )
+    .await?;
+    if tags.is_empty() {
+        queue_manifest_review(conn, repository_id, manifest.digest.as_str()).await?;
+    }
+    let mut rules = None;
+    for tag in tags {
+        let previous: Option<String> = conn
+            .optional_scalar(
+                "SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id \
+                 WHERE t.repository_id = $1 AND t.name = $2 AND t.manifest_id <> $3",
+                &[repository_id.into(), Value::Text(tag), manifest_id.into()],
+            )
+            .await?;
+        if let Some(previous) = previous {
+            // Read once, only when a tag moves.
+            if rules.is_none() {
+                rules = Some(immutable_tag_rules(conn).await?);
+            }
+            let rules = rules.as_deref().unwrap_or_default();
+            if let Some(tag) = first_covered(rules, repository, [tag.as_str()]) {
+                return Ok(Finish::RollBack(PutManifestOutcome::ImmutableTag(
+                    tag.to_string(),
+                )));
+            }
+            queue_manifest_review(conn, repository_id, &previous).await?;
+        }
+        // The WHERE skips rewriting a tag that already points here.
+        conn.execute(
+            "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (repository_id, name) DO UPDATE \
+             SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
+             WHERE tags.manifest_id <> excluded.manifest_id",
+            &[repository_id.into(), Value::Text(tag), manifest_id.into(), now.into()],
+        )
+        .await?;
+    }
+    Ok(Finish::Commit(PutManifestOutcome::Stored))
+}
+
+async fn delete_manifest(
+    conn: &mut Conn<'_>,
+    repository: &str,
+    digest: &str,
+) -> MetadataResult<DeleteOutcome> {
+    let row = conn
+        .query_optional(
+            "SELECT m.id, m.repository_id FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.digest = $2",
+            &[repository.into(), digest.into()],
+            |row| Ok((row.get::<i64>(0)?, row.get::<i64>(1)?)),
+        )
+        .await?;
+    let Some((id, repository_id)) = row else {
+        return Ok(DeleteOutcome::NotFound);
+    };
+    let parent: Option<String> = conn
+        .optional_scalar(
+            "SELECT p.digest FROM manifest_references mr JOIN manifests p ON p.id = mr.parent_id \
+             WHERE mr.child_id = $1 ORDER BY p.digest LIMIT 1",
+            &[id.into()],
+        )
+        .await?;
+    if let Some(parent) = parent {
+        return Ok(DeleteOutcome::ReferencedBy(parse_digest(parent)?));
+    }
+    let tags: Vec<String> = conn
+        .scalars(
+            "SELECT name FROM tags WHERE manifest_id = $1 ORDER BY name",
+            &[id.into()],
+        )
+        .await?;
+    if !tags.is_empty() {
+        let rules = immutable_tag_rules(conn).await?;
+        if let Some(tag) = first_covered(&rules, repository, tags.iter().map(String::as_str)) {
+            return Ok(DeleteOutcome::Immutable(tag.to_string()));
+        }
+    }
+    queue_dependents(conn, repository_id, id, digest).await?;
+    conn.execute("DELETE FROM manifests WHERE id = $1", &[id.into()])
+        .await?;
+    Ok(DeleteOutcome::Deleted)
+}
+
+async fn delete_tag(
+    conn: &mut Conn<'_>,
+    repository: &str,
+    tag: &str,
+) -> MetadataResult<DeleteOutcome> {
+    let row = conn
+        .query_optional(
+            "SELECT t.repository_id, m.digest FROM tags t \
+             JOIN repositories r ON r.id = t.repository_id \
+             JOIN manifests m ON m.id = t.manifest_id WHERE r.name = $1 AND t.name = $2",
+            &[repository.into(), tag.into()],
+            |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)),
+        )
+        .await?;
+    let Some((repository_id, digest)) = row else {
+        return Ok(DeleteOutcome::NotFound);
+    };
+    let rules = immutable_tag_rules(conn).await?;
+    if let Some(tag) = first_covered(&rules, repository, [tag]) {
+        return Ok(DeleteOutcome::Immutable(tag.to_string()));
+    }
+    conn.execute(
+        "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
+        &[repository_id.into(), tag.into()],
+    )
+    .await?;
+    queue_manifest_review(conn, repository_id, &digest).await?;
+    Ok(DeleteOutcome::Deleted)
+}
+
+fn stored_manifest(row: &super::db::Row<'_>) -> MetadataResult<StoredManifest> {
+    Ok(StoredManifest {
+        digest: parse_digest(row.get(0)?)?,
+        media_type: row.get(1)?,
+        payload: row.get(2)?,
+    })
+}
+
+impl RegistryStore {
+    /// Stores a manifest (if not already there) with its edges, and points
+    /// `tags` at it, after checking inside the same transaction that every
+    /// blob and child manifest it names is in the repository and that no
+    /// immutable tag would move.
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        manifest: NewManifest,
+        tags: &[Tag],
+    ) -> MetadataResult<PutManifestOutcome> {
+        let repository = repository.to_string();
+        let tags: Vec<String> = tags.iter().map(|t| t.as_str().to_string()).collect();
+        self.db
+            .transaction(async move |conn| put_manifest(conn, &repository, &manifest, &tags).await)
+            .await
+    }
+
+    pub async fn manifest_by_digest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> MetadataResult<Option<StoredManifest>> {
+        let (repository, digest) = (repository.to_string(), digest.to_string());
+        self.db
+            .read(async move |conn| {
+                conn.query_optional(
+                    "SELECT m.digest, m.media_type, m.payload FROM manifests m \
+                     JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
+                    &[Value::Text(&repository), Value::Text(&digest)],
+                    stored_manifest,
+                )
+                .await
+            })
+            .await
+    }
+
+    pub async fn manifest_by_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> MetadataResult<Option<StoredManifest>> {
+        let (repository, tag) = (repository.to_string(), tag.to_string());
+        self.db
+            .read(async move |conn| {
+                conn.query_optional(
+                    "SELECT m.digest, m.media_type, m.payload FROM tags t \
+                     JOIN repositories r ON r.id = t.repository_id \
+                     JOIN manifests m ON m.id = t.manifest_id WHERE r.name = $1 AND t.name = $2",
+                    &[Value::Text(&repository), Value::Text(&tag)],
+                    stored_manifest,
+                )
+                .await
+            })
+            .await
+    }
+
+    /// Deletes a manifest and every tag pointing at it, unless an index in
+    /// the repository still lists it as a child or one of its tags is immutable.
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> MetadataResult<DeleteOutcome> {
+        let (repository, digest) = (repository.to_string(), digest.to_string());
+        self.db
+            .write(async move |conn| delete_manifest(conn, &repository, &digest).await)
+            .await
+    }
+
+    /// Deletes one tag, unless it is immutable; the manifest stays.
+    pub async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> MetadataResult<DeleteOutcome> {
+        let (repository, tag) = (repository.to_string(), tag.to_string());
+        self.db
+            .write(async move |conn| delete_tag(conn, &repository, &tag).await)
+            .await
+    }
+
+    /// Every tag name of the repository whose version was read, in byte order.
+    pub async fn all_tags(&self, version: TagsVersion) -> MetadataResult<Vec<String>> {
+        self.db
+            .read(async move |conn| {
+                conn.scalars(
+                    "SELECT name FROM tags WHERE repository_id = $1 ORDER BY name",
+                    &[version.repository_id.into()],
+                )
+                .await
+            })
+            .await
+    }
+
+    /// Manifests of `repository` whose subject is `subject`, optionally only
+    /// those of one artifact type, ordered by digest.
+    pub async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> MetadataResult<Vec<Referrer>> {
+        let (repository, subject) = (repository.to_string(), subject.to_string());
+        let artifact_type = artifact_type.map(str::to_string);
+        self.db
+            .read(async move |conn| {
+                conn.query(
+                    "SELECT m.digest, m.media_type, CAST(LENGTH(m.payload) AS BIGINT), m.artifact_type, m.annotations \
+                     FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                     WHERE r.name = $1 AND m.subject_digest = $2 AND ($3 IS NULL OR m.artifact_type = $3) \
+                     ORDER BY m.digest",
+                    &[
+                        Value::Text(&repository),
+                        Value::Text(&subject),
+                        artifact_type.as_deref().into(),
+                    ],
+                    |row| {
+                        Ok(Referrer {
+                            digest: parse_digest(row.get(0)?)?,
+                            media_type: row.get(1)?,
+                            size: size(row.get(2)?),
+                            artifact_type: row.get(3)?,
+                            annotations: row.get(4)?,
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
+}
