@@ -11,6 +11,7 @@ mod cli;
 mod gc;
 mod instances;
 mod manifests;
+mod metadata_stores;
 mod quotas;
 mod real_clients;
 mod retention;
