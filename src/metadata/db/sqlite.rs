@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
@@ -169,16 +169,16 @@ fn open_connection(path: &Path, writer: bool) -> MetadataResult<Connection> {
 
 /// Threads that each own a connection and take jobs from one queue.
 struct Worker {
-    /// `None` once closed.
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// `None` once closed. Read-locked by every job sent, so senders never wait on each other.
+    jobs: RwLock<Option<crossbeam_channel::Sender<Job>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     busy: Arc<AtomicU32>,
 }
 
 impl Worker {
     fn start(name: &str, connections: Vec<Connection>) -> MetadataResult<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        // A queue many threads take from, waking one of them per job.
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         let busy = Arc::new(AtomicU32::new(0));
         let threads = connections
             .into_iter()
@@ -187,11 +187,8 @@ impl Worker {
                 std::thread::Builder::new()
                     .name(name.into())
                     .spawn(move || {
-                        loop {
-                            // The lock is held only while this thread waits
-                            // for the next job, not while running it.
-                            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                            let Ok(job) = next else { break };
+                        // Ends when the queue is closed and empty.
+                        for job in queue {
                             busy.fetch_add(1, Ordering::Relaxed);
                             // A panicking job drops its reply (its caller
                             // sees an internal error) and leaves no
@@ -212,7 +209,7 @@ impl Worker {
             })
             .collect::<MetadataResult<Vec<_>>>()?;
         Ok(Self {
-            jobs: Mutex::new(Some(jobs)),
+            jobs: RwLock::new(Some(jobs)),
             threads: Mutex::new(threads),
             busy,
         })
@@ -226,7 +223,7 @@ impl Worker {
         let job: Job = Box::new(move |conn| {
             let _ = reply.send(job(conn));
         });
-        let sent = match self.jobs.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let sent = match self.jobs.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(jobs) => jobs.send(job).is_ok(),
             None => false,
         };
@@ -244,7 +241,7 @@ impl Worker {
 
     /// Lets queued jobs finish, then ends the threads (closing their connections).
     async fn close(&self) {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.jobs.write().unwrap_or_else(|p| p.into_inner()).take();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
