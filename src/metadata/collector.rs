@@ -176,13 +176,41 @@ async fn claim<T>(
     conn.query(&sql, params, each).await
 }
 
-/// Whether a row is there at all (when a claim skipped it: gone, or held by
-/// a concurrent transaction).
-async fn exists(conn: &mut Conn<'_>, sql: &str, params: &[Value<'_>]) -> MetadataResult<bool> {
-    Ok(conn
-        .query_optional(sql, params, |_| Ok(()))
-        .await?
-        .is_some())
+/// What a review finds of the row it is about.
+enum Target<T> {
+    /// Locked for this transaction: the review may judge it.
+    Held(T),
+    /// Held by a concurrent transaction (a push relying on it): the review
+    /// stays for a later pass.
+    Busy,
+    /// Gone: the review is moot.
+    Gone,
+}
+
+/// Takes the row `sql` selects for this transaction, without waiting.
+async fn take<T>(
+    conn: &mut Conn<'_>,
+    sql: &'static str,
+    key: &[Value<'_>],
+    each: impl FnMut(&super::db::Row<'_>) -> MetadataResult<T>,
+) -> MetadataResult<Target<T>> {
+    if let Some(row) = claim(conn, sql, key, each).await?.into_iter().next() {
+        return Ok(Target::Held(row));
+    }
+    let there = conn.query_optional(sql, key, |_| Ok(())).await?.is_some();
+    Ok(if there { Target::Busy } else { Target::Gone })
+}
+
+/// Takes a review item off its queue (`sql` deletes it by `key`).
+async fn done(
+    conn: &mut Conn<'_>,
+    sql: &str,
+    key: &[Value<'_>],
+    collected: &mut Collected,
+) -> MetadataResult<()> {
+    conn.execute(sql, key).await?;
+    collected.reviewed += 1;
+    Ok(())
 }
 
 async fn review_manifests(
@@ -199,53 +227,36 @@ async fn review_manifests(
         |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)),
     )
     .await?;
-    const MANIFEST: &str = "SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2";
     for (repository_id, digest) in due {
         let key = [Value::Int(repository_id), Value::Text(&digest)];
-        let locked = claim(conn, MANIFEST, &key, |row| row.get::<i64>(0)).await?;
-        let Some(&id) = locked.first() else {
-            // Gone (the review is moot), or a push holds it: then the
-            // review stays for a later pass.
-            if !exists(conn, MANIFEST, &key).await? {
-                drop_manifest_review(conn, repository_id, &digest).await?;
-                collected.reviewed += 1;
+        let manifest = "SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2";
+        match take(conn, manifest, &key, |row| row.get::<i64>(0)).await? {
+            Target::Busy => continue,
+            Target::Gone => {}
+            Target::Held(id) => {
+                // A fresh statement after taking the lock, so a tag or a
+                // parent committed meanwhile is seen.
+                let alive: bool = conn
+                    .scalar(
+                        "SELECT EXISTS (SELECT 1 FROM tags WHERE manifest_id = $1) \
+                         OR EXISTS (SELECT 1 FROM manifest_references WHERE child_id = $1) \
+                         OR EXISTS (SELECT 1 FROM manifests m JOIN manifests s \
+                                    ON s.repository_id = m.repository_id AND s.digest = m.subject_digest \
+                                    WHERE m.id = $1)",
+                        &[id.into()],
+                    )
+                    .await?;
+                if !alive {
+                    queue_dependents(conn, repository_id, id, &digest).await?;
+                    conn.execute("DELETE FROM manifests WHERE id = $1", &[id.into()])
+                        .await?;
+                    collected.manifests += 1;
+                }
             }
-            continue;
-        };
-        // A fresh statement after taking the lock, so a tag or a parent
-        // committed meanwhile is seen.
-        let alive: bool = conn
-            .scalar(
-                "SELECT EXISTS (SELECT 1 FROM tags WHERE manifest_id = $1) \
-                 OR EXISTS (SELECT 1 FROM manifest_references WHERE child_id = $1) \
-                 OR EXISTS (SELECT 1 FROM manifests m JOIN manifests s \
-                            ON s.repository_id = m.repository_id AND s.digest = m.subject_digest \
-                            WHERE m.id = $1)",
-                &[id.into()],
-            )
-            .await?;
-        if !alive {
-            queue_dependents(conn, repository_id, id, &digest).await?;
-            conn.execute("DELETE FROM manifests WHERE id = $1", &[id.into()])
-                .await?;
-            collected.manifests += 1;
         }
-        drop_manifest_review(conn, repository_id, &digest).await?;
-        collected.reviewed += 1;
+        let review = "DELETE FROM gc_manifest_reviews WHERE repository_id = $1 AND digest = $2";
+        done(conn, review, &key, collected).await?;
     }
-    Ok(())
-}
-
-async fn drop_manifest_review(
-    conn: &mut Conn<'_>,
-    repository_id: i64,
-    digest: &str,
-) -> MetadataResult<()> {
-    conn.execute(
-        "DELETE FROM gc_manifest_reviews WHERE repository_id = $1 AND digest = $2",
-        &[repository_id.into(), digest.into()],
-    )
-    .await?;
     Ok(())
 }
 
@@ -263,49 +274,34 @@ async fn review_blob_links(
         |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)),
     )
     .await?;
-    const LINK: &str =
-        "SELECT blob_digest FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2";
     for (repository_id, digest) in due {
         let key = [Value::Int(repository_id), Value::Text(&digest)];
-        if claim(conn, LINK, &key, |_| Ok(())).await?.is_empty() {
-            if !exists(conn, LINK, &key).await? {
-                drop_link_review(conn, repository_id, &digest).await?;
-                collected.reviewed += 1;
+        let link = "SELECT blob_digest FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2";
+        match take(conn, link, &key, |_| Ok(())).await? {
+            Target::Busy => continue,
+            Target::Gone => {}
+            Target::Held(()) => {
+                let used: bool = conn
+                    .scalar(
+                        "SELECT EXISTS (SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id \
+                         WHERE m.repository_id = $1 AND mb.blob_digest = $2)",
+                        &key,
+                    )
+                    .await?;
+                if !used {
+                    conn.execute(
+                        "DELETE FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2",
+                        &key,
+                    )
+                    .await?;
+                    queue_blob_review(conn, &digest).await?;
+                    collected.blob_links += 1;
+                }
             }
-            continue;
         }
-        let used: bool = conn
-            .scalar(
-                "SELECT EXISTS (SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id \
-                 WHERE m.repository_id = $1 AND mb.blob_digest = $2)",
-                &key,
-            )
-            .await?;
-        if !used {
-            conn.execute(
-                "DELETE FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2",
-                &key,
-            )
-            .await?;
-            queue_blob_review(conn, &digest).await?;
-            collected.blob_links += 1;
-        }
-        drop_link_review(conn, repository_id, &digest).await?;
-        collected.reviewed += 1;
+        let review = "DELETE FROM gc_blob_link_reviews WHERE repository_id = $1 AND digest = $2";
+        done(conn, review, &key, collected).await?;
     }
-    Ok(())
-}
-
-async fn drop_link_review(
-    conn: &mut Conn<'_>,
-    repository_id: i64,
-    digest: &str,
-) -> MetadataResult<()> {
-    conn.execute(
-        "DELETE FROM gc_blob_link_reviews WHERE repository_id = $1 AND digest = $2",
-        &[repository_id.into(), digest.into()],
-    )
-    .await?;
     Ok(())
 }
 
@@ -321,48 +317,41 @@ async fn review_blobs(
         |row| row.get(0),
     )
     .await?;
-    const BLOB: &str = "SELECT size, storage_key FROM blobs WHERE digest = $1";
     for digest in due {
         let key = [Value::Text(&digest)];
-        let locked = claim(conn, BLOB, &key, |row| {
-            Ok((row.get::<i64>(0)?, row.get::<Option<String>>(1)?))
-        })
-        .await?;
-        let Some((blob_size, storage_key)) = locked.into_iter().next() else {
-            if !exists(conn, BLOB, &key).await? {
-                drop_blob_review(conn, &digest).await?;
-                collected.reviewed += 1;
+        let blob = "SELECT size, storage_key FROM blobs WHERE digest = $1";
+        let each =
+            |row: &super::db::Row<'_>| Ok((row.get::<i64>(0)?, row.get::<Option<String>>(1)?));
+        match take(conn, blob, &key, each).await? {
+            Target::Busy => continue,
+            Target::Gone => {}
+            Target::Held((blob_size, storage_key)) => {
+                let linked: bool = conn
+                    .scalar(
+                        "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE blob_digest = $1) \
+                         OR EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = $1)",
+                        &key,
+                    )
+                    .await?;
+                if !linked {
+                    conn.execute("DELETE FROM blobs WHERE digest = $1", &key)
+                        .await?;
+                    if let Some(storage_key) = storage_key {
+                        add_garbage(conn, "blob", &storage_key, "").await?;
+                    }
+                    collected.blobs += 1;
+                    collected.bytes += size(blob_size);
+                }
             }
-            continue;
-        };
-        let linked: bool = conn
-            .scalar(
-                "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE blob_digest = $1) \
-                 OR EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = $1)",
-                &key,
-            )
-            .await?;
-        if !linked {
-            conn.execute("DELETE FROM blobs WHERE digest = $1", &key)
-                .await?;
-            if let Some(storage_key) = storage_key {
-                add_garbage(conn, "blob", &storage_key, "").await?;
-            }
-            collected.blobs += 1;
-            collected.bytes += size(blob_size);
         }
-        drop_blob_review(conn, &digest).await?;
-        collected.reviewed += 1;
+        done(
+            conn,
+            "DELETE FROM gc_blob_reviews WHERE digest = $1",
+            &key,
+            collected,
+        )
+        .await?;
     }
-    Ok(())
-}
-
-async fn drop_blob_review(conn: &mut Conn<'_>, digest: &str) -> MetadataResult<()> {
-    conn.execute(
-        "DELETE FROM gc_blob_reviews WHERE digest = $1",
-        &[digest.into()],
-    )
-    .await?;
     Ok(())
 }
 
