@@ -9,7 +9,8 @@ package, in strict mode (unknown fields are errors). Unlike the
 `kubernetes-validate` command line, a kind or apiVersion without a schema is
 an error, not a warning. Then the manifests are checked against each other:
 selectors match pod labels, referenced ConfigMaps/Secrets/Services/ports
-exist, kustomization.yaml lists every file, BERTH_* keys are real settings.
+exist, kustomization.yaml lists every file, BERTH_* keys are current settings
+(the variables of the settings table in README.md).
 
 `compose`: structural checks that the JSON schema (run separately with
 check-jsonschema) cannot do: build contexts, Dockerfile targets and bind-mounted
@@ -22,6 +23,7 @@ Prints one line per problem and exits 1 if there was any.
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
 from pathlib import Path
@@ -41,29 +43,61 @@ def ok(message: str) -> None:
     print(f"ok    {message}")
 
 
+SETTINGS_TABLE = "| setting | env | flag | default |"
+
+
 def berth_setting_names() -> set[str] | None:
-    """The BERTH_* variables Berth reads, from SETTING_NAMES in src/config.rs."""
-    config = REPO_ROOT / "src" / "config.rs"
+    """The BERTH_* variables Berth reads: the env column of README.md's
+    settings table (Berth derives them from its settings; a unit test in
+    src/config.rs keeps the table equal to what it derives)."""
     try:
-        text = config.read_text()
+        text = (REPO_ROOT / "README.md").read_text()
     except OSError:
         return None
-    match = re.search(r"SETTING_NAMES:\s*\[&str;\s*\d+\]\s*=\s*\[(.*?)\];", text, re.S)
-    if not match:
+    if SETTINGS_TABLE not in text:
         return None
-    names = {"BERTH_" + n.upper() for n in re.findall(r'"([a-z_]+)"', match.group(1))}
+    rows = text.split(SETTINGS_TABLE, 1)[1].splitlines()[2:]
+    names = set()
+    for row in rows:
+        if not row.startswith("|"):
+            break
+        env = row.split("|")[2]
+        names.update(re.findall(r"`(BERTH_[A-Z0-9_]+)`", env))
     names.add("BERTH_CONFIG")  # read by the command line, not by the settings loader
     return names
+
+
+def berth_old_names() -> dict[str, str]:
+    """Old flat variables and their names now (BERTH_STORAGE ->
+    BERTH_STORAGE_LOCATION), from LEGACY in src/config.rs."""
+    try:
+        text = (REPO_ROOT / "src" / "config.rs").read_text()
+    except OSError:
+        return {}
+    match = re.search(r"pub const LEGACY:[^=]*=\s*\[(.*?)\];", text, re.S)
+    if not match:
+        return {}
+    pairs = re.findall(r'\("([a-z0-9_]+)",\s*"([a-z0-9_.]+)"\)', match.group(1))
+    return {"BERTH_" + old.upper(): "BERTH_" + new.replace(".", "_").upper() for old, new in pairs}
 
 
 def check_berth_env_keys(where: str, keys: set[str]) -> None:
     known = berth_setting_names()
     if known is None:
-        print(f"warn  {where}: SETTING_NAMES not found in src/config.rs; BERTH_* names not checked")
+        print(f"warn  {where}: the settings table not found in README.md; BERTH_* names not checked")
         return
+    old_names = berth_old_names()
     for key in sorted(k for k in keys if k.startswith("BERTH_")):
-        if key not in known:
-            error(where, f"{key} is not a Berth setting (known: {', '.join(sorted(known))})")
+        if key in known:
+            continue
+        # An old flat name still works, with a warning at start-up; the
+        # deployment files use the current ones.
+        if key in old_names:
+            error(where, f"{key} is an old name (still read, with a warning): use {old_names[key]}")
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(known))}"
+        error(where, f"{key} is not a Berth setting ({hint})")
 
 
 # ---------------------------------------------------------------- Kubernetes
@@ -297,7 +331,7 @@ def check_compose(compose_file: Path) -> None:
     if len(berth) < 2:
         error(compose_file, f"expected at least two Berth services built from docker/Dockerfile, found {sorted(berth)}")
     envs = {name: env_keys(s) for name, s in berth.items()}
-    required = {"BERTH_DATABASE_URL", "BERTH_STORAGE", "BERTH_PUBLIC_URL", "BERTH_ADMIN_PASSWORD",
+    required = {"BERTH_DATABASE_URL", "BERTH_STORAGE_LOCATION", "BERTH_PUBLIC_URL", "BERTH_AUTH_ADMIN_PASSWORD",
                 "AWS_ENDPOINT", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     for name, env in envs.items():
         where = f"{compose_file.name}: service {name}"
@@ -306,8 +340,8 @@ def check_compose(compose_file: Path) -> None:
         check_berth_env_keys(where, set(env))
         if not env.get("BERTH_DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
             error(where, "BERTH_DATABASE_URL must be a postgres:// URL (instances share the database)")
-        if not env.get("BERTH_STORAGE", "").startswith("s3://"):
-            error(where, "BERTH_STORAGE must be an s3:// URL (instances share the blobs)")
+        if not env.get("BERTH_STORAGE_LOCATION", "").startswith("s3://"):
+            error(where, "BERTH_STORAGE_LOCATION must be an s3:// URL (instances share the blobs)")
     if len({tuple(sorted(e.items())) for e in envs.values()}) > 1:
         error(compose_file, f"the Berth services {sorted(envs)} have different environments")
     if berth:

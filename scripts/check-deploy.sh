@@ -85,7 +85,7 @@ info "Compose file: structure"
 if docker compose version >/dev/null 2>&1; then
     info "Compose file: docker compose config"
     # A placeholder for the one variable the file requires from the environment.
-    BERTH_ADMIN_PASSWORD="${BERTH_ADMIN_PASSWORD:-check-deploy-placeholder}" \
+    BERTH_AUTH_ADMIN_PASSWORD="${BERTH_AUTH_ADMIN_PASSWORD:-check-deploy-placeholder}" \
         docker compose --file "$COMPOSE_FILE" config --quiet || failed+=("docker compose config")
 else
     info "Compose file: docker compose plugin not installed, \`docker compose config\` skipped"

@@ -5,14 +5,18 @@
 //!
 //! Runs in every instance as background work and as `berth gc`; several
 //! collectors at once never take the same item (see `metadata/collector.rs`).
-//! Calls `metadata`, `storage`, `policy` (retention) and `metrics`.
+//! Calls `metadata`, `storage`, `policy` (retention) and `metrics`; owns
+//! the `[gc]` settings.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use crate::metadata::{Collected, CollectorStore, Garbage, MetadataError, PolicyStore};
 use crate::metrics::Metrics;
 use crate::policy::retention;
+use crate::setting::Invalid;
 use crate::storage::{BlobStore, StagedUpload};
 
 /// Review items handled per transaction: small enough that a push never
@@ -37,6 +41,52 @@ impl Default for GcConfig {
             grace: Duration::from_secs(24 * 3600),
             upload_expiry: Duration::from_secs(24 * 3600),
         }
+    }
+}
+
+/// `[gc]` as a file or the environment spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcSettings {
+    /// How often each instance collects garbage (e.g. `10m`), or `off`.
+    #[serde(with = "crate::setting::duration_or_off")]
+    pub interval: Option<Duration>,
+    /// How long something stays unreferenced before it is collected (e.g. `24h`; `0s` is safe).
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// How long an upload may stay idle before it expires (e.g. `24h`).
+    #[serde(with = "humantime_serde")]
+    pub upload_expiry: Duration,
+}
+
+impl Default for GcSettings {
+    fn default() -> Self {
+        let GcConfig {
+            interval,
+            grace,
+            upload_expiry,
+        } = GcConfig::default();
+        Self {
+            interval,
+            grace,
+            upload_expiry,
+        }
+    }
+}
+
+impl GcSettings {
+    pub fn check(self) -> Result<GcConfig, Invalid> {
+        if self.interval.is_some_and(|i| i.is_zero()) {
+            return Err(Invalid::new(
+                "interval",
+                "use a positive duration, or `off`",
+            ));
+        }
+        Ok(GcConfig {
+            interval: self.interval,
+            grace: self.grace,
+            upload_expiry: self.upload_expiry,
+        })
     }
 }
 
@@ -233,5 +283,29 @@ impl Collector {
                 }
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_check_into_the_config() {
+        let config = GcSettings::default().check().unwrap();
+        assert_eq!(config.interval, Some(Duration::from_secs(600)));
+        assert_eq!(config.grace, Duration::from_secs(24 * 3600));
+        assert_eq!(config.upload_expiry, Duration::from_secs(24 * 3600));
+        let off = GcSettings {
+            interval: None,
+            grace: Duration::ZERO,
+            ..GcSettings::default()
+        };
+        assert_eq!(off.check().unwrap().interval, None);
+        let zero = GcSettings {
+            interval: Some(Duration::ZERO),
+            ..GcSettings::default()
+        };
+        assert_eq!(zero.check().unwrap_err().key, "interval");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The direction of calls: `{http, cli} → {registry, auth, policy, admin, gc}
 //! → {metadata, storage} → oci`. `config` and `server` wire the pieces
-//! together at start-up; ARCHITECTURE.md draws the map.
+//! together at start-up (each module owning a settings section checks it,
+//! with the leaf `setting`); ARCHITECTURE.md draws the map.
 
 pub mod admin;
 pub mod auth;
@@ -16,4 +17,5 @@ pub mod oci;
 pub mod policy;
 pub mod registry;
 pub mod server;
+pub mod setting;
 pub mod storage;

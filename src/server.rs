@@ -79,7 +79,7 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
         ))
     } else {
         tracing::warn!(
-            "authentication is switched off (auth = \"none\"): anyone may push, pull and delete"
+            "authentication is switched off (auth.mode = \"none\"): anyone may push, pull and delete"
         );
         None
     };

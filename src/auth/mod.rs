@@ -11,6 +11,7 @@ pub mod keys;
 pub mod limiter;
 pub mod scope;
 pub mod secret;
+pub mod settings;
 pub mod token;
 
 use std::net::IpAddr;
@@ -23,6 +24,7 @@ use crate::policy::{Policies, visibility::is_public};
 use keys::{KeyError, KeyRing};
 use limiter::{Limits, LoginLimiter};
 use scope::{Access, Actions, Scope, ScopePattern};
+pub use settings::{AuthMode, AuthSettings};
 use token::{Claims, Issued, TokenError, TokenIssuer};
 
 /// The authentication settings, after checking.

@@ -84,7 +84,7 @@ enum TopCommand {
         /// Report what would be collected, and how many bytes, without deleting.
         #[arg(long)]
         dry_run: bool,
-        /// Override `gc_grace` for this pass, e.g. 0s.
+        /// Override `gc.grace` for this pass, e.g. 0s.
         #[arg(long, value_name = "DURATION")]
         grace: Option<String>,
     },
@@ -144,6 +144,9 @@ pub fn main() -> ExitCode {
     };
     // Flushes what is left of the logs on exit.
     let _logs = init_logging(config.log_format);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let result = match cli.command {
         TopCommand::Serve { .. } => runtime.block_on(serve(config)),

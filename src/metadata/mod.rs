@@ -5,7 +5,8 @@
 //! retention) and the garbage collector's queues, kept in SQL.
 //!
 //! Called by `registry`, `auth`, `policy`, `admin` and `gc`; calls nothing
-//! else in the crate but `oci`. Each store below is a handle on one
+//! else in the crate but `oci` (and `setting`, for the `[database]`
+//! settings in `settings.rs`). Each store below is a handle on one
 //! database offering whole operations, each atomic by itself (its own
 //! transaction where it writes more than one row), so callers never hold a
 //! transaction across an await on the network or on blob storage.
@@ -35,6 +36,7 @@ mod error;
 mod manifests;
 mod policy;
 mod repositories;
+mod settings;
 mod uploads;
 
 pub use accounts::*;
@@ -45,6 +47,7 @@ pub use error::{MetadataError, MetadataResult};
 pub use manifests::*;
 pub use policy::*;
 pub use repositories::*;
+pub use settings::{DatabaseConfig, DatabaseSettings};
 pub use uploads::*;
 
 use db::Db;

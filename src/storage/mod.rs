@@ -1,7 +1,8 @@
 //! The blob store: bytes addressed by digest, plus the staging area where
 //! uploads are assembled. It knows nothing of repositories or tags.
 //!
-//! Called by `registry`; calls nothing else in the crate but `oci`. The
+//! Called by `registry`; calls nothing else in the crate but `oci` (and
+//! `setting`, for the `[storage]` and `[s3]` settings in `settings.rs`). The
 //! contract every implementation keeps: a blob becomes visible under its
 //! digest only by an atomic commit of fully received staging data, so a
 //! reader never sees a partial blob.
@@ -10,6 +11,7 @@ mod direct_io;
 mod filesystem;
 mod metered;
 mod s3;
+mod settings;
 
 use std::io;
 use std::pin::Pin;
@@ -24,6 +26,7 @@ use crate::oci::range::ByteRange;
 pub use filesystem::FilesystemBlobStore;
 pub use metered::MeteredBlobStore;
 pub use s3::{S3BlobStore, S3Config};
+pub use settings::{S3Settings, StorageConfig, StorageSettings};
 
 /// A stream of body bytes, from a client or from storage.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;

@@ -2,8 +2,7 @@
 //! `server::run` that `berth serve` uses) in-process on a random port,
 //! against SQLite in a temporary directory or a fresh PostgreSQL database.
 
-use berth::auth::AuthConfig;
-use berth::config::{Config, StorageConfig};
+use berth::config::{Config, Settings};
 use reqwest::{Method, RequestBuilder, Response};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -163,39 +162,35 @@ impl TestApp {
             Backend::Sqlite => None,
             Backend::Postgres | Backend::S3 => Some(PostgresDatabase::create().await),
         };
-        let storage = match backend {
-            Backend::S3 => StorageConfig::S3(s3_config()),
-            _ => StorageConfig::Filesystem(data_dir.join("blobs")),
-        };
-        let database_url = match &database {
-            Some(db) => db.url.clone(),
-            None => format!("sqlite:{}", data_dir.join("berth.db").display()),
-        };
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            database_url,
-            storage,
-            fsync: true,
-            public_url: None,
-            database_max_connections: 8,
-            log_format: berth::config::LogFormat::Text,
-            // Tests run passes themselves; the soak test turns this on.
-            gc: berth::gc::GcConfig {
-                interval: None,
-                ..Default::default()
-            },
+        // What ships, with what a test needs changed; checked as `berth serve` checks it.
+        let mut settings = Settings {
+            data_dir: data_dir.clone(),
+            listen: "127.0.0.1:0".into(),
             shutdown_timeout: std::time::Duration::from_secs(10),
-            auth: AuthConfig {
-                enabled: false,
-                token_lifetime: std::time::Duration::from_secs(300),
-                signing_key_file: None,
-                service: "berth-test".into(),
-                issuer: "berth".into(),
-                admin_password: None,
-                login_limits: Default::default(),
-            },
+            ..Settings::default()
         };
-        let mut config = config;
+        // SQLite (the default) in the data dir, or the test's own database.
+        settings.database.url = database.as_ref().map(|db| db.url.clone());
+        // Blobs under the data dir (the default), or under a fresh S3 prefix.
+        if backend == Backend::S3 {
+            let s3 = s3_config();
+            settings.storage.location = Some(format!("s3://{}/{}", s3.bucket, s3.prefix));
+            settings.s3 = berth::storage::S3Settings {
+                endpoint: s3.endpoint,
+                region: s3.region,
+                access_key_id: s3.access_key_id,
+                secret_access_key: s3.secret_access_key,
+                allow_http: s3.allow_http,
+                virtual_hosted_style: s3.virtual_hosted_style,
+                part_size: bytesize::ByteSize::b(s3.part_size),
+                redirect: s3.redirect,
+            };
+        }
+        // Tests run passes themselves; the soak test turns this on.
+        settings.gc.interval = None;
+        settings.auth.mode = berth::auth::AuthMode::Off;
+        settings.auth.token_service = Some("berth-test".into());
+        let mut config = settings.check().expect("the test settings are valid");
         configure(&mut config);
         let mut app = TestApp {
             base: String::new(),
