@@ -158,6 +158,9 @@ async fn start_berth(fsync: bool) -> Target {
     let mut child = Command::new(binary.as_deref().unwrap_or(env!("CARGO_BIN_EXE_berth")))
         .arg("serve")
         .current_dir(dir.path())
+        // The flat names from before settings had sections: every build
+        // reads them (newer ones with a warning), so `BERTH_BENCH_BIN` can
+        // run an older build in turns with this one.
         .env("BERTH_FSYNC", fsync.to_string())
         .env("BERTH_LISTEN", "127.0.0.1:0")
         .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)

@@ -10,7 +10,7 @@
 # 2. Builds the `runtime-from-binary` target of docker/Dockerfile on that base
 #    (--build-arg RUNTIME_BASE=...), with the legacy builder by default
 #    (BERTH_TEST_BUILDKIT=1 uses BuildKit, which needs the buildx plugin).
-# 3. Runs the image on a free port of 127.0.0.1 with BERTH_ADMIN_PASSWORD,
+# 3. Runs the image on a free port of 127.0.0.1 with BERTH_AUTH_ADMIN_PASSWORD,
 #    waits for /healthz, checks /readyz, the 401 Bearer challenge, that it runs
 #    as uid 10001, then `docker login`, push, remove, pull back (with a private
 #    DOCKER_CONFIG), checks the data landed in the /data volume and that the
@@ -150,7 +150,7 @@ info "image user: $user"
 
 # ---------------------------------------------------------------- 3. run it
 docker run --detach --name "$CONTAINER" \
-    --env "BERTH_ADMIN_PASSWORD=$ADMIN_PASSWORD" \
+    --env "BERTH_AUTH_ADMIN_PASSWORD=$ADMIN_PASSWORD" \
     --publish 127.0.0.1::5000 \
     "$IMAGE" >/dev/null || die "docker run failed"
 container_started=1

@@ -324,7 +324,7 @@ async fn json_access_logs_name_the_subject_and_never_a_secret() {
         .args(["serve"])
         .env("BERTH_LISTEN", "127.0.0.1:0")
         .env("BERTH_LOG_FORMAT", "json")
-        .env("BERTH_ADMIN_PASSWORD", password)
+        .env("BERTH_AUTH_ADMIN_PASSWORD", password)
         .current_dir(cwd.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

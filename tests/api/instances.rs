@@ -48,9 +48,9 @@ pub async fn start_instances_with(
             .env("NO_COLOR", "1")
             .env("BERTH_LISTEN", "127.0.0.1:0")
             .env("BERTH_DATABASE_URL", database_url)
-            .env("BERTH_STORAGE", storage)
-            .env("BERTH_ADMIN_PASSWORD", ADMIN.1)
-            .env("BERTH_TOKEN_SERVICE", "berth-instances")
+            .env("BERTH_STORAGE_LOCATION", storage)
+            .env("BERTH_AUTH_ADMIN_PASSWORD", ADMIN.1)
+            .env("BERTH_AUTH_TOKEN_SERVICE", "berth-instances")
             // Only the standard variables: they must be enough.
             .env("AWS_ENDPOINT", s3.endpoint.clone().unwrap())
             .env("AWS_REGION", "us-east-1")

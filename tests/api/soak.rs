@@ -302,7 +302,7 @@ async fn soak_on_two_instances_sharing_postgres_and_s3() {
     // A final pass with the `berth gc` command, as an operator would run it.
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["--database-url", &database.url, "gc", "--grace", "0s"])
-        .env("BERTH_STORAGE", &storage)
+        .env("BERTH_STORAGE_LOCATION", &storage)
         .env("AWS_ENDPOINT", s3.endpoint.clone().unwrap())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", s3.access_key_id.clone().unwrap())
