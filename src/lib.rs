@@ -1,7 +1,8 @@
 //! Berth, an OCI container image registry.
 //!
 //! The direction of calls: `http → {registry, auth} → {metadata, storage} → oci`.
-//! `config` and `server` wire the pieces together at start-up.
+//! `config` and `server` wire the pieces together at start-up; `sync` holds
+//! small concurrency utilities any layer may use, and uses none.
 
 pub mod auth;
 pub mod config;
@@ -14,3 +15,4 @@ pub mod registry;
 pub mod retention;
 pub mod server;
 pub mod storage;
+pub mod sync;
