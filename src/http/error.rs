@@ -83,7 +83,6 @@ fn storage_error(error: StorageError) -> ApiError {
         StorageError::NotFound | StorageError::Io(_) | StorageError::Unavailable(_) => {
             ApiError::internal(ErrorCode::Unavailable, &error)
         }
-        StorageError::Unsupported => ApiError::internal(ErrorCode::Internal, &error),
     }
 }
 

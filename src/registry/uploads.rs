@@ -351,49 +351,46 @@ impl Registry {
         saved_offset: u64,
         digest: &Digest,
     ) -> RegistryResult<BlobStat> {
-        match self.rehash_staged(&session, digest.algorithm()).await {
-            Ok(actual) if actual == *digest => {
+        if self.blobs.capabilities().reads_staged_uploads {
+            let actual = self.rehash_staged(&session, digest.algorithm()).await?;
+            if actual == *digest {
                 let key = self
                     .blobs
                     .commit_upload(&staged(&session), session.received, digest)
                     .await?;
-                self.record_blob(repository, &session, saved_offset, digest, key)
-                    .await
+                return self
+                    .record_blob(repository, &session, saved_offset, digest, key)
+                    .await;
             }
-            Ok(actual) => {
-                self.discard(repository, &session).await;
-                Err(RegistryError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                })
-            }
-            Err(RegistryError::Storage(StorageError::Unsupported)) => {
-                let key = self
-                    .blobs
-                    .commit_upload(&staged(&session), session.received, digest)
-                    .await?;
-                let mut hasher = BlobHasher::new(digest.algorithm());
-                let mut stream = self.blobs.get(&key, None).await?;
-                while let Some(bytes) = stream.next().await {
-                    hasher.update(&bytes.map_err(StorageError::Io)?);
-                }
-                let actual = hasher.finish();
-                if actual == *digest {
-                    return self
-                        .record_blob(repository, &session, saved_offset, digest, key)
-                        .await;
-                }
-                if let Err(e) = self.blobs.delete(&key).await {
-                    tracing::warn!(key, error = %e, "could not remove a blob that failed verification");
-                }
-                self.discard(repository, &session).await;
-                Err(RegistryError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                })
-            }
-            Err(e) => Err(e),
+            self.discard(repository, &session).await;
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
+        let key = self
+            .blobs
+            .commit_upload(&staged(&session), session.received, digest)
+            .await?;
+        let mut hasher = BlobHasher::new(digest.algorithm());
+        let mut stream = self.blobs.get(&key, None).await?;
+        while let Some(bytes) = stream.next().await {
+            hasher.update(&bytes.map_err(StorageError::Io)?);
+        }
+        let actual = hasher.finish();
+        if actual == *digest {
+            return self
+                .record_blob(repository, &session, saved_offset, digest, key)
+                .await;
+        }
+        if let Err(e) = self.blobs.delete(&key).await {
+            tracing::warn!(key, error = %e, "could not remove a blob that failed verification");
+        }
+        self.discard(repository, &session).await;
+        Err(RegistryError::DigestMismatch {
+            expected: digest.clone(),
+            actual,
+        })
     }
 
     async fn rehash_staged(

@@ -548,8 +548,11 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 #[async_trait]
 impl BlobStore for FilesystemBlobStore {
-    fn min_chunk_size(&self) -> Option<u64> {
-        None
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            min_chunk_size: None,
+            reads_staged_uploads: true,
+        }
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

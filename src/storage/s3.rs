@@ -248,8 +248,12 @@ impl S3BlobStore {
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
-    fn min_chunk_size(&self) -> Option<u64> {
-        Some(self.part_size as u64)
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            min_chunk_size: Some(self.part_size as u64),
+            // Parts of an unfinished multipart upload cannot be read back.
+            reads_staged_uploads: false,
+        }
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
@@ -337,8 +341,11 @@ impl BlobStore for S3BlobStore {
         _upload: &StagedUpload,
         _len: u64,
     ) -> Result<ByteStream, StorageError> {
-        // Parts of an unfinished multipart upload cannot be read back.
-        Err(StorageError::Unsupported)
+        // Never called: the capabilities say staging cannot be read back.
+        Err(StorageError::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the parts of an unfinished S3 multipart upload cannot be read back",
+        )))
     }
 
     async fn commit_upload(
