@@ -6,7 +6,6 @@
 //! blob becomes visible under its digest only by an atomic commit of fully
 //! received staging data, so a reader never sees a partial blob.
 
-mod direct_io;
 mod filesystem;
 mod metered;
 mod s3;
