@@ -7,6 +7,7 @@
 //! received staging data, so a reader never sees a partial blob.
 
 mod filesystem;
+mod memory;
 mod metered;
 mod s3;
 
@@ -21,6 +22,7 @@ use crate::oci::Digest;
 use crate::oci::range::ByteRange;
 
 pub use filesystem::FilesystemBlobStore;
+pub use memory::MemoryBlobStore;
 pub use metered::MeteredBlobStore;
 pub use s3::{S3BlobStore, S3Config};
 
