@@ -358,7 +358,21 @@ impl BlobStore for S3BlobStore {
         let key = Self::data_key(&upload.id);
         let path = self.path(&key);
         let mut tail = BytesMut::new();
-        self.read_tail(&state, &mut tail).await?;
+        match self.read_tail(&state, &mut tail).await {
+            Ok(()) => {}
+            // A retried commit: the first one completed the object and
+            // removed the tail with the rest of the staging.
+            Err(StorageError::StagingLost { .. })
+                if self
+                    .store
+                    .head(&path)
+                    .await
+                    .is_ok_and(|meta| meta.size == len) =>
+            {
+                return Ok(key);
+            }
+            Err(e) => return Err(e),
+        }
         let committed = match &state.multipart_id {
             // Small blob: one plain PUT of the tail.
             None => self
