@@ -4,7 +4,8 @@
 //! Called by `registry`; calls nothing else in the crate but `oci` (and the
 //! shared utilities of `sync`). The contract every implementation keeps: a
 //! blob becomes visible under its digest only by an atomic commit of fully
-//! received staging data, so a reader never sees a partial blob.
+//! received staging data, so a reader never sees a partial blob. One
+//! behaviour suite (`tests/api/blob_stores.rs`) holds every store to it.
 
 mod filesystem;
 mod memory;
