@@ -3,7 +3,8 @@
 //! The direction of calls: `{http, cli} → {registry, auth, policy, admin, gc}
 //! → {metadata, storage} → oci`. `config` and `server` wire the pieces
 //! together at start-up (each module owning a settings section checks it,
-//! with the leaf `setting`); ARCHITECTURE.md draws the map.
+//! with the leaf `setting`); `sync` holds small concurrency utilities any
+//! layer may use, and uses none. ARCHITECTURE.md draws the map.
 
 pub mod admin;
 pub mod auth;
@@ -19,3 +20,4 @@ pub mod registry;
 pub mod server;
 pub mod setting;
 pub mod storage;
+pub mod sync;

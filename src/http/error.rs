@@ -92,7 +92,6 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound | StorageError::Io(_) | StorageError::Unavailable(_) => {
                 ApiError::internal(ErrorCode::Unavailable, &error)
             }
-            StorageError::Unsupported => ApiError::internal(ErrorCode::Internal, &error),
         }
     }
 }

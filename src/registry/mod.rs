@@ -51,7 +51,7 @@ impl Registry {
     }
 
     pub fn min_chunk_size(&self) -> Option<u64> {
-        self.blobs.min_chunk_size()
+        self.blobs.capabilities().min_chunk_size
     }
 
     /// Checks that both stores answer.

@@ -7,9 +7,6 @@
 //! never by reading the blob back (except to check an algorithm other than
 //! the one the session hashed with).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
-
 use futures_util::StreamExt;
 
 use super::{BlobStat, Registry, RegistryError, RegistryResult};
@@ -17,6 +14,7 @@ use crate::metadata::{BlobCommit, NewBlob, QuotaExceeded, UploadSession};
 use crate::oci::range::ByteRange;
 use crate::oci::{Algorithm, BlobHasher, Digest, RepositoryName};
 use crate::storage::{AppendError, ByteStream, StagedUpload, StorageError};
+use crate::sync::KeyedLocks;
 
 /// Where an upload stands, as reported to the client.
 #[derive(Debug, Clone)]
@@ -35,23 +33,7 @@ pub struct ChunkBody {
 /// Serializes requests on one session within this process, so two racing
 /// chunks never write the same staging bytes; across processes the offset
 /// compare-and-set in the metadata store decides.
-#[derive(Default)]
-pub(super) struct UploadLocks(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
-
-impl UploadLocks {
-    fn get(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.0.lock().expect("upload lock map poisoned");
-        if let Some(lock) = locks.get(id).and_then(Weak::upgrade) {
-            return lock;
-        }
-        if locks.len() >= 1024 {
-            locks.retain(|_, lock| lock.strong_count() > 0);
-        }
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        locks.insert(id.to_string(), Arc::downgrade(&lock));
-        lock
-    }
-}
+pub(super) type UploadLocks = KeyedLocks<tokio::sync::Mutex<()>>;
 
 fn staged(session: &UploadSession) -> StagedUpload {
     StagedUpload {
@@ -369,49 +351,46 @@ impl Registry {
         saved_offset: u64,
         digest: &Digest,
     ) -> RegistryResult<BlobStat> {
-        match self.rehash_staged(&session, digest.algorithm()).await {
-            Ok(actual) if actual == *digest => {
+        if self.blobs.capabilities().reads_staged_uploads {
+            let actual = self.rehash_staged(&session, digest.algorithm()).await?;
+            if actual == *digest {
                 let key = self
                     .blobs
                     .commit_upload(&staged(&session), session.received, digest)
                     .await?;
-                self.record_blob(repository, &session, saved_offset, digest, key)
-                    .await
+                return self
+                    .record_blob(repository, &session, saved_offset, digest, key)
+                    .await;
             }
-            Ok(actual) => {
-                self.discard(repository, &session).await;
-                Err(RegistryError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                })
-            }
-            Err(RegistryError::Storage(StorageError::Unsupported)) => {
-                let key = self
-                    .blobs
-                    .commit_upload(&staged(&session), session.received, digest)
-                    .await?;
-                let mut hasher = BlobHasher::new(digest.algorithm());
-                let mut stream = self.blobs.get(&key, None).await?;
-                while let Some(bytes) = stream.next().await {
-                    hasher.update(&bytes.map_err(StorageError::Io)?);
-                }
-                let actual = hasher.finish();
-                if actual == *digest {
-                    return self
-                        .record_blob(repository, &session, saved_offset, digest, key)
-                        .await;
-                }
-                if let Err(e) = self.blobs.delete(&key).await {
-                    tracing::warn!(key, error = %e, "could not remove a blob that failed verification");
-                }
-                self.discard(repository, &session).await;
-                Err(RegistryError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                })
-            }
-            Err(e) => Err(e),
+            self.discard(repository, &session).await;
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
+        let key = self
+            .blobs
+            .commit_upload(&staged(&session), session.received, digest)
+            .await?;
+        let mut hasher = BlobHasher::new(digest.algorithm());
+        let mut stream = self.blobs.get(&key, None).await?;
+        while let Some(bytes) = stream.next().await {
+            hasher.update(&bytes.map_err(StorageError::Io)?);
+        }
+        let actual = hasher.finish();
+        if actual == *digest {
+            return self
+                .record_blob(repository, &session, saved_offset, digest, key)
+                .await;
+        }
+        if let Err(e) = self.blobs.delete(&key).await {
+            tracing::warn!(key, error = %e, "could not remove a blob that failed verification");
+        }
+        self.discard(repository, &session).await;
+        Err(RegistryError::DigestMismatch {
+            expected: digest.clone(),
+            actual,
+        })
     }
 
     async fn rehash_staged(

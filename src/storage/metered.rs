@@ -43,8 +43,8 @@ impl MeteredBlobStore {
 
 #[async_trait]
 impl BlobStore for MeteredBlobStore {
-    fn min_chunk_size(&self) -> Option<u64> {
-        self.inner.min_chunk_size()
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
@@ -79,9 +79,6 @@ impl BlobStore for MeteredBlobStore {
         len: u64,
     ) -> Result<ByteStream, StorageError> {
         let result = self.inner.read_upload(upload, len).await;
-        if matches!(result, Err(StorageError::Unsupported)) {
-            return result;
-        }
         self.observe("read_upload", result)
     }
 

@@ -1,14 +1,15 @@
 //! The blob store: bytes addressed by digest, plus the staging area where
 //! uploads are assembled. It knows nothing of repositories or tags.
 //!
-//! Called by `registry`; calls nothing else in the crate but `oci` (and
-//! `setting`, for the `[storage]` and `[s3]` settings in `settings.rs`). The
-//! contract every implementation keeps: a blob becomes visible under its
-//! digest only by an atomic commit of fully received staging data, so a
-//! reader never sees a partial blob.
+//! Called by `registry`; calls nothing else in the crate but `oci` (and the
+//! leaves `sync`, and `setting` for the `[storage]` and `[s3]` settings in
+//! `settings.rs`). The contract every implementation keeps: a blob becomes
+//! visible under its digest only by an atomic commit of fully received
+//! staging data, so a reader never sees a partial blob. One behaviour suite
+//! (`tests/api/blob_stores.rs`) holds every store to it.
 
-mod direct_io;
 mod filesystem;
+mod memory;
 mod metered;
 mod s3;
 mod settings;
@@ -24,6 +25,7 @@ use crate::oci::Digest;
 use crate::oci::range::ByteRange;
 
 pub use filesystem::FilesystemBlobStore;
+pub use memory::MemoryBlobStore;
 pub use metered::MeteredBlobStore;
 pub use s3::{S3BlobStore, S3Config};
 pub use settings::{S3Settings, StorageConfig, StorageSettings};
@@ -44,9 +46,19 @@ pub enum StorageError {
     /// The store could not be reached or refused the request (after retries).
     #[error("blob store unavailable: {0}")]
     Unavailable(String),
-    /// The store cannot do this (e.g. read back an unfinished S3 upload).
-    #[error("not supported by this blob store")]
-    Unsupported,
+}
+
+/// What a blob store can do, stated up front so that callers choose their
+/// way instead of trying a call and matching its failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The smallest chunk (except the last) the store can take, if any: S3's
+    /// multipart part size. Announced to clients as `OCI-Chunk-Min-Length`.
+    pub min_chunk_size: Option<u64>,
+    /// Whether staged bytes can be read back before the commit
+    /// ([`BlobStore::read_upload`]). The filesystem can; S3 cannot, as the
+    /// parts of a multipart upload cannot be read before it is completed.
+    pub reads_staged_uploads: bool,
 }
 
 /// Why appending to an upload stopped.
@@ -76,9 +88,8 @@ pub struct Appended {
 
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// The smallest chunk (except the last) this store can take, if any;
-    /// announced to clients as `OCI-Chunk-Min-Length`.
-    fn min_chunk_size(&self) -> Option<u64>;
+    /// What this store can do; the same for the store's whole life.
+    fn capabilities(&self) -> Capabilities;
 
     /// Succeeds when the store can be reached.
     async fn ping(&self) -> Result<(), StorageError>;
@@ -100,6 +111,10 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Reads back the first `len` staged bytes (used only to verify a digest
     /// with an algorithm other than the one hashed while streaming).
+    ///
+    /// Call it only on a store whose [`Capabilities::reads_staged_uploads`]
+    /// is set; one that cannot read staging back may fail with any error
+    /// (an I/O error saying so).
     async fn read_upload(
         &self,
         upload: &StagedUpload,

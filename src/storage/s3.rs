@@ -248,8 +248,12 @@ impl S3BlobStore {
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
-    fn min_chunk_size(&self) -> Option<u64> {
-        Some(self.part_size as u64)
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            min_chunk_size: Some(self.part_size as u64),
+            // Parts of an unfinished multipart upload cannot be read back.
+            reads_staged_uploads: false,
+        }
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
@@ -337,8 +341,11 @@ impl BlobStore for S3BlobStore {
         _upload: &StagedUpload,
         _len: u64,
     ) -> Result<ByteStream, StorageError> {
-        // Parts of an unfinished multipart upload cannot be read back.
-        Err(StorageError::Unsupported)
+        // Never called: the capabilities say staging cannot be read back.
+        Err(StorageError::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the parts of an unfinished S3 multipart upload cannot be read back",
+        )))
     }
 
     async fn commit_upload(
@@ -351,7 +358,21 @@ impl BlobStore for S3BlobStore {
         let key = Self::data_key(&upload.id);
         let path = self.path(&key);
         let mut tail = BytesMut::new();
-        self.read_tail(&state, &mut tail).await?;
+        match self.read_tail(&state, &mut tail).await {
+            Ok(()) => {}
+            // A retried commit: the first one completed the object and
+            // removed the tail with the rest of the staging.
+            Err(StorageError::StagingLost { .. })
+                if self
+                    .store
+                    .head(&path)
+                    .await
+                    .is_ok_and(|meta| meta.size == len) =>
+            {
+                return Ok(key);
+            }
+            Err(e) => return Err(e),
+        }
         let committed = match &state.multipart_id {
             // Small blob: one plain PUT of the tail.
             None => self

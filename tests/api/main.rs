@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod base;
+mod blob_stores;
 mod blobs;
 mod cli;
 mod gc;

@@ -1,19 +1,33 @@
-//! Durable staging writes that go around the page cache (`O_DIRECT`).
+//! Getting a blob's bytes and name onto the disk, with `fsync` on:
+//! staging writes that go around the page cache (`O_DIRECT`), writeback
+//! started early where they cannot, and the flushes of a commit.
 //!
 //! With `fsync` on, every byte of an upload must be on the disk before its
 //! commit returns. Written through the page cache, each byte is first copied
 //! into a newly allocated cache page, and written back from there later; on
-//! a VM whose host backs guest memory lazily, that copy into fresh pages was
-//! 57-70% of the server's CPU during a large push. Written directly, the
-//! bytes go from one reused, page-aligned buffer to the disk, and the
-//! commit's flush has little left to do.
+//! a VM whose host backs guest memory lazily, that copy into fresh pages
+//! costs more of the server's CPU than anything else in a large push.
+//! Written directly, the bytes go from one reused, page-aligned buffer to
+//! the disk, and the commit's flush has little left to do.
 //!
 //! Direct writes need whole, aligned pages. So an append's bytes are
 //! gathered in a [`PageBlock`], whole pages are written directly, and what
 //! is left past the last whole page waits for the next batch. The request's
 //! last batch and what is still pending go through the page cache (see
-//! [`DirectWrites::finish`]), as does every append on a filesystem that
-//! refuses `O_DIRECT`.
+//! [`DirectWrites::finish`]) with their writeback started, so the request
+//! does not wait for the disk at its end.
+//!
+//! On a filesystem that refuses `O_DIRECT`, every batch goes through the
+//! page cache, and the [`Writeback`] tracker asks the kernel to start
+//! writing back every [`WRITEBACK_EVERY`] bytes and at the end of each
+//! request (unless less than a batch is left), so disk writes overlap with
+//! receiving and the flush before a commit waits only for what is still in
+//! flight instead of the whole blob.
+//!
+//! A commit renames the staging file into place first (`staging`), then
+//! flushes its data and its directory side by side ([`flush_committed`]);
+//! the first commit into a new blob directory also flushes the directories
+//! above it, or a crash could lose the directory with the blob in it.
 
 use std::fs::File;
 use std::io;
@@ -23,6 +37,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use super::staging::WRITE_BATCH;
+use crate::storage::StorageError;
+
+/// With `fsync` on, writeback of the staging file is started after this many new bytes.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Direct I/O's unit: buffers, file offsets and lengths are multiples of
 /// it. A page covers every block size in common use (512 and 4,096).
@@ -268,6 +289,105 @@ fn open_direct(path: &Path, store: &DirectIo) -> io::Result<Option<File>> {
 fn open_direct(_path: &Path, store: &DirectIo) -> io::Result<Option<File>> {
     store.give_up(&io::ErrorKind::Unsupported.into());
     Ok(None)
+}
+
+/// With `fsync` on, where direct writes are refused: the part of the
+/// staging file written since writeback was last started, and the task
+/// starting it. That task may block while the disk is busy; it runs beside
+/// the writer so receiving never waits for it, and at most one runs per
+/// request.
+pub(super) struct Writeback {
+    from: u64,
+    to: u64,
+    starting: Option<JoinHandle<()>>,
+}
+
+impl Writeback {
+    /// Tracks a staging file whose first `offset` bytes were written before.
+    pub(super) fn new(offset: u64) -> Self {
+        Self {
+            from: offset,
+            to: offset,
+            starting: None,
+        }
+    }
+
+    /// Counts `len` more bytes handed to the file.
+    pub(super) fn wrote(&mut self, len: u64) {
+        self.to += len;
+    }
+
+    /// Starts writeback of what was written since it was last started,
+    /// once that is [`WRITEBACK_EVERY`] bytes; with `force` (the request's
+    /// end), once it is a batch, even while an earlier start still runs.
+    pub(super) fn start(&mut self, file: &Arc<File>, force: bool) {
+        let busy = self.starting.as_ref().is_some_and(|t| !t.is_finished());
+        // A tail under one batch is left to the flush at commit: starting
+        // its writeback early saves that flush next to nothing, and costs a
+        // trip to the blocking pool on every small push.
+        let pending = self.to - self.from;
+        let due = pending >= WRITEBACK_EVERY || (force && pending >= WRITE_BATCH as u64);
+        if !due || (busy && !force) {
+            return;
+        }
+        let (file, offset, len) = (file.clone(), self.from, pending);
+        self.starting = Some(tokio::task::spawn_blocking(move || {
+            start_writeback(&file, offset, len)
+        }));
+        self.from = self.to;
+    }
+}
+
+/// Asks the kernel to start writing a range of `file` to disk without
+/// waiting. Unlike a flush, it consumes no write error: the flush at commit
+/// still reports any.
+#[cfg(target_os = "linux")]
+pub(super) fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor belongs to `file`, which outlives the call; the
+    // call only reads its arguments. A failure merely leaves the work to the
+    // flush at commit.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
+/// Makes a committed blob's bytes and name durable, on the blocking thread
+/// that moved it into place: its directory is flushed by another blocking
+/// task at the same time, so the filesystem can fold both into one journal
+/// commit instead of two in a row. `parents` are flushed with the
+/// directory, for the directory's own name. Await the returned task.
+pub(super) fn flush_committed(
+    file: &File,
+    target: &Path,
+    parents: Vec<PathBuf>,
+) -> Result<JoinHandle<io::Result<()>>, StorageError> {
+    let dir = target
+        .parent()
+        .expect("blob paths have a parent")
+        .to_path_buf();
+    let names = tokio::task::spawn_blocking(move || {
+        std::iter::once(dir.as_path())
+            .chain(parents.iter().map(PathBuf::as_path))
+            .try_for_each(sync_dir)
+    });
+    file.sync_data()?;
+    Ok(names)
+}
+
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+    match File::open(dir)?.sync_all() {
+        // Some filesystems cannot flush a directory; its entries are then as
+        // durable as they make them.
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
