@@ -14,6 +14,9 @@
 //!
 //! Everything is checked here, so the server never starts half-configured:
 //! a bad value stops start-up with one line naming the setting.
+//!
+//! Used by `cli` and `server`; calls only the settings types of `metadata`,
+//! `storage`, `auth` and `gc`, and the leaf `setting`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

@@ -5,8 +5,9 @@
 //!
 //! Runs in every instance as background work and as `berth gc`; several
 //! collectors at once never take the same item (see `metadata/collector.rs`).
-//! Calls `metadata`, `storage`, `policy` (retention) and `metrics`; owns
-//! the `[gc]` settings.
+//! Calls `metadata`, `storage`, `policy` (retention) and the leaves
+//! `metrics` and `setting`; owns the `[gc]` settings. Started by `server`
+//! and by `cli` (`berth gc`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,10 +1,12 @@
 //! Berth, an OCI container image registry.
 //!
 //! The direction of calls: `{http, cli} → {registry, auth, policy, admin, gc}
-//! → {metadata, storage} → oci`. `config` and `server` wire the pieces
-//! together at start-up (each module owning a settings section checks it,
-//! with the leaf `setting`); `sync` holds small concurrency utilities any
-//! layer may use, and uses none. ARCHITECTURE.md draws the map.
+//! → {metadata, storage} → oci`; in the middle row `admin` calls `auth` and
+//! `policy`, and `auth` and `gc` call `policy`. `config` and `server` wire
+//! the pieces together at start-up (each module owning a settings section
+//! checks it, with the leaf `setting`). The other leaves, which any layer
+//! may use and which use nothing: `sync` (small concurrency utilities) and
+//! `metrics` (used by `http` and `gc`). ARCHITECTURE.md draws the map.
 
 pub mod admin;
 pub mod auth;

@@ -4,6 +4,9 @@
 //!
 //! One registry per app (no global recorder), so several apps in one
 //! process, as in the tests, never mix their figures.
+//!
+//! A leaf: used by `http`, `gc` and `server`, it uses nothing in the crate
+//! (the collector and the handlers hand it plain counts).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

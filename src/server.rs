@@ -1,6 +1,9 @@
 //! Start-up: opens the stores named by the configuration, builds the router
-//! and serves it until shut down. Tests call [`serve`] with a listener on
-//! port 0, exactly as `main` does with the configured address.
+//! and serves it until shut down. [`build`] and [`run`] are the two steps,
+//! which the tests' harness takes on a listener at port 0; `berth serve`
+//! (`cli`) calls [`serve`], which takes the same two and adds the bounded
+//! graceful shutdown and the closing of the database. Calls every module it
+//! wires; in the crate only `cli` calls it.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! JSON for HTTP.
 //!
 //! Called by `cli` and `http`; calls `auth` (principals, secrets, scope
-//! patterns), `policy` and `metadata`'s account store.
+//! patterns), `policy`, `metadata`'s account store and `oci` (names).
 
 mod command;
 mod execute;

@@ -4,8 +4,8 @@
 //!
 //! Called by `http` (the token endpoint, the check on every `/v2/` request,
 //! the `/api/v1/` handlers), `admin` and the CLI; calls `metadata`'s
-//! account store and `policy` (which repositories are public). Knows
-//! nothing of blobs or manifests.
+//! account store, `policy` (which repositories are public), `oci` (names)
+//! and `setting` (for `[auth]`). Knows nothing of blobs or manifests.
 
 pub mod keys;
 pub mod limiter;

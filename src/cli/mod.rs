@@ -4,7 +4,9 @@
 //! directly, so they work while the server runs); `gc` and `key` act on the
 //! collector and the signing keys. A bad setting exits with status 2.
 //!
-//! Calls `config`, `server`, `admin`, `gc` and `auth::keys`.
+//! Calls `config`, `server`, `admin`, `gc`, `policy` (sizes, and the
+//! `Policies` the admin commands act on), `auth::keys`, and `metadata` to
+//! open the database for the admin commands.
 
 mod commands;
 

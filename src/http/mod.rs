@@ -2,7 +2,10 @@
 //! and error bodies. Handlers stay thin: they validate what the client sent,
 //! call `registry`, and shape the answer.
 //!
-//! Calls `registry` and `oci`; never the stores directly.
+//! Called by `server`, which builds the router. Calls `registry` for the
+//! content, `auth` for tokens and logins, `admin` for `/api/v1`, `policy`
+//! (sizes), `metrics` and `oci`; never a store: `error.rs` names the stores'
+//! error types only to turn them into wire errors.
 
 mod api;
 mod auth;

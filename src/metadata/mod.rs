@@ -4,12 +4,13 @@
 //! keys), its repository policies (visibility, immutable tags, quotas,
 //! retention) and the garbage collector's queues, kept in SQL.
 //!
-//! Called by `registry`, `auth`, `policy`, `admin` and `gc`; calls nothing
-//! else in the crate but `oci` (and `setting`, for the `[database]`
-//! settings in `settings.rs`). Each store below is a handle on one
-//! database offering whole operations, each atomic by itself (its own
-//! transaction where it writes more than one row), so callers never hold a
-//! transaction across an await on the network or on blob storage.
+//! Called by `registry`, `auth`, `policy`, `admin` and `gc` (opened by
+//! `server`, and by `cli` for the admin commands); calls nothing else in
+//! the crate but `oci` (and `setting`, for the `[database]` settings in
+//! `settings.rs`). Each store below is a handle on one database offering
+//! whole operations, each atomic by itself (its own transaction where it
+//! writes more than one row), so callers never hold a transaction across an
+//! await on the network or on blob storage.
 //!
 //! Every query and transaction is an ordinary async function over
 //! [`db::Conn`], written once for both engines (`db/`). Adding one: write

@@ -6,12 +6,12 @@
 //! [`PolicyStore`], checking every value before it is stored.
 //!
 //! Called by `auth` (public paths in grants), `admin` (changing policies),
-//! `gc` (retention) and `http`; calls `metadata` and `oci`. Two rules are
-//! enforced by the metadata store itself, inside the transactions they
-//! guard (a tag never moves past an immutable rule, a blob is never
-//! recorded past a quota), so no concurrent change can slip between the
-//! check and the write; the matching they use is `oci::pattern::TagRule`.
-//! Who may change a policy is decided by `admin`.
+//! `gc` (retention), and `http` and `cli` (sizes, errors); calls `metadata`
+//! and `oci`. Two rules are enforced by the metadata store itself, inside
+//! the transactions they guard (a tag never moves past an immutable rule, a
+//! blob is never recorded past a quota), so no concurrent change can slip
+//! between the check and the write; the matching they use is
+//! `oci::pattern::TagRule`. Who may change a policy is decided by `admin`.
 
 pub mod quotas;
 pub mod retention;

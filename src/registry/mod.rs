@@ -1,9 +1,10 @@
 //! The registry's own logic: upload sessions, blob reads and links,
 //! manifest checks, tags and referrers.
 //!
-//! Called by `http`; calls `metadata`, `storage` and `oci`. Bytes are always
-//! written to the blob store before metadata points at them, so metadata
-//! never names a blob that storage lacks.
+//! Called by `http`; calls `metadata`, `storage`, `oci` and the leaf `sync`
+//! (the per-session locks). Bytes are always written to the blob store
+//! before metadata points at them, so metadata never names a blob that
+//! storage lacks.
 
 mod blobs;
 mod error;

@@ -1,12 +1,14 @@
-//! The blob store: bytes addressed by digest, plus the staging area where
-//! uploads are assembled. It knows nothing of repositories or tags.
+//! The blob store: committed blobs under keys the store chooses per upload
+//! (recorded in metadata, never derived from the digest), plus the staging
+//! area where uploads are assembled. It knows nothing of repositories or tags.
 //!
-//! Called by `registry`; calls nothing else in the crate but `oci` (and the
-//! leaves `sync`, and `setting` for the `[storage]` and `[s3]` settings in
-//! `settings.rs`). The contract every implementation keeps: a blob becomes
-//! visible under its digest only by an atomic commit of fully received
-//! staging data, so a reader never sees a partial blob. One behaviour suite
-//! (`tests/api/blob_stores.rs`) holds every store to it.
+//! Called by `registry` and `gc` (opened by `server`); calls nothing else in
+//! the crate but `oci` (and the leaves `sync`, and `setting` for the
+//! `[storage]` and `[s3]` settings in `settings.rs`). The contract every
+//! implementation keeps: a blob becomes readable under its key only by an
+//! atomic commit of fully received staging data, so a reader never sees a
+//! partial blob. One behaviour suite (`tests/api/blob_stores.rs`) holds
+//! every store to it.
 
 mod filesystem;
 mod memory;

@@ -6,7 +6,8 @@
 //! commit returns. Written through the page cache, each byte is first copied
 //! into a newly allocated cache page, and written back from there later; on
 //! a VM whose host backs guest memory lazily, that copy into fresh pages
-//! costs more of the server's CPU than anything else in a large push.
+//! costs more of the server's CPU than anything else in a large push
+//! (docs/performance.md has the profile and the figures).
 //! Written directly, the bytes go from one reused, page-aligned buffer to
 //! the disk, and the commit's flush has little left to do.
 //!

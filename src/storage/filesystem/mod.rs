@@ -12,8 +12,8 @@
 //! The store writes with its own staging writer rather than
 //! `object_store`'s local backend because uploads need append-at-offset and
 //! resumable staging across restarts, which that backend does not offer.
-//! A commit's file operations run in one blocking-pool task, and its two
-//! flushes (the file's data, its directory) in two side by side.
+//! A commit's file operations and the flush of the file's data run in one
+//! blocking-pool task, with the directory flushed by a second beside it.
 
 mod durable;
 mod layout;
