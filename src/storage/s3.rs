@@ -388,8 +388,12 @@ impl BlobStore for S3BlobStore {
                         content_id: id.clone(),
                     })
                     .collect();
-                if !tail.is_empty() {
-                    let last = self
+                // A tail that outlived a completed first commit (its
+                // removal is best effort) fails here; the check below then
+                // finds the object there.
+                let last = match tail.is_empty() {
+                    true => Ok(None),
+                    false => self
                         .store
                         .put_part(
                             &path,
@@ -398,13 +402,18 @@ impl BlobStore for S3BlobStore {
                             PutPayload::from(tail.freeze()),
                         )
                         .await
-                        .map_err(storage_error)?;
-                    parts.push(last);
+                        .map(Some),
+                };
+                match last {
+                    Ok(last) => {
+                        parts.extend(last);
+                        self.store
+                            .complete_multipart(&path, multipart_id, parts)
+                            .await
+                            .map(|_| ())
+                    }
+                    Err(e) => Err(e),
                 }
-                self.store
-                    .complete_multipart(&path, multipart_id, parts)
-                    .await
-                    .map(|_| ())
             }
         };
         if let Err(e) = committed {

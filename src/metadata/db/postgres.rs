@@ -71,7 +71,12 @@ impl PostgresDb {
                 Ok(value)
             }
             Finish::RollBack(value) => {
-                tx.rollback().await.map_err(error)?;
+                // The refusal stands whatever the rollback answers: a
+                // connection that failed it is closed, which aborts the
+                // transaction on the server all the same.
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "PostgreSQL could not roll a transaction back");
+                }
                 Ok(value)
             }
         }

@@ -30,20 +30,36 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// manifest of a new size does not push out what every push runs.
 const STATEMENT_CACHE: usize = 64;
 
+/// How long a job may wait in its queue before it is refused as
+/// unavailable instead of run: a writer stuck behind another process's lock
+/// answers 503 rather than holding requests forever.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// The SQLite file's path in a `sqlite:` URL (`sqlite:path`,
-/// `sqlite://path`, `sqlite:///abs/path`; a `?query` is ignored).
+/// `sqlite://path`, `sqlite:///abs/path`, percent-encoded). Of the query
+/// options only `mode=rwc` (the default) is accepted: the registry needs a
+/// file it can write and share between its connections.
 fn database_path(url: &str) -> MetadataResult<PathBuf> {
+    let invalid = |why: String| MetadataError::Internal(format!("`{url}`: {why}"));
     let rest = url.strip_prefix("sqlite:").unwrap_or(url);
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
-        return Err(MetadataError::Internal(
+    let path = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| invalid("the path is not UTF-8".into()))?;
+    if path.is_empty() || path == ":memory:" || path.starts_with("file::memory:") {
+        return Err(invalid(
             "an in-memory SQLite database cannot be shared by the registry's connections; name a file".into(),
         ));
     }
-    Ok(PathBuf::from(path))
+    if let Some(option) = query.split('&').find(|o| !o.is_empty() && *o != "mode=rwc") {
+        return Err(invalid(format!(
+            "`{option}` is not supported; give the file's path alone"
+        )));
+    }
+    Ok(PathBuf::from(path.as_ref()))
 }
 
 pub(crate) struct SqliteDb {
@@ -68,8 +84,8 @@ impl SqliteDb {
                 .map(|_| open_connection(&path, false))
                 .collect::<MetadataResult<Vec<_>>>()?;
             Ok(SqliteDb {
-                writer: Worker::start("berth-sqlite-write", vec![writer])?,
-                readers: Worker::start("berth-sqlite-read", readers)?,
+                writer: Worker::start("berth-sqlite-write", &path, true, vec![writer])?,
+                readers: Worker::start("berth-sqlite-read", &path, false, readers)?,
                 reader_count,
             })
         })
@@ -92,21 +108,25 @@ impl SqliteDb {
         self.writer
             .run(move |conn| {
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(error)?;
-                let outcome = job(conn);
-                let end = match &outcome {
-                    Ok(Finish::Commit(_)) => "COMMIT",
-                    _ => "ROLLBACK",
-                };
-                if let Err(e) = conn.execute_batch(end) {
-                    // A failed COMMIT leaves the transaction open.
-                    if !conn.is_autocommit() {
-                        let _ = conn.execute_batch("ROLLBACK");
+                match job(conn) {
+                    Ok(Finish::Commit(value)) => match conn.execute_batch("COMMIT") {
+                        Ok(()) => Ok(value),
+                        Err(e) => {
+                            // A failed COMMIT may leave the transaction open.
+                            roll_back(conn);
+                            Err(error(e))
+                        }
+                    },
+                    Ok(Finish::RollBack(value)) => {
+                        roll_back(conn);
+                        Ok(value)
                     }
-                    return Err(error(e));
+                    // The job's own error, whatever the rollback answers.
+                    Err(e) => {
+                        roll_back(conn);
+                        Err(e)
+                    }
                 }
-                outcome.map(|finish| match finish {
-                    Finish::Commit(value) | Finish::RollBack(value) => value,
-                })
             })
             .await
     }
@@ -129,6 +149,16 @@ impl SqliteDb {
     pub async fn close(&self) {
         self.writer.close().await;
         self.readers.close().await;
+    }
+}
+
+/// Ends the connection's open transaction, if any: SQLite has already
+/// rolled back by itself after some errors (a full disk, an I/O error).
+fn roll_back(conn: &Connection) {
+    if !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::warn!(error = %e, "SQLite could not roll a transaction back");
     }
 }
 
@@ -176,14 +206,21 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(name: &str, connections: Vec<Connection>) -> MetadataResult<Self> {
+    /// Threads for `connections`, each replaced by a new connection to
+    /// `path` should it ever be left inside a transaction.
+    fn start(
+        name: &str,
+        path: &Path,
+        writer: bool,
+        connections: Vec<Connection>,
+    ) -> MetadataResult<Self> {
         // A queue many threads take from, waking one of them per job.
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         let busy = Arc::new(AtomicU32::new(0));
         let threads = connections
             .into_iter()
             .map(|mut conn| {
-                let (queue, busy) = (queue.clone(), busy.clone());
+                let (queue, busy, path) = (queue.clone(), busy.clone(), path.to_path_buf());
                 std::thread::Builder::new()
                     .name(name.into())
                     .spawn(move || {
@@ -193,12 +230,17 @@ impl Worker {
                             // A panicking job drops its reply (its caller
                             // sees an internal error) and leaves no
                             // transaction open behind it.
-                            let ran =
-                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                    job(&mut conn)
-                                }));
-                            if ran.is_err() && !conn.is_autocommit() {
-                                let _ = conn.execute_batch("ROLLBACK");
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                job(&mut conn)
+                            }));
+                            roll_back(&conn);
+                            if !conn.is_autocommit() {
+                                // Stuck in a transaction: every later BEGIN
+                                // would fail, so start over on a new connection.
+                                match open_connection(&path, writer) {
+                                    Ok(fresh) => conn = fresh,
+                                    Err(e) => tracing::error!(error = %e, "cannot reopen SQLite"),
+                                }
                             }
                             busy.fetch_sub(1, Ordering::Relaxed);
                         }
@@ -220,8 +262,22 @@ impl Worker {
         job: impl FnOnce(&mut Connection) -> MetadataResult<T> + Send + 'static,
     ) -> MetadataResult<T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = std::time::Instant::now();
         let job: Job = Box::new(move |conn| {
-            let _ = reply.send(job(conn));
+            // A caller that gave up (its client went away) or waited past
+            // the timeout is not answered by running its job late.
+            if reply.is_closed() {
+                return;
+            }
+            let outcome = if queued.elapsed() > QUEUE_TIMEOUT {
+                Err(MetadataError::Unavailable(format!(
+                    "the database was busy for more than {} s",
+                    QUEUE_TIMEOUT.as_secs()
+                )))
+            } else {
+                job(conn)
+            };
+            let _ = reply.send(outcome);
         });
         let sent = match self.jobs.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(jobs) => jobs.send(job).is_ok(),
@@ -354,6 +410,23 @@ fn migrate(conn: &mut Connection) -> MetadataResult<()> {
         )",
     )
     .map_err(error)?;
+    let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    let mut applied = conn
+        .prepare("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .map_err(error)?;
+    let unknown = applied
+        .query_map([], |row| row.get::<_, i64>(0))
+        .map_err(error)?
+        .collect::<rusqlite::Result<Vec<i64>>>()
+        .map_err(error)?
+        .into_iter()
+        .find(|version| !known.contains(version));
+    drop(applied);
+    if let Some(version) = unknown {
+        return Err(MetadataError::Corrupt(format!(
+            "the database has migration {version}, which this build of Berth does not know: it was written by a newer version"
+        )));
+    }
     for migration in MIGRATOR.iter() {
         let started = std::time::Instant::now();
         let tx = conn
@@ -430,8 +503,14 @@ mod tests {
             database_path("sqlite:b.db?mode=rwc").unwrap(),
             PathBuf::from("b.db")
         );
+        assert_eq!(
+            database_path("sqlite:/srv/a%20b.db").unwrap(),
+            PathBuf::from("/srv/a b.db")
+        );
         assert!(database_path("sqlite::memory:").is_err());
+        assert!(database_path("sqlite:file::memory:").is_err());
         assert!(database_path("sqlite:b.db?mode=memory").is_err());
+        assert!(database_path("sqlite:b.db?mode=ro").is_err());
     }
 
     #[tokio::test]
@@ -523,6 +602,75 @@ mod tests {
             db.read(|_| Ok(())).await,
             Err(MetadataError::Unavailable(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_berth_is_refused() {
+        let (_dir, url) = database();
+        let db = SqliteDb::open(&url, 1).await.unwrap();
+        db.transaction(|conn| {
+            execute(
+                conn,
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (9999, 'from the future', TRUE, X'00', 0)",
+                &[],
+            )?;
+            Ok(Finish::Commit(()))
+        })
+        .await
+        .unwrap();
+        db.close().await;
+        let refused = SqliteDb::open(&url, 1).await.err().expect("refused");
+        assert!(refused.to_string().contains("9999"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_gave_up_does_not_run() {
+        let (_dir, url) = database();
+        let db = std::sync::Arc::new(SqliteDb::open(&url, 1).await.unwrap());
+        db.transaction(|conn| {
+            execute(conn, "CREATE TABLE t (n INTEGER)", &[])?;
+            Ok(Finish::Commit(()))
+        })
+        .await
+        .unwrap();
+        // The writer is busy while a second write queues; its caller gives up.
+        let (started, wait) = std::sync::mpsc::channel::<()>();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.transaction(move |_| {
+                    started.send(()).unwrap();
+                    hold.recv().unwrap();
+                    Ok(Finish::Commit(()))
+                })
+                .await
+            }
+        });
+        tokio::task::spawn_blocking(move || wait.recv().unwrap())
+            .await
+            .unwrap();
+        let abandoned = db.transaction(|conn| {
+            execute(conn, "INSERT INTO t (n) VALUES (1)", &[])?;
+            Ok(Finish::Commit(()))
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), abandoned)
+                .await
+                .is_err()
+        );
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        let count = db
+            .read(|conn| {
+                query(conn, "SELECT COUNT(*) FROM t", &[], None, |row| {
+                    row.get::<i64>(0)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(count, [0]);
     }
 
     #[tokio::test]
