@@ -40,7 +40,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::staging::WRITE_BATCH;
 use crate::storage::StorageError;
 
 /// With `fsync` on, writeback of the staging file is started after this many new bytes.
@@ -300,15 +299,20 @@ fn open_direct(_path: &Path, store: &DirectIo) -> io::Result<Option<File>> {
 pub(super) struct Writeback {
     from: u64,
     to: u64,
+    /// The least a request's end starts writeback for.
+    min_tail: u64,
     starting: Option<JoinHandle<()>>,
 }
 
 impl Writeback {
-    /// Tracks a staging file whose first `offset` bytes were written before.
-    pub(super) fn new(offset: u64) -> Self {
+    /// Tracks a staging file whose first `offset` bytes were written
+    /// before; a request's end starts writeback only for a tail of at least
+    /// `min_tail` bytes (the writer's batch).
+    pub(super) fn new(offset: u64, min_tail: u64) -> Self {
         Self {
             from: offset,
             to: offset,
+            min_tail,
             starting: None,
         }
     }
@@ -320,14 +324,14 @@ impl Writeback {
 
     /// Starts writeback of what was written since it was last started,
     /// once that is [`WRITEBACK_EVERY`] bytes; with `force` (the request's
-    /// end), once it is a batch, even while an earlier start still runs.
+    /// end), once it is `min_tail`, even while an earlier start still runs.
     pub(super) fn start(&mut self, file: &Arc<File>, force: bool) {
         let busy = self.starting.as_ref().is_some_and(|t| !t.is_finished());
         // A tail under one batch is left to the flush at commit: starting
         // its writeback early saves that flush next to nothing, and costs a
         // trip to the blocking pool on every small push.
         let pending = self.to - self.from;
-        let due = pending >= WRITEBACK_EVERY || (force && pending >= WRITE_BATCH as u64);
+        let due = pending >= WRITEBACK_EVERY || (force && pending >= self.min_tail);
         if !due || (busy && !force) {
             return;
         }

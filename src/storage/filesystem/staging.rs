@@ -133,7 +133,8 @@ impl StagingWriter {
             file: Arc::new(file),
             guard,
             epoch,
-            writeback: (fsync && direct.is_none()).then(|| Writeback::new(offset)),
+            writeback: (fsync && direct.is_none())
+                .then(|| Writeback::new(offset, WRITE_BATCH as u64)),
             direct,
             writing: None,
         })
