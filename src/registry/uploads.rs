@@ -272,6 +272,20 @@ impl Registry {
                 .await;
         }
         let actual = hasher.finish();
+        self.commit_if_verified(repository, session, saved_offset, digest, actual)
+            .await
+    }
+
+    /// Commits and records the session's blob when its content hashed to
+    /// `digest` (`actual`); otherwise discards the session.
+    async fn commit_if_verified(
+        &self,
+        repository: &RepositoryName,
+        session: UploadSession,
+        saved_offset: u64,
+        digest: &Digest,
+        actual: Digest,
+    ) -> RegistryResult<BlobStat> {
         if actual != *digest {
             self.discard(repository, &session).await;
             return Err(RegistryError::DigestMismatch {
@@ -353,20 +367,9 @@ impl Registry {
     ) -> RegistryResult<BlobStat> {
         if self.blobs.capabilities().reads_staged_uploads {
             let actual = self.rehash_staged(&session, digest.algorithm()).await?;
-            if actual == *digest {
-                let key = self
-                    .blobs
-                    .commit_upload(&staged(&session), session.received, digest)
-                    .await?;
-                return self
-                    .record_blob(repository, &session, saved_offset, digest, key)
-                    .await;
-            }
-            self.discard(repository, &session).await;
-            return Err(RegistryError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
+            return self
+                .commit_if_verified(repository, session, saved_offset, digest, actual)
+                .await;
         }
         let key = self
             .blobs
