@@ -60,8 +60,8 @@ impl Outcome {
     }
 
     /// The JSON body `/api/v1` answers with; none for a change.
-    pub fn json(&self) -> Option<&Value> {
-        self.json.as_ref()
+    pub fn into_json(self) -> Option<Value> {
+        self.json
     }
 
     /// What the terminal shows on standard output: one line per item.

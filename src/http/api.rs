@@ -104,7 +104,7 @@ async fn run(
         Kind::Created => StatusCode::CREATED,
         Kind::Shown => StatusCode::OK,
     };
-    let json = outcome.json().cloned().unwrap_or_default();
+    let json = outcome.into_json().unwrap_or_default();
     Ok((status, Json(json)).into_response())
 }
 

@@ -43,7 +43,7 @@ mod uploads;
 pub use accounts::*;
 pub use blobs::*;
 pub use collector::*;
-pub use db::{Engine, PoolStats};
+pub use db::PoolStats;
 pub use error::{MetadataError, MetadataResult};
 pub use manifests::*;
 pub use policy::*;
@@ -95,10 +95,6 @@ pub async fn connect(url: &str, max_connections: u32) -> MetadataResult<Metadata
 }
 
 impl Metadata {
-    pub fn engine(&self) -> Engine {
-        self.db.engine()
-    }
-
     /// Refuses new work, lets work in progress finish, and closes every connection.
     pub async fn close(&self) {
         self.db.close().await;

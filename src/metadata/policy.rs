@@ -65,15 +65,15 @@ async fn namespace_usage(conn: &mut Conn<'_>, namespace: &str) -> MetadataResult
     Ok(size(used))
 }
 
-/// Whether linking blob `digest` of `size` bytes into `repository` would
-/// take its namespace over its quota. A blob already in the namespace
-/// counts once. The quota row is locked, so concurrent pushes into one
-/// namespace are checked one after the other.
+/// Whether linking blob `digest` of `blob_size` bytes into `repository`
+/// would take its namespace over its quota. A blob already in the
+/// namespace counts once. The quota row is locked, so concurrent pushes
+/// into one namespace are checked one after the other.
 pub(super) async fn check_quota(
     conn: &mut Conn<'_>,
     repository: &str,
     digest: &str,
-    size: u64,
+    blob_size: u64,
 ) -> MetadataResult<Option<QuotaExceeded>> {
     let namespace = namespace_of(repository);
     let sql = conn.locked(
@@ -95,13 +95,15 @@ pub(super) async fn check_quota(
     if already {
         return Ok(None);
     }
-    let (limit, used) = (super::size(limit), namespace_usage(conn, namespace).await?);
-    Ok((used.saturating_add(size) > limit).then(|| QuotaExceeded {
-        namespace: namespace.to_string(),
-        limit,
-        used,
-        size,
-    }))
+    let (limit, used) = (size(limit), namespace_usage(conn, namespace).await?);
+    Ok(
+        (used.saturating_add(blob_size) > limit).then(|| QuotaExceeded {
+            namespace: namespace.to_string(),
+            limit,
+            used,
+            size: blob_size,
+        }),
+    )
 }
 
 /// Every immutable-tag rule. The table is small: a handful of rules per namespace.

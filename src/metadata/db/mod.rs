@@ -34,15 +34,6 @@ pub enum Engine {
     Postgres,
 }
 
-impl Engine {
-    pub fn name(self) -> &'static str {
-        match self {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres => "postgres",
-        }
-    }
-}
-
 /// How a transaction ends. A refusal that is not an error (a quota reached,
 /// a reference missing) rolls back what the transaction wrote so far and
 /// still answers.
@@ -317,13 +308,6 @@ impl Db {
             Ok(Db::Postgres(
                 postgres::PostgresDb::open(url, max_connections).await?,
             ))
-        }
-    }
-
-    pub fn engine(&self) -> Engine {
-        match self {
-            Db::Sqlite(_) => Engine::Sqlite,
-            Db::Postgres(_) => Engine::Postgres,
         }
     }
 
