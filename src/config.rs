@@ -30,7 +30,7 @@ use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, AuthSettings};
-use crate::gc::{GcConfig, GcSettings};
+use crate::gc::GcConfig;
 use crate::metadata::DatabaseSettings;
 use crate::setting::Invalid;
 use crate::storage::{S3Settings, StorageSettings};
@@ -55,7 +55,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub s3: S3Settings,
     pub auth: AuthSettings,
-    pub gc: GcSettings,
+    pub gc: GcConfig,
     pub log: LogSettings,
 }
 
@@ -70,7 +70,7 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             s3: S3Settings::default(),
             auth: AuthSettings::default(),
-            gc: GcSettings::default(),
+            gc: GcConfig::default(),
             log: LogSettings::default(),
         }
     }

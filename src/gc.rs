@@ -25,13 +25,20 @@ use crate::storage::{BlobStore, StagedUpload};
 /// a backlog of thousands goes in seconds.
 const BATCH: u32 = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The `[gc]` settings, as a file or the environment spell them and as
+/// the collector runs with them once checked: the two are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GcConfig {
-    /// How often each instance runs a pass; `None` turns the background work off.
+    /// How often each instance runs a pass (e.g. `10m`); `None` (`off`)
+    /// turns the background work off.
+    #[serde(with = "crate::setting::duration_or_off")]
     pub interval: Option<Duration>,
-    /// How long something stays unreferenced before it is collected.
+    /// How long something stays unreferenced before it is collected (e.g. `24h`; `0s` is safe).
+    #[serde(with = "humantime_serde")]
     pub grace: Duration,
-    /// How long an upload may stay idle before it expires.
+    /// How long an upload may stay idle before it expires (e.g. `24h`).
+    #[serde(with = "humantime_serde")]
     pub upload_expiry: Duration,
 }
 
@@ -45,37 +52,7 @@ impl Default for GcConfig {
     }
 }
 
-/// `[gc]` as a file or the environment spell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GcSettings {
-    /// How often each instance collects garbage (e.g. `10m`), or `off`.
-    #[serde(with = "crate::setting::duration_or_off")]
-    pub interval: Option<Duration>,
-    /// How long something stays unreferenced before it is collected (e.g. `24h`; `0s` is safe).
-    #[serde(with = "humantime_serde")]
-    pub grace: Duration,
-    /// How long an upload may stay idle before it expires (e.g. `24h`).
-    #[serde(with = "humantime_serde")]
-    pub upload_expiry: Duration,
-}
-
-impl Default for GcSettings {
-    fn default() -> Self {
-        let GcConfig {
-            interval,
-            grace,
-            upload_expiry,
-        } = GcConfig::default();
-        Self {
-            interval,
-            grace,
-            upload_expiry,
-        }
-    }
-}
-
-impl GcSettings {
+impl GcConfig {
     pub fn check(self) -> Result<GcConfig, Invalid> {
         if self.interval.is_some_and(|i| i.is_zero()) {
             return Err(Invalid::new(
@@ -83,11 +60,7 @@ impl GcSettings {
                 "use a positive duration, or `off`",
             ));
         }
-        Ok(GcConfig {
-            interval: self.interval,
-            grace: self.grace,
-            upload_expiry: self.upload_expiry,
-        })
+        Ok(self)
     }
 }
 
@@ -293,19 +266,19 @@ mod tests {
 
     #[test]
     fn settings_check_into_the_config() {
-        let config = GcSettings::default().check().unwrap();
+        let config = GcConfig::default().check().unwrap();
         assert_eq!(config.interval, Some(Duration::from_secs(600)));
         assert_eq!(config.grace, Duration::from_secs(24 * 3600));
         assert_eq!(config.upload_expiry, Duration::from_secs(24 * 3600));
-        let off = GcSettings {
+        let off = GcConfig {
             interval: None,
             grace: Duration::ZERO,
-            ..GcSettings::default()
+            ..GcConfig::default()
         };
         assert_eq!(off.check().unwrap().interval, None);
-        let zero = GcSettings {
+        let zero = GcConfig {
             interval: Some(Duration::ZERO),
-            ..GcSettings::default()
+            ..GcConfig::default()
         };
         assert_eq!(zero.check().unwrap_err().key, "interval");
     }
