@@ -19,6 +19,13 @@ pub struct UploadSession {
     pub storage_state: String,
 }
 
+/// A new session into the repository named `$2`, when it exists.
+const INTO_EXISTING: &str = "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
+     SELECT $1, id, $3, $4, $5, $6, $6 FROM repositories WHERE name = $2";
+/// A new session into the repository with id `$2`.
+const INTO_NEW: &str = "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6)";
+
 impl RegistryStore {
     /// Upload sessions open in the registry (all instances).
     pub async fn upload_count(&self) -> MetadataResult<u64> {
@@ -38,47 +45,30 @@ impl RegistryStore {
     ) -> MetadataResult<()> {
         let (repository, session) = (repository.to_string(), session.clone());
         let now = unix_now();
-        // Into an existing repository, the usual case: one statement, no
-        // transaction around it.
-        let inserted = {
-            let (repository, session) = (repository.clone(), session.clone());
-            self.db
-                .autocommit(async move |conn| {
-                    conn.execute(
-                        "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
-                         SELECT $1, id, $3, $4, $5, $6, $6 FROM repositories WHERE name = $2",
-                        &[
-                            Value::Text(&session.id),
-                            Value::Text(&repository),
-                            (session.received as i64).into(),
-                            Value::Bytes(&session.hash_state),
-                            Value::Text(&session.storage_state),
-                            now.into(),
-                        ],
-                    )
-                    .await
-                })
-                .await?
-        };
-        if inserted == 1 {
-            return Ok(());
-        }
+        // Each statement stands alone, so none needs a transaction around
+        // it (on PostgreSQL two round trips more): a repository row is never
+        // deleted, and one created for an upload that then fails is harmless.
         self.db
-            .write(async move |conn| {
-                let repository_id = ensure_repository(conn, &repository).await?;
-                conn.execute(
-                    "INSERT INTO uploads (id, repository_id, received, hash_state, storage_state, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                    &[
+            .autocommit(async move |conn| {
+                let values = |repository| {
+                    [
                         Value::Text(&session.id),
-                        repository_id.into(),
+                        repository,
                         (session.received as i64).into(),
                         Value::Bytes(&session.hash_state),
                         Value::Text(&session.storage_state),
                         now.into(),
-                    ],
-                )
-                .await?;
+                    ]
+                };
+                // Into an existing repository, the usual case: one statement.
+                let inserted = conn
+                    .execute(INTO_EXISTING, &values(Value::Text(&repository)))
+                    .await?;
+                if inserted == 0 {
+                    let repository_id = ensure_repository(conn, &repository).await?;
+                    conn.execute(INTO_NEW, &values(repository_id.into()))
+                        .await?;
+                }
                 Ok(())
             })
             .await
