@@ -14,6 +14,7 @@ use crate::auth::keys::KeyError;
 use crate::auth::token::TokenError;
 use crate::metadata::MetadataError;
 use crate::oci::ErrorCode;
+use crate::oci::manifest::ManifestError;
 use crate::policy::PolicyError;
 use crate::registry::RegistryError;
 use crate::storage::StorageError;
@@ -187,7 +188,15 @@ impl From<RegistryError> for ApiError {
                 .message(message)
                 .detail(json!({"expected": expected.as_str(), "actual": actual.as_str()})),
             E::DigestInvalid(_) => ApiError::new(ErrorCode::DigestInvalid).message(message),
-            E::ManifestInvalid(_) => ApiError::new(ErrorCode::ManifestInvalid).message(message),
+            E::ManifestInvalid(ManifestError::Contradiction {
+                declared,
+                content_type,
+            }) => ApiError::new(ErrorCode::ManifestInvalid)
+                .message(message)
+                .detail(json!({"mediaType": declared, "contentType": content_type})),
+            E::ManifestInvalid(ManifestError::Invalid(_)) => {
+                ApiError::new(ErrorCode::ManifestInvalid).message(message)
+            }
             E::ManifestTooLarge(limit) => ApiError::new(ErrorCode::SizeInvalid)
                 .status(StatusCode::PAYLOAD_TOO_LARGE)
                 .message(message)

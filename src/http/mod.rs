@@ -80,6 +80,22 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             observe::observe,
         ))
+        // Nothing the registry serves is a page: a manifest, a blob or an
+        // error body pushed by a user is never sniffed into HTML, runs no
+        // script, loads nothing and cannot be framed. A route that serves
+        // pages (a web UI) sets its own policy, which these leave alone.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; sandbox"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
         .with_state(state)
 }
 

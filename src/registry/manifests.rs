@@ -71,8 +71,7 @@ impl Registry {
                 actual: digest,
             });
         }
-        let parsed = manifest::parse(&body, content_type)
-            .map_err(|e| RegistryError::ManifestInvalid(e.0))?;
+        let parsed = manifest::parse(&body, content_type)?;
         let mut tags = extra_tags;
         if let Reference::Tag(tag) = reference {
             tags.insert(0, tag.clone());
