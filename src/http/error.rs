@@ -98,9 +98,15 @@ impl From<StorageError> for ApiError {
 }
 
 /// A database that is unreachable, restarting or busy is 503 (a client may
-/// retry); anything else is our own fault, 500.
+/// retry); a value it cannot store is the request's fault, 400; anything
+/// else is our own fault, 500.
 impl From<MetadataError> for ApiError {
     fn from(error: MetadataError) -> Self {
+        if let MetadataError::Unstorable(_) = error {
+            tracing::debug!(error = %error, "request refused");
+            return ApiError::new(ErrorCode::InvalidRequest)
+                .message("the request holds a character that cannot be stored (NUL)");
+        }
         let code = if error.is_retryable() {
             ErrorCode::Unavailable
         } else {
@@ -237,5 +243,7 @@ mod tests {
         }
         let login = ApiError::from(LoginError::Metadata(MetadataError::Unavailable("x".into())));
         assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE);
+        let unstorable = ApiError::from(MetadataError::Unstorable("NUL".into()));
+        assert_eq!(unstorable.status, StatusCode::BAD_REQUEST);
     }
 }

@@ -7,10 +7,10 @@ use axum::response::IntoResponse;
 
 use super::error::ApiError;
 use super::headers::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG, content_length, query_values};
-use super::{ApiResult, AppState, parse_digest};
+use super::{ApiResult, AppState, parse_digest, parse_tag};
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, served_media_type};
 use crate::oci::name::ReferenceError;
-use crate::oci::{ErrorCode, Reference, RepositoryName, Tag};
+use crate::oci::{ErrorCode, Reference, RepositoryName};
 use crate::registry::RegistryError;
 
 fn parse_reference(raw: &str) -> Result<Reference, ApiError> {
@@ -19,14 +19,6 @@ fn parse_reference(raw: &str) -> Result<Reference, ApiError> {
         ReferenceError::Tag(e) => ApiError::new(ErrorCode::TagInvalid)
             .message(e.to_string())
             .detail(serde_json::json!({"tag": raw})),
-    })
-}
-
-fn parse_tag(raw: &str) -> Result<Tag, ApiError> {
-    raw.parse().map_err(|e: crate::oci::name::NameError| {
-        ApiError::new(ErrorCode::TagInvalid)
-            .message(e.to_string())
-            .detail(serde_json::json!({"tag": raw}))
     })
 }
 

@@ -13,6 +13,7 @@ mod blobs;
 mod catalog;
 mod error;
 mod headers;
+mod input;
 mod manifests;
 mod observe;
 mod referrers;
@@ -32,7 +33,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::admin::Admin;
 use crate::auth::Auth;
 use crate::metrics::Metrics;
-use crate::oci::{Digest, ErrorCode, RepositoryName};
+use crate::oci::{Digest, ErrorCode, RepositoryName, Tag};
 use crate::registry::Registry;
 pub use error::ApiError;
 use route::Route;
@@ -144,6 +145,14 @@ fn parse_name(raw: &str) -> Result<RepositoryName, ApiError> {
         ApiError::new(ErrorCode::NameInvalid)
             .message(e.to_string())
             .detail(serde_json::json!({"name": raw}))
+    })
+}
+
+fn parse_tag(raw: &str) -> Result<Tag, ApiError> {
+    raw.parse().map_err(|e: crate::oci::name::NameError| {
+        ApiError::new(ErrorCode::TagInvalid)
+            .message(e.to_string())
+            .detail(serde_json::json!({"tag": raw}))
     })
 }
 

@@ -1,14 +1,15 @@
 //! What a security review found a hostile client could do, each answered
 //! now with a clear 4xx in the spec's error shape: media types that would
-//! become response headers (HTML, line breaks, 100 KB), and responses a
-//! browser could render.
+//! become response headers (HTML, line breaks, 100 KB), strings PostgreSQL
+//! cannot store (a NUL) reaching a query, unreadable bodies answered in
+//! plain text, and responses a browser could render.
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::backend_tests;
-use crate::harness::TestApp;
+use crate::harness::{ADMIN_PASSWORD, TestApp};
 use crate::support::*;
+use crate::{backend_tests, secured_backend_tests};
 
 /// An image manifest of `alice/app` (blobs pushed) with `fields` merged in.
 async fn image_with(app: &TestApp, fields: Value) -> Vec<u8> {
@@ -246,9 +247,256 @@ async fn nothing_served_is_a_page(app: TestApp) {
     }
 }
 
+/// A status below 500 and, when it is an error, the spec's error body.
+async fn assert_answered(response: Response, what: &str) -> StatusCode {
+    let status = response.status();
+    assert!(status.as_u16() < 500, "{what}: {status}");
+    if status.is_client_error() {
+        assert_eq!(
+            header(&response, "content-type"),
+            "application/json",
+            "{what}"
+        );
+        let body = response.json_value().await;
+        assert!(body["errors"][0]["code"].is_string(), "{what}: {body}");
+    }
+    status
+}
+
+fn basic(app: &TestApp, path: &str, user: &str, password: &str) -> reqwest::RequestBuilder {
+    app.client
+        .get(app.url(path))
+        .basic_auth(user, Some(password))
+}
+
+/// A name with a NUL (or any control character) is an unknown user: 401,
+/// counted by the login limiter, never a database error.
+async fn impossible_login_names_are_bad_credentials(app: TestApp) {
+    let long = "a".repeat(60_000);
+    for user in ["ad\0min", "admin\0", "\0", "ad\nmin", long.as_str()] {
+        for path in ["/token?service=berth-test", "/api/v1/me"] {
+            let response = basic(&app, path, user, ADMIN_PASSWORD)
+                .send()
+                .await
+                .unwrap();
+            assert_error(response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        }
+        let form = app
+            .client
+            .post(app.url("/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", user),
+                ("password", ADMIN_PASSWORD),
+                ("service", "berth-test"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_error(form, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    }
+
+    // The rest of the OAuth2 form and the query: never a 5xx.
+    for fields in [
+        vec![("grant_type", "refresh_token"), ("refresh_token", "\0")],
+        vec![
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin\0password"),
+        ],
+        vec![
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("scope", "repository:ad\0min/app:pull"),
+        ],
+        vec![("grant_type", "password"), ("service", "berth\0")],
+        vec![("grant_type", "\0")],
+    ] {
+        let response = app
+            .client
+            .post(app.url("/token"))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        assert_answered(response, &format!("{fields:?}")).await;
+    }
+    for query in [
+        "service=berth%00",
+        "service=berth-test&scope=repository:a%00/b:pull",
+        "service=berth-test&scope=registry:catalog:%00",
+        "service=berth-test&offline_token=%00",
+    ] {
+        let response = basic(&app, &format!("/token?{query}"), "admin", ADMIN_PASSWORD)
+            .send()
+            .await
+            .unwrap();
+        assert_answered(response, query).await;
+    }
+
+    // Each counts as a failure from its address.
+    let attacker = reqwest::Client::builder()
+        .local_address("127.0.0.5".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let mut limited = None;
+    for _ in 0..100 {
+        let response = attacker
+            .get(app.url("/token?service=berth-test"))
+            .basic_auth("ad\0min", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        if response.status() != StatusCode::UNAUTHORIZED {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("the limiter never stepped in");
+    assert_error(limited, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
+}
+
+/// An admin's request to the account API.
+fn admin(app: &TestApp, method: Method, path: &str) -> reqwest::RequestBuilder {
+    app.client
+        .request(method, app.url(path))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+}
+
+async fn nul_in_account_api_values_is_refused(app: TestApp) {
+    create_user(&app, "alice", "alice-password").await;
+    let created = admin(&app, Method::POST, "/api/v1/orgs")
+        .json(&json!({"name": "team"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let paths = [
+        (Method::DELETE, "/api/v1/users/al%00ice", None),
+        (
+            Method::PUT,
+            "/api/v1/users/al%00ice/password",
+            Some(json!({"password": "long enough"})),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/orgs/te%00am/members/alice",
+            Some(json!({"role": "read"})),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/orgs/team/members/al%00ice",
+            Some(json!({"role": "read"})),
+        ),
+        (Method::DELETE, "/api/v1/orgs/team/members/al%00ice", None),
+        (Method::GET, "/api/v1/tokens?user=al%00ice", None),
+        (Method::DELETE, "/api/v1/tokens/tok_%00", None),
+        (Method::GET, "/api/v1/visibility/alice/a%00pp", None),
+        (
+            Method::PUT,
+            "/api/v1/visibility/alice/a%00pp",
+            Some(json!({"public": true})),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/immutable-tags/alice?pattern=v%00",
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/immutable-tags/al%00ice?pattern=v*",
+            None,
+        ),
+        (Method::GET, "/api/v1/quotas/al%00ice", None),
+        (Method::DELETE, "/api/v1/quotas/al%00ice", None),
+        (Method::DELETE, "/api/v1/retention/al%00ice", None),
+        (
+            Method::PUT,
+            "/api/v1/retention/alice",
+            Some(json!({"keep_last": 1, "exclude": ["v\u{0}"]})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"name": "bob", "password": "pass\u{0}word"})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"user": "al\u{0}ice", "scopes": ["repository:alice/*:pull"]})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"scopes": ["repository:alice/*:pull"], "description": "ci\u{0}"})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"scopes": ["repository:al\u{0}ice/*:pull"]})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/orgs",
+            Some(json!({"name": "x".repeat(10_000)})),
+        ),
+    ];
+    for (method, path, body) in paths {
+        let mut request = admin(&app, method.clone(), path);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let what = format!("{method} {path} {body:?}");
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+        assert!(message(&body).contains('`'), "{what}: {body}");
+    }
+}
+
+async fn nul_in_registry_queries_is_refused(app: TestApp) {
+    push_image(&app, "alice/app", "v1").await;
+    let long = "a".repeat(60_000);
+    for (path, code) in [
+        ("/v2/_catalog?last=%00".to_string(), "NAME_INVALID"),
+        ("/v2/_catalog?n=1&last=alice%00".to_string(), "NAME_INVALID"),
+        (format!("/v2/_catalog?last={long}"), "NAME_INVALID"),
+        (
+            "/v2/alice/app/tags/list?last=%00".to_string(),
+            "TAG_INVALID",
+        ),
+        (
+            format!("/v2/alice/app/tags/list?last={long}"),
+            "TAG_INVALID",
+        ),
+        (
+            format!("/v2/alice/app/referrers/{}?artifactType=%00", sha256(b"x")),
+            "INVALID_REQUEST",
+        ),
+    ] {
+        let response = app.get(&path).await;
+        assert_error(response, StatusCode::BAD_REQUEST, code).await;
+    }
+    // What a page's Link names still works.
+    let page = app.get("/v2/_catalog?n=1&last=alice%2Fapp").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = app.get("/v2/alice/app/tags/list?last=").await;
+    assert_eq!(page.json_value().await["tags"], json!(["v1"]));
+}
+
 backend_tests!(
     manifests_must_be_of_a_manifest_type,
     artifact_types_follow_the_media_type_grammar,
     unservable_stored_media_types_are_served_as_bytes,
     nothing_served_is_a_page,
+    nul_in_registry_queries_is_refused,
 );
+
+mod secured {
+    use super::*;
+
+    secured_backend_tests!(
+        impossible_login_names_are_bad_credentials,
+        nul_in_account_api_values_is_refused,
+    );
+}

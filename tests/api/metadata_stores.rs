@@ -855,6 +855,29 @@ async fn a_closed_store_is_unavailable(metadata: Metadata) {
     assert!(error.is_retryable());
 }
 
+/// PostgreSQL cannot store a NUL in text; both engines refuse it before it
+/// is sent, as the caller's mistake (not retryable), and carry on.
+async fn text_with_a_nul_is_refused_not_sent(metadata: Metadata) {
+    let read = metadata.accounts.user("al\0ice").await.unwrap_err();
+    assert!(matches!(read, MetadataError::Unstorable(_)), "{read:?}");
+    assert!(!read.is_retryable());
+    let write = metadata
+        .accounts
+        .create_user("al\0ice", "hash", false)
+        .await
+        .unwrap_err();
+    assert!(matches!(write, MetadataError::Unstorable(_)), "{write:?}");
+    assert_eq!(
+        metadata
+            .accounts
+            .create_user("alice", "hash", false)
+            .await
+            .unwrap(),
+        Created::Created
+    );
+    assert!(metadata.accounts.user("alice").await.unwrap().is_some());
+}
+
 /// A freshly migrated store of `engine`; the guard keeps its database alive.
 async fn open(engine: &str) -> (Metadata, Box<dyn std::any::Any>) {
     match engine {
@@ -913,4 +936,5 @@ every_engine!(
     the_collector_removes_only_what_nothing_references,
     retention_untags_only_what_did_not_move,
     a_closed_store_is_unavailable,
+    text_with_a_nul_is_refused_not_sent,
 );
