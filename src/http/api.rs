@@ -54,6 +54,7 @@ pub fn router() -> Router<AppState> {
             "/immutable-tags/{*path}",
             put(add_immutable_tags).delete(remove_immutable_tags),
         )
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
 }
 

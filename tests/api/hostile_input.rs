@@ -1,8 +1,8 @@
 //! What a security review found a hostile client could do, each answered
 //! now with a clear 4xx in the spec's error shape: media types that would
 //! become response headers (HTML, line breaks, 100 KB), strings PostgreSQL
-//! cannot store (a NUL) reaching a query, unreadable bodies answered in
-//! plain text, and responses a browser could render.
+//! cannot store (a NUL) reaching a query, wrong methods and unreadable
+//! bodies answered in plain text, and responses a browser could render.
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -484,12 +484,78 @@ async fn nul_in_registry_queries_is_refused(app: TestApp) {
     assert_eq!(page.json_value().await["tags"], json!(["v1"]));
 }
 
+async fn wrong_methods_and_unreadable_requests_get_the_error_shape(app: TestApp) {
+    for (method, path, allowed) in [
+        (Method::PATCH, "/api/v1/users", "GET,HEAD,POST"),
+        (Method::POST, "/api/v1/me", "GET,HEAD"),
+        (Method::POST, "/api/v1/quotas/alice", "GET,HEAD,PUT,DELETE"),
+        (Method::GET, "/api/v1/users/alice", "DELETE"),
+        (Method::PUT, "/token", "GET,HEAD,POST"),
+        (Method::DELETE, "/token/jwks.json", "GET,HEAD"),
+        (Method::POST, "/healthz", "GET,HEAD"),
+        (Method::POST, "/v2/", "GET,HEAD"),
+        (Method::DELETE, "/v2/_catalog", "GET,HEAD"),
+        (
+            Method::POST,
+            "/v2/alice/app/manifests/v1",
+            "GET,HEAD,PUT,DELETE",
+        ),
+        (Method::PATCH, "/v2/alice/app/blobs/uploads/", "POST"),
+    ] {
+        let response = admin(&app, method.clone(), path).send().await.unwrap();
+        let what = format!("{method} {path}");
+        let mut allow: Vec<String> = header(&response, "allow")
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .collect();
+        allow.sort();
+        let mut expected: Vec<&str> = allowed.split(',').collect();
+        expected.sort();
+        assert_eq!(allow, expected, "{what}");
+        let body = assert_error(response, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED").await;
+        assert!(message(&body).contains("method"), "{what}: {body}");
+    }
+
+    // Bodies and queries axum cannot read.
+    let not_json = admin(&app, Method::POST, "/api/v1/users")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_error(not_json, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+    let wrong_shape = admin(&app, Method::POST, "/api/v1/users")
+        .json(&json!({"name": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(wrong_shape, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+    let too_large = admin(&app, Method::POST, "/api/v1/users")
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_error(too_large, StatusCode::PAYLOAD_TOO_LARGE, "INVALID_REQUEST").await;
+    let no_pattern = admin(&app, Method::PUT, "/api/v1/immutable-tags/alice")
+        .send()
+        .await
+        .unwrap();
+    assert_error(no_pattern, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+    let bad_utf8 = admin(&app, Method::DELETE, "/api/v1/users/%FF")
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad_utf8, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+}
+
 backend_tests!(
     manifests_must_be_of_a_manifest_type,
     artifact_types_follow_the_media_type_grammar,
     unservable_stored_media_types_are_served_as_bytes,
     nothing_served_is_a_page,
     nul_in_registry_queries_is_refused,
+    wrong_methods_and_unreadable_requests_get_the_error_shape,
 );
 
 mod secured {
