@@ -13,8 +13,8 @@ use crate::auth::LoginError;
 use crate::auth::keys::KeyError;
 use crate::auth::token::TokenError;
 use crate::metadata::MetadataError;
-use crate::oci::ErrorCode;
 use crate::oci::manifest::ManifestError;
+use crate::oci::{Digest, ErrorCode};
 use crate::policy::PolicyError;
 use crate::registry::RegistryError;
 use crate::storage::StorageError;
@@ -213,9 +213,18 @@ impl From<RegistryError> for ApiError {
             E::ManifestUnknown => ApiError::new(ErrorCode::ManifestUnknown),
             E::RepositoryUnknown => ApiError::new(ErrorCode::NameUnknown),
             E::Denied(_) => ApiError::new(ErrorCode::Denied).message(message),
-            E::InUse(_) => ApiError::new(ErrorCode::Denied)
-                .status(StatusCode::CONFLICT)
-                .message(message),
+            // 403 as the spec's table pairs it with DENIED: clients know
+            // only its codes, and print the message, which says what to do.
+            E::InUse {
+                digest,
+                referenced_by,
+                ..
+            } => ApiError::new(ErrorCode::Denied)
+                .message(message)
+                .detail(json!({
+                    "digest": digest.as_str(),
+                    "referenced_by": referenced_by.iter().map(Digest::as_str).collect::<Vec<_>>(),
+                })),
             E::Metadata(e) => e.into(),
             E::Storage(e) => e.into(),
             E::Internal(_) => ApiError::internal(ErrorCode::Internal, &message),

@@ -34,8 +34,14 @@ pub enum RegistryError {
     ManifestUnknown,
     #[error("repository unknown")]
     RepositoryUnknown,
-    #[error("{0}")]
-    InUse(String),
+    /// Still used by `referenced_by` (the first few of the manifests that
+    /// use `digest`); `message` says what to delete first.
+    #[error("{message}")]
+    InUse {
+        digest: Digest,
+        referenced_by: Vec<Digest>,
+        message: String,
+    },
     /// A rule of the registry forbids it (an immutable tag).
     #[error("{0}")]
     Denied(String),
