@@ -144,6 +144,12 @@ impl Principal {
     }
 }
 
+/// No stored user name is longer than a repository name or holds a control
+/// character (names are path components); such a name is not looked up.
+fn could_be_user_name(name: &str) -> bool {
+    name.len() <= 255 && !name.chars().any(char::is_control)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("incorrect user name or password")]
@@ -208,6 +214,16 @@ impl Auth {
         password: &str,
         address: Option<IpAddr>,
     ) -> Result<Principal, LoginError> {
+        if !could_be_user_name(user) {
+            // No account has such a name, so it is bad credentials like any
+            // other; counted against the address only, as it protects no
+            // account and a huge name would be a huge key to keep.
+            if let Some(wait) = self.limiter.retry_after(None, address) {
+                return Err(LoginError::RateLimited(wait));
+            }
+            self.limiter.record_failure(None, address);
+            return Err(LoginError::BadCredentials);
+        }
         if password.starts_with(secret::ACCESS_TOKEN_PREFIX) {
             // Access tokens have their own failure count per address only, so
             // an attacker guessing a user's password cannot lock out the
@@ -450,6 +466,14 @@ mod tests {
             Actions::NONE
         );
         assert!(!Principal::default().may_list_catalog());
+    }
+
+    #[test]
+    fn names_no_account_can_have_are_not_looked_up() {
+        assert!(could_be_user_name("alice") && could_be_user_name(""));
+        assert!(!could_be_user_name("alice\0"));
+        assert!(!could_be_user_name("al\nice"));
+        assert!(!could_be_user_name(&"a".repeat(256)));
     }
 
     #[test]

@@ -3,22 +3,23 @@
 //! [`admin::Command`](crate::admin::Command) and answers with its
 //! [`Outcome`]; what the caller may do is decided in `admin`. Every
 //! endpoint authenticates with Basic credentials (a password, or an access
-//! token, which is refused for administration).
+//! token, which is refused for administration). Paths, queries and bodies
+//! are taken with `input.rs`'s extractors, which check every string and
+//! answer what they cannot read in the API's error shape.
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
-use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
+use super::input::{ApiJson, ApiPath, ApiQuery};
 use super::token::basic_credentials;
 use crate::admin::{Actor, Command, Kind, NewRetention, NewToken, NewUser, Outcome};
 use crate::oci::ErrorCode;
@@ -53,6 +54,7 @@ pub fn router() -> Router<AppState> {
             "/immutable-tags/{*path}",
             put(add_immutable_tags).delete(remove_immutable_tags),
         )
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
 }
 
@@ -84,13 +86,6 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A JSON body, with malformed input reported in the API's error shape.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidRequest).message(format!("the JSON body is invalid: {e}"))
-    })
-}
-
 /// Runs `command` for the caller and answers with its outcome: 204 for a
 /// change, 201 and the new thing, or 200 and what was asked for.
 async fn run(
@@ -118,15 +113,18 @@ async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult 
     run(&state, caller, Command::ListUsers).await
 }
 
-async fn add_user(State(state): State<AppState>, caller: Caller, bytes: Bytes) -> ApiResult {
-    let new: NewUser = body(&bytes)?;
+async fn add_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewUser>,
+) -> ApiResult {
     run(&state, caller, Command::AddUser(new)).await
 }
 
 async fn remove_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(user): Path<String>,
+    ApiPath(user): ApiPath<String>,
 ) -> ApiResult {
     run(&state, caller, Command::RemoveUser { user }).await
 }
@@ -140,10 +138,9 @@ struct NewPassword {
 async fn set_password(
     State(state): State<AppState>,
     caller: Caller,
-    Path(user): Path<String>,
-    bytes: Bytes,
+    ApiPath(user): ApiPath<String>,
+    ApiJson(NewPassword { password }): ApiJson<NewPassword>,
 ) -> ApiResult {
-    let NewPassword { password } = body(&bytes)?;
     run(&state, caller, Command::SetPassword { user, password }).await
 }
 
@@ -160,9 +157,8 @@ struct NewOrganization {
 async fn create_organization(
     State(state): State<AppState>,
     caller: Caller,
-    bytes: Bytes,
+    ApiJson(NewOrganization { name }): ApiJson<NewOrganization>,
 ) -> ApiResult {
-    let NewOrganization { name } = body(&bytes)?;
     run(&state, caller, Command::CreateOrganization { name }).await
 }
 
@@ -175,10 +171,9 @@ struct Membership {
 async fn set_member(
     State(state): State<AppState>,
     caller: Caller,
-    Path((organization, user)): Path<(String, String)>,
-    bytes: Bytes,
+    ApiPath((organization, user)): ApiPath<(String, String)>,
+    ApiJson(Membership { role }): ApiJson<Membership>,
 ) -> ApiResult {
-    let Membership { role } = body(&bytes)?;
     let command = Command::SetMember {
         organization,
         user,
@@ -190,7 +185,7 @@ async fn set_member(
 async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,
-    Path((organization, user)): Path<(String, String)>,
+    ApiPath((organization, user)): ApiPath<(String, String)>,
 ) -> ApiResult {
     run(&state, caller, Command::RemoveMember { organization, user }).await
 }
@@ -203,20 +198,23 @@ struct TokenFilter {
 async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
-    Query(TokenFilter { user }): Query<TokenFilter>,
+    ApiQuery(TokenFilter { user }): ApiQuery<TokenFilter>,
 ) -> ApiResult {
     run(&state, caller, Command::ListTokens { user }).await
 }
 
-async fn create_token(State(state): State<AppState>, caller: Caller, bytes: Bytes) -> ApiResult {
-    let new: NewToken = body(&bytes)?;
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewToken>,
+) -> ApiResult {
     run(&state, caller, Command::CreateToken(new)).await
 }
 
 async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult {
     run(&state, caller, Command::RevokeToken { id }).await
 }
@@ -224,7 +222,7 @@ async fn revoke_token(
 async fn visibility(
     State(state): State<AppState>,
     caller: Caller,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> ApiResult {
     run(&state, caller, Command::ShowVisibility { path }).await
 }
@@ -238,10 +236,9 @@ struct Visibility {
 async fn set_visibility(
     State(state): State<AppState>,
     caller: Caller,
-    Path(path): Path<String>,
-    bytes: Bytes,
+    ApiPath(path): ApiPath<String>,
+    ApiJson(Visibility { public }): ApiJson<Visibility>,
 ) -> ApiResult {
-    let Visibility { public } = body(&bytes)?;
     run(&state, caller, Command::SetVisibility { path, public }).await
 }
 
@@ -257,8 +254,8 @@ async fn list_immutable_tags(State(state): State<AppState>, caller: Caller) -> A
 async fn add_immutable_tags(
     State(state): State<AppState>,
     caller: Caller,
-    Path(path): Path<String>,
-    Query(PatternQuery { pattern }): Query<PatternQuery>,
+    ApiPath(path): ApiPath<String>,
+    ApiQuery(PatternQuery { pattern }): ApiQuery<PatternQuery>,
 ) -> ApiResult {
     let command = Command::SetImmutableTags {
         path,
@@ -271,8 +268,8 @@ async fn add_immutable_tags(
 async fn remove_immutable_tags(
     State(state): State<AppState>,
     caller: Caller,
-    Path(path): Path<String>,
-    Query(PatternQuery { pattern }): Query<PatternQuery>,
+    ApiPath(path): ApiPath<String>,
+    ApiQuery(PatternQuery { pattern }): ApiQuery<PatternQuery>,
 ) -> ApiResult {
     let command = Command::SetImmutableTags {
         path,
@@ -289,7 +286,7 @@ async fn list_quotas(State(state): State<AppState>, caller: Caller) -> ApiResult
 async fn show_quota(
     State(state): State<AppState>,
     caller: Caller,
-    Path(namespace): Path<String>,
+    ApiPath(namespace): ApiPath<String>,
 ) -> ApiResult {
     run(&state, caller, Command::ShowQuota { namespace }).await
 }
@@ -304,10 +301,9 @@ struct NewQuota {
 async fn set_quota(
     State(state): State<AppState>,
     caller: Caller,
-    Path(namespace): Path<String>,
-    bytes: Bytes,
+    ApiPath(namespace): ApiPath<String>,
+    ApiJson(NewQuota { limit }): ApiJson<NewQuota>,
 ) -> ApiResult {
-    let NewQuota { limit } = body(&bytes)?;
     let limit = Some(parse_size(&limit)?);
     run(&state, caller, Command::SetQuota { namespace, limit }).await
 }
@@ -315,7 +311,7 @@ async fn set_quota(
 async fn remove_quota(
     State(state): State<AppState>,
     caller: Caller,
-    Path(namespace): Path<String>,
+    ApiPath(namespace): ApiPath<String>,
 ) -> ApiResult {
     let command = Command::SetQuota {
         namespace,
@@ -331,17 +327,16 @@ async fn list_retention(State(state): State<AppState>, caller: Caller) -> ApiRes
 async fn set_retention(
     State(state): State<AppState>,
     caller: Caller,
-    Path(path): Path<String>,
-    bytes: Bytes,
+    ApiPath(path): ApiPath<String>,
+    ApiJson(new): ApiJson<NewRetention>,
 ) -> ApiResult {
-    let new: NewRetention = body(&bytes)?;
     run(&state, caller, Command::SetRetention(new.for_path(path))).await
 }
 
 async fn remove_retention(
     State(state): State<AppState>,
     caller: Caller,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> ApiResult {
     run(&state, caller, Command::RemoveRetention { path }).await
 }

@@ -9,13 +9,18 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::headers::query_value;
-use super::{ApiResult, AppState};
+use super::{ApiResult, AppState, parse_name, parse_tag};
 use crate::auth::scope::Actions;
 use crate::auth::token::Claims;
-use crate::oci::{ErrorCode, RepositoryName};
+use crate::oci::{ErrorCode, RepositoryName, Tag};
 use crate::registry::ListPage;
 
-fn pagination(uri: &Uri) -> Result<(Option<u32>, Option<String>), ApiError> {
+/// `n` and `last`; `last` (empty meaning absent) is a name of the list, so
+/// whatever `parse` refuses cannot be one and is refused too.
+fn pagination<T>(
+    uri: &Uri,
+    parse: impl Fn(&str) -> Result<T, ApiError>,
+) -> Result<(Option<u32>, Option<T>), ApiError> {
     let n = match query_value(uri, "n") {
         Some(n) => Some(n.parse::<u32>().map_err(|_| {
             ApiError::new(ErrorCode::Unsupported)
@@ -24,7 +29,11 @@ fn pagination(uri: &Uri) -> Result<(Option<u32>, Option<String>), ApiError> {
         })?),
         None => None,
     };
-    Ok((n, query_value(uri, "last")))
+    let last = query_value(uri, "last")
+        .filter(|last| !last.is_empty())
+        .map(|last| parse(&last))
+        .transpose()?;
+    Ok((n, last))
 }
 
 fn with_link(path: &str, page: &ListPage, body: serde_json::Value) -> ApiResult {
@@ -50,7 +59,8 @@ pub async fn list_repositories(
     claims: Option<Claims>,
     request: Request,
 ) -> ApiResult {
-    let (n, last) = pagination(request.uri())?;
+    let (n, last) = pagination(request.uri(), parse_name)?;
+    let last = last.as_ref().map(RepositoryName::as_str);
     let page = match (&state.auth, claims) {
         (Some(auth), Some(claims)) => {
             let principal = auth
@@ -65,18 +75,21 @@ pub async fn list_repositories(
             };
             state
                 .registry
-                .list_visible_repositories(n, last.as_deref(), &visible)
+                .list_visible_repositories(n, last, &visible)
                 .await?
         }
-        _ => state.registry.list_repositories(n, last.as_deref()).await?,
+        _ => state.registry.list_repositories(n, last).await?,
     };
     let body = json!({"repositories": page.names});
     with_link("/v2/_catalog", &page, body)
 }
 
 pub async fn list_tags(state: &AppState, name: &RepositoryName, request: Request) -> ApiResult {
-    let (n, last) = pagination(request.uri())?;
-    let page = state.registry.list_tags(name, n, last.as_deref()).await?;
+    let (n, last) = pagination(request.uri(), parse_tag)?;
+    let page = state
+        .registry
+        .list_tags(name, n, last.as_ref().map(Tag::as_str))
+        .await?;
     let body = json!({"name": name.as_str(), "tags": page.names});
     with_link(&format!("/v2/{name}/tags/list"), &page, body)
 }

@@ -13,7 +13,8 @@ use crate::auth::LoginError;
 use crate::auth::keys::KeyError;
 use crate::auth::token::TokenError;
 use crate::metadata::MetadataError;
-use crate::oci::ErrorCode;
+use crate::oci::manifest::ManifestError;
+use crate::oci::{Digest, ErrorCode};
 use crate::policy::PolicyError;
 use crate::registry::RegistryError;
 use crate::storage::StorageError;
@@ -97,9 +98,15 @@ impl From<StorageError> for ApiError {
 }
 
 /// A database that is unreachable, restarting or busy is 503 (a client may
-/// retry); anything else is our own fault, 500.
+/// retry); a value it cannot store is the request's fault, 400; anything
+/// else is our own fault, 500.
 impl From<MetadataError> for ApiError {
     fn from(error: MetadataError) -> Self {
+        if let MetadataError::Unstorable(_) = error {
+            tracing::debug!(error = %error, "request refused");
+            return ApiError::new(ErrorCode::InvalidRequest)
+                .message("the request holds a character that cannot be stored (NUL)");
+        }
         let code = if error.is_retryable() {
             ErrorCode::Unavailable
         } else {
@@ -187,7 +194,15 @@ impl From<RegistryError> for ApiError {
                 .message(message)
                 .detail(json!({"expected": expected.as_str(), "actual": actual.as_str()})),
             E::DigestInvalid(_) => ApiError::new(ErrorCode::DigestInvalid).message(message),
-            E::ManifestInvalid(_) => ApiError::new(ErrorCode::ManifestInvalid).message(message),
+            E::ManifestInvalid(ManifestError::Contradiction {
+                declared,
+                content_type,
+            }) => ApiError::new(ErrorCode::ManifestInvalid)
+                .message(message)
+                .detail(json!({"mediaType": declared, "contentType": content_type})),
+            E::ManifestInvalid(ManifestError::Invalid(_)) => {
+                ApiError::new(ErrorCode::ManifestInvalid).message(message)
+            }
             E::ManifestTooLarge(limit) => ApiError::new(ErrorCode::SizeInvalid)
                 .status(StatusCode::PAYLOAD_TOO_LARGE)
                 .message(message)
@@ -198,9 +213,18 @@ impl From<RegistryError> for ApiError {
             E::ManifestUnknown => ApiError::new(ErrorCode::ManifestUnknown),
             E::RepositoryUnknown => ApiError::new(ErrorCode::NameUnknown),
             E::Denied(_) => ApiError::new(ErrorCode::Denied).message(message),
-            E::InUse(_) => ApiError::new(ErrorCode::Denied)
-                .status(StatusCode::CONFLICT)
-                .message(message),
+            // 403 as the spec's table pairs it with DENIED: clients know
+            // only its codes, and print the message, which says what to do.
+            E::InUse {
+                digest,
+                referenced_by,
+                ..
+            } => ApiError::new(ErrorCode::Denied)
+                .message(message)
+                .detail(json!({
+                    "digest": digest.as_str(),
+                    "referenced_by": referenced_by.iter().map(Digest::as_str).collect::<Vec<_>>(),
+                })),
             E::Metadata(e) => e.into(),
             E::Storage(e) => e.into(),
             E::Internal(_) => ApiError::internal(ErrorCode::Internal, &message),
@@ -228,5 +252,7 @@ mod tests {
         }
         let login = ApiError::from(LoginError::Metadata(MetadataError::Unavailable("x".into())));
         assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE);
+        let unstorable = ApiError::from(MetadataError::Unstorable("NUL".into()));
+        assert_eq!(unstorable.status, StatusCode::BAD_REQUEST);
     }
 }

@@ -26,11 +26,6 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     header_str(headers, &header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
 }
 
-/// `Content-Type` without parameters.
-pub fn content_type(headers: &HeaderMap) -> Option<&str> {
-    header_str(headers, &header::CONTENT_TYPE).map(|v| v.split(';').next().unwrap_or("").trim())
-}
-
 /// All values of query parameter `key`, percent-decoded.
 pub fn query_values(uri: &Uri, key: &str) -> Vec<String> {
     url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())

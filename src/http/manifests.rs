@@ -6,13 +6,11 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::IntoResponse;
 
 use super::error::ApiError;
-use super::headers::{
-    DOCKER_CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG, content_length, content_type, query_values,
-};
-use super::{ApiResult, AppState, parse_digest};
-use crate::oci::manifest::MAX_MANIFEST_BYTES;
+use super::headers::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG, content_length, query_values};
+use super::{ApiResult, AppState, parse_digest, parse_tag};
+use crate::oci::manifest::{MAX_MANIFEST_BYTES, served_media_type};
 use crate::oci::name::ReferenceError;
-use crate::oci::{ErrorCode, Reference, RepositoryName, Tag};
+use crate::oci::{ErrorCode, Reference, RepositoryName};
 use crate::registry::RegistryError;
 
 fn parse_reference(raw: &str) -> Result<Reference, ApiError> {
@@ -21,14 +19,6 @@ fn parse_reference(raw: &str) -> Result<Reference, ApiError> {
         ReferenceError::Tag(e) => ApiError::new(ErrorCode::TagInvalid)
             .message(e.to_string())
             .detail(serde_json::json!({"tag": raw})),
-    })
-}
-
-fn parse_tag(raw: &str) -> Result<Tag, ApiError> {
-    raw.parse().map_err(|e: crate::oci::name::NameError| {
-        ApiError::new(ErrorCode::TagInvalid)
-            .message(e.to_string())
-            .detail(serde_json::json!({"tag": raw}))
     })
 }
 
@@ -41,7 +31,10 @@ pub async fn get_manifest(
     let reference = parse_reference(reference)?;
     let manifest = state.registry.get_manifest(name, &reference).await?;
     let headers = [
-        (header::CONTENT_TYPE, manifest.media_type),
+        (
+            header::CONTENT_TYPE,
+            served_media_type(&manifest.media_type).to_string(),
+        ),
         (header::CONTENT_LENGTH, manifest.payload.len().to_string()),
         (DOCKER_CONTENT_DIGEST, manifest.digest.to_string()),
     ];
@@ -68,7 +61,14 @@ pub async fn put_manifest(
     if content_length(request.headers()).is_some_and(|l| l > MAX_MANIFEST_BYTES as u64) {
         return Err(too_large());
     }
-    let media_type = content_type(request.headers()).map(str::to_string);
+    // Checked whole, parameters included, by the manifest parser.
+    let media_type = match request.headers().get(header::CONTENT_TYPE) {
+        Some(value) => Some(value.to_str().map(str::to_string).map_err(|_| {
+            ApiError::new(ErrorCode::ManifestInvalid)
+                .message("the Content-Type header holds characters no media type has")
+        })?),
+        None => None,
+    };
     // Manifests are small and hashed whole; the limit keeps the buffer bounded.
     let body = axum::body::to_bytes(request.into_body(), MAX_MANIFEST_BYTES)
         .await

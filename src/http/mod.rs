@@ -13,6 +13,7 @@ mod blobs;
 mod catalog;
 mod error;
 mod headers;
+mod input;
 mod manifests;
 mod observe;
 mod referrers;
@@ -32,7 +33,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::admin::Admin;
 use crate::auth::Auth;
 use crate::metrics::Metrics;
-use crate::oci::{Digest, ErrorCode, RepositoryName};
+use crate::oci::{Digest, ErrorCode, RepositoryName, Tag};
 use crate::registry::Registry;
 pub use error::ApiError;
 use route::Route;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
         .layer(SetResponseHeaderLayer::if_not_present(
             headers::DOCKER_DISTRIBUTION_API_VERSION,
@@ -79,6 +81,22 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
+        ))
+        // Nothing the registry serves is a page: a manifest, a blob or an
+        // error body pushed by a user is never sniffed into HTML, runs no
+        // script, loads nothing and cannot be framed. A route that serves
+        // pages (a web UI) sets its own policy, which these leave alone.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; sandbox"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
         ))
         .with_state(state)
 }
@@ -89,7 +107,7 @@ async fn api_base(State(state): State<AppState>, request: Request) -> ApiResult 
             auth::authorize(&state, request.headers(), &[]).await?;
             Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
         }
-        _ => Err(ApiError::new(ErrorCode::MethodNotAllowed)),
+        _ => method_not_allowed("GET,HEAD"),
     }
 }
 
@@ -131,6 +149,14 @@ fn parse_name(raw: &str) -> Result<RepositoryName, ApiError> {
     })
 }
 
+fn parse_tag(raw: &str) -> Result<Tag, ApiError> {
+    raw.parse().map_err(|e: crate::oci::name::NameError| {
+        ApiError::new(ErrorCode::TagInvalid)
+            .message(e.to_string())
+            .detail(serde_json::json!({"tag": raw}))
+    })
+}
+
 fn parse_digest(raw: &str) -> Result<Digest, ApiError> {
     raw.parse().map_err(|e: crate::oci::digest::DigestError| {
         ApiError::new(ErrorCode::DigestInvalid)
@@ -139,8 +165,9 @@ fn parse_digest(raw: &str) -> Result<Digest, ApiError> {
     })
 }
 
-fn method_not_allowed() -> ApiResult {
-    Err(ApiError::new(ErrorCode::MethodNotAllowed))
+/// 405, with the methods the endpoint does answer.
+fn method_not_allowed(allowed: &'static str) -> ApiResult {
+    Err(ApiError::new(ErrorCode::MethodNotAllowed).header(header::ALLOW, allowed))
 }
 
 /// Every `/v2/<name>/...` request: the path is parsed once into a route,
@@ -188,13 +215,13 @@ async fn route_request(
     match route {
         Route::Catalog => match method {
             Method::GET | Method::HEAD => catalog::list_repositories(state, claims, request).await,
-            _ => method_not_allowed(),
+            _ => method_not_allowed("GET,HEAD"),
         },
         Route::Tags { name } => {
             let name = parse_name(name)?;
             match method {
                 Method::GET | Method::HEAD => catalog::list_tags(state, &name, request).await,
-                _ => method_not_allowed(),
+                _ => method_not_allowed("GET,HEAD"),
             }
         }
         Route::Manifest { name, reference } => {
@@ -205,7 +232,7 @@ async fn route_request(
                 }
                 Method::PUT => manifests::put_manifest(state, &name, reference, request).await,
                 Method::DELETE => manifests::delete_manifest(state, &name, reference).await,
-                _ => method_not_allowed(),
+                _ => method_not_allowed("GET,HEAD,PUT,DELETE"),
             }
         }
         Route::Referrers { name, digest } => {
@@ -214,7 +241,7 @@ async fn route_request(
                 Method::GET | Method::HEAD => {
                     referrers::list_referrers(state, &name, digest, request).await
                 }
-                _ => method_not_allowed(),
+                _ => method_not_allowed("GET,HEAD"),
             }
         }
         Route::Blob { name, digest } => {
@@ -222,7 +249,7 @@ async fn route_request(
             match method {
                 Method::GET | Method::HEAD => blobs::get_blob(state, &name, digest, request).await,
                 Method::DELETE => blobs::delete_blob(state, &name, digest).await,
-                _ => method_not_allowed(),
+                _ => method_not_allowed("GET,HEAD,DELETE"),
             }
         }
         Route::UploadStart { name } => {
@@ -235,7 +262,7 @@ async fn route_request(
                     let may_mount = auth::may_pull(claims.as_ref(), state.auth.is_some(), &from);
                     uploads::start_upload(state, &name, may_mount, request).await
                 }
-                _ => method_not_allowed(),
+                _ => method_not_allowed("POST"),
             }
         }
         Route::Upload { name, id } => {
@@ -245,7 +272,7 @@ async fn route_request(
                 Method::PATCH => uploads::append_chunk(state, &name, id, request).await,
                 Method::PUT => uploads::finish_upload(state, &name, id, request).await,
                 Method::DELETE => uploads::cancel_upload(state, &name, id).await,
-                _ => method_not_allowed(),
+                _ => method_not_allowed("GET,HEAD,PATCH,PUT,DELETE"),
             }
         }
     }

@@ -6,10 +6,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 
+use super::error::ApiError;
 use super::headers::{OCI_FILTERS_APPLIED, query_value};
 use super::{ApiResult, AppState, parse_digest};
-use crate::oci::RepositoryName;
-use crate::oci::manifest::OCI_INDEX;
+use crate::oci::manifest::{OCI_INDEX, served_media_type};
+use crate::oci::{ErrorCode, MediaType, RepositoryName};
 
 pub async fn list_referrers(
     state: &AppState,
@@ -19,6 +20,13 @@ pub async fn list_referrers(
 ) -> ApiResult {
     let subject = parse_digest(digest)?;
     let artifact_type = query_value(request.uri(), "artifactType").filter(|t| !t.is_empty());
+    // Stored artifact types all pass the grammar, so nothing else can match.
+    if let Some(artifact_type) = &artifact_type
+        && let Err(e) = MediaType::parse(artifact_type)
+    {
+        return Err(ApiError::new(ErrorCode::InvalidRequest)
+            .message(format!("`artifactType` must be a media type: {e}")));
+    }
     let referrers = state
         .registry
         .referrers(name, &subject, artifact_type.as_deref())
@@ -27,7 +35,7 @@ pub async fn list_referrers(
         .into_iter()
         .map(|r| {
             let mut descriptor = Map::new();
-            descriptor.insert("mediaType".into(), r.media_type.into());
+            descriptor.insert("mediaType".into(), served_media_type(&r.media_type).into());
             descriptor.insert("digest".into(), r.digest.as_str().into());
             descriptor.insert("size".into(), r.size.into());
             if let Some(artifact_type) = r.artifact_type {

@@ -5,7 +5,7 @@
 
 use super::collector::{queue_blob_review, queue_link_review};
 use super::db::{Conn, Finish, Lock, Value};
-use super::manifests::DeleteOutcome;
+use super::manifests::{DeleteOutcome, NAMED_USERS};
 use super::policy::{QuotaExceeded, check_quota};
 use super::repositories::{ensure_repository, repository_id};
 use super::{MetadataError, MetadataResult, RegistryStore, parse_digest, size, unix_now};
@@ -154,15 +154,19 @@ async fn unlink_blob(
     let Some(repository_id) = repository_id(conn, repository).await? else {
         return Ok(DeleteOutcome::NotFound);
     };
-    let user: Option<String> = conn
-        .optional_scalar(
+    let users: Vec<String> = conn
+        .scalars(
             "SELECT m.digest FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id \
-             WHERE m.repository_id = $1 AND mb.blob_digest = $2 ORDER BY m.digest LIMIT 1",
-            &[repository_id.into(), digest.into()],
+             WHERE m.repository_id = $1 AND mb.blob_digest = $2 ORDER BY m.digest LIMIT $3",
+            &[repository_id.into(), digest.into(), NAMED_USERS.into()],
         )
         .await?;
-    if let Some(user) = user {
-        return Ok(DeleteOutcome::ReferencedBy(parse_digest(user)?));
+    if !users.is_empty() {
+        let users = users
+            .into_iter()
+            .map(parse_digest)
+            .collect::<Result<_, _>>()?;
+        return Ok(DeleteOutcome::ReferencedBy(users));
     }
     let deleted = conn
         .execute(

@@ -21,6 +21,10 @@ pub enum MetadataError {
     /// A stored value is not what the schema promises.
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
+    /// A value the database cannot hold (PostgreSQL refuses a NUL in text),
+    /// refused before it was sent: the request's fault, not the database's.
+    #[error("value cannot be stored: {0}")]
+    Unstorable(String),
     /// Anything else: a bug in a query, a failed migration.
     #[error("database error: {0}")]
     Internal(String),

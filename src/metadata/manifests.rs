@@ -16,7 +16,7 @@ use super::policy::immutable_tag_rules;
 use super::repositories::{TagsVersion, ensure_repository};
 use super::{MetadataResult, RegistryStore, parse_digest, size, unix_now};
 use crate::oci::manifest::ParsedManifest;
-use crate::oci::pattern::first_covered;
+use crate::oci::pattern::{TagRule, first_covered};
 use crate::oci::{Digest, RepositoryName, Tag};
 
 /// Values per `IN (...)` list or multi-row insert: far below either
@@ -43,19 +43,29 @@ pub enum PutManifestOutcome {
     Stored,
     /// A blob or child manifest it refers to is not in the repository; nothing was written.
     MissingReference(Digest),
-    /// This tag exists, points elsewhere and is immutable; nothing was written.
-    ImmutableTag(String),
+    /// This tag exists, points elsewhere and `rule` makes it immutable; nothing was written.
+    ImmutableTag {
+        tag: String,
+        rule: TagRule,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
     Deleted,
     NotFound,
-    /// Still used by this manifest in the repository; nothing was deleted.
-    ReferencedBy(Digest),
-    /// The tag (or a tag of the manifest) is immutable; nothing was deleted.
-    Immutable(String),
+    /// Still used by these manifests of the repository (the first few, in
+    /// digest order); nothing was deleted.
+    ReferencedBy(Vec<Digest>),
+    /// The tag (or a tag of the manifest) is immutable by `rule`; nothing was deleted.
+    Immutable {
+        tag: String,
+        rule: TagRule,
+    },
 }
+
+/// How many of the manifests that still use something a refused delete names.
+pub(super) const NAMED_USERS: i64 = 3;
 
 /// A manifest whose `subject` is the digest asked about.
 #[derive(Debug, Clone)]
@@ -216,10 +226,11 @@ async fn put_manifest(
                 rules = Some(immutable_tag_rules(conn).await?);
             }
             let rules = rules.as_deref().unwrap_or_default();
-            if let Some(tag) = first_covered(rules, repository, [tag.as_str()]) {
-                return Ok(Finish::RollBack(PutManifestOutcome::ImmutableTag(
-                    tag.to_string(),
-                )));
+            if let Some((tag, rule)) = first_covered(rules, repository, [tag.as_str()]) {
+                return Ok(Finish::RollBack(PutManifestOutcome::ImmutableTag {
+                    tag: tag.to_string(),
+                    rule: rule.clone(),
+                }));
             }
             queue_manifest_review(conn, repository_id, &previous).await?;
         }
@@ -252,15 +263,19 @@ async fn delete_manifest(
     let Some((id, repository_id)) = row else {
         return Ok(DeleteOutcome::NotFound);
     };
-    let parent: Option<String> = conn
-        .optional_scalar(
+    let parents: Vec<String> = conn
+        .scalars(
             "SELECT p.digest FROM manifest_references mr JOIN manifests p ON p.id = mr.parent_id \
-             WHERE mr.child_id = $1 ORDER BY p.digest LIMIT 1",
-            &[id.into()],
+             WHERE mr.child_id = $1 ORDER BY p.digest LIMIT $2",
+            &[id.into(), NAMED_USERS.into()],
         )
         .await?;
-    if let Some(parent) = parent {
-        return Ok(DeleteOutcome::ReferencedBy(parse_digest(parent)?));
+    if !parents.is_empty() {
+        let parents = parents
+            .into_iter()
+            .map(parse_digest)
+            .collect::<Result<_, _>>()?;
+        return Ok(DeleteOutcome::ReferencedBy(parents));
     }
     let tags: Vec<String> = conn
         .scalars(
@@ -270,8 +285,13 @@ async fn delete_manifest(
         .await?;
     if !tags.is_empty() {
         let rules = immutable_tag_rules(conn).await?;
-        if let Some(tag) = first_covered(&rules, repository, tags.iter().map(String::as_str)) {
-            return Ok(DeleteOutcome::Immutable(tag.to_string()));
+        if let Some((tag, rule)) =
+            first_covered(&rules, repository, tags.iter().map(String::as_str))
+        {
+            return Ok(DeleteOutcome::Immutable {
+                tag: tag.to_string(),
+                rule: rule.clone(),
+            });
         }
     }
     queue_dependents(conn, repository_id, id, digest).await?;
@@ -298,8 +318,11 @@ async fn delete_tag(
         return Ok(DeleteOutcome::NotFound);
     };
     let rules = immutable_tag_rules(conn).await?;
-    if let Some(tag) = first_covered(&rules, repository, [tag]) {
-        return Ok(DeleteOutcome::Immutable(tag.to_string()));
+    if let Some((tag, rule)) = first_covered(&rules, repository, [tag]) {
+        return Ok(DeleteOutcome::Immutable {
+            tag: tag.to_string(),
+            rule: rule.clone(),
+        });
     }
     conn.execute(
         "DELETE FROM tags WHERE repository_id = $1 AND name = $2",

@@ -26,7 +26,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     Unavailable,
     Internal,
-    /// The account API's: a malformed request body or value.
+    /// A malformed request body or value: the account API's, and a `/v2/`
+    /// query parameter or string that no spec code fits.
     InvalidRequest,
     /// The account API's: the name is already taken.
     Conflict,

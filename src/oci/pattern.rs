@@ -39,14 +39,18 @@ impl TagRule {
     }
 }
 
-/// The first of `tags` of `repository` that one of `rules` covers.
-pub fn first_covered<'t>(
-    rules: &[TagRule],
+/// The first of `tags` of `repository` that one of `rules` covers, and that rule.
+pub fn first_covered<'t, 'r>(
+    rules: &'r [TagRule],
     repository: &str,
     tags: impl IntoIterator<Item = &'t str>,
-) -> Option<&'t str> {
-    tags.into_iter()
-        .find(|tag| rules.iter().any(|rule| rule.covers(repository, tag)))
+) -> Option<(&'t str, &'r TagRule)> {
+    tags.into_iter().find_map(|tag| {
+        rules
+            .iter()
+            .find(|rule| rule.covers(repository, tag))
+            .map(|rule| (tag, rule))
+    })
 }
 
 #[cfg(test)]
@@ -61,9 +65,12 @@ mod tests {
         }];
         assert_eq!(
             first_covered(&rules, "team/app", ["latest", "v1"]),
-            Some("v1")
+            Some(("v1", &rules[0]))
         );
-        assert_eq!(first_covered(&rules, "team", ["v2"]), Some("v2"));
+        assert_eq!(
+            first_covered(&rules, "team", ["v2"]),
+            Some(("v2", &rules[0]))
+        );
         assert_eq!(first_covered(&rules, "teamx/app", ["v1"]), None);
         assert_eq!(first_covered(&rules, "team/app", ["latest"]), None);
         assert_eq!(first_covered(&[], "team/app", ["v1"]), None);

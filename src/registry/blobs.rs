@@ -138,12 +138,20 @@ impl Registry {
         match self.metadata.unlink_blob(repository, digest).await? {
             DeleteOutcome::Deleted => Ok(()),
             DeleteOutcome::NotFound => Err(RegistryError::BlobUnknown(digest.clone())),
-            DeleteOutcome::ReferencedBy(manifest) => Err(RegistryError::InUse(format!(
-                "blob {digest} is used by manifest {manifest}; delete that manifest first"
-            ))),
-            DeleteOutcome::Immutable(tag) => {
-                Err(RegistryError::Denied(format!("tag `{tag}` is immutable")))
+            DeleteOutcome::ReferencedBy(manifests) => {
+                let (noun, listed) = super::manifests::named(&manifests, "manifest", "manifests");
+                Err(RegistryError::InUse {
+                    message: format!(
+                        "blob {digest} is used by {noun} {listed}: delete the {noun} first"
+                    ),
+                    digest: digest.clone(),
+                    referenced_by: manifests,
+                })
             }
+            DeleteOutcome::Immutable { tag, rule } => Err(RegistryError::Denied(format!(
+                "tag `{tag}` is immutable by the rule `{}` on `{}`",
+                rule.pattern, rule.path
+            ))),
         }
     }
 }

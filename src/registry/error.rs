@@ -3,6 +3,7 @@
 
 use crate::metadata::MetadataError;
 use crate::oci::Digest;
+use crate::oci::manifest::ManifestError;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +25,7 @@ pub enum RegistryError {
     #[error("{0}")]
     DigestInvalid(String),
     #[error("{0}")]
-    ManifestInvalid(String),
+    ManifestInvalid(#[from] ManifestError),
     #[error("manifest is larger than {0} bytes")]
     ManifestTooLarge(usize),
     #[error("manifest refers to {0}, which is not in this repository")]
@@ -33,8 +34,14 @@ pub enum RegistryError {
     ManifestUnknown,
     #[error("repository unknown")]
     RepositoryUnknown,
-    #[error("{0}")]
-    InUse(String),
+    /// Still used by `referenced_by` (the first few of the manifests that
+    /// use `digest`); `message` says what to delete first.
+    #[error("{message}")]
+    InUse {
+        digest: Digest,
+        referenced_by: Vec<Digest>,
+        message: String,
+    },
     /// A rule of the registry forbids it (an immutable tag).
     #[error("{0}")]
     Denied(String),

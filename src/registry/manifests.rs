@@ -31,6 +31,37 @@ pub struct ListPage {
     pub page_size: u32,
 }
 
+/// The refusal to delete a manifest that `indexes` list.
+fn listed_by(reference: &Reference, indexes: Vec<Digest>) -> RegistryError {
+    let Reference::Digest(digest) = reference else {
+        // Deleting a tag never deletes the manifest, so nothing can be in its way.
+        return RegistryError::Internal(format!("tag {reference} reported as listed by an index"));
+    };
+    let (noun, listed) = named(&indexes, "index", "indexes");
+    RegistryError::InUse {
+        message: format!(
+            "manifest {digest} is listed by {noun} {listed}: delete the tag by name instead, or delete the {noun} first"
+        ),
+        digest: digest.clone(),
+        referenced_by: indexes,
+    }
+}
+
+/// `digests` for a message, with the noun that fits their number:
+/// ("index", "sha256:a") or ("indexes", "sha256:a, sha256:b").
+pub(super) fn named(
+    digests: &[Digest],
+    one: &'static str,
+    several: &'static str,
+) -> (&'static str, String) {
+    let listed = digests
+        .iter()
+        .map(Digest::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    (if digests.len() == 1 { one } else { several }, listed)
+}
+
 fn list_page(page: Page, page_size: u32) -> ListPage {
     let next_last = if page.more {
         page.names.last().cloned()
@@ -71,8 +102,7 @@ impl Registry {
                 actual: digest,
             });
         }
-        let parsed = manifest::parse(&body, content_type)
-            .map_err(|e| RegistryError::ManifestInvalid(e.0))?;
+        let parsed = manifest::parse(&body, content_type)?;
         let mut tags = extra_tags;
         if let Reference::Tag(tag) = reference {
             tags.insert(0, tag.clone());
@@ -93,8 +123,9 @@ impl Registry {
             PutManifestOutcome::MissingReference(missing) => {
                 Err(RegistryError::ManifestReferenceUnknown(missing))
             }
-            PutManifestOutcome::ImmutableTag(tag) => Err(RegistryError::Denied(format!(
-                "tag `{tag}` is immutable in {repository}: it cannot be moved to another manifest"
+            PutManifestOutcome::ImmutableTag { tag, rule } => Err(RegistryError::Denied(format!(
+                "tag `{tag}` is immutable in {repository} by the rule `{}` on `{}`: it cannot be moved to another manifest",
+                rule.pattern, rule.path
             ))),
         }
     }
@@ -124,11 +155,10 @@ impl Registry {
         match outcome {
             DeleteOutcome::Deleted => Ok(()),
             DeleteOutcome::NotFound => Err(RegistryError::ManifestUnknown),
-            DeleteOutcome::ReferencedBy(index) => Err(RegistryError::InUse(format!(
-                "manifest {reference} is listed by index {index}; delete that index first"
-            ))),
-            DeleteOutcome::Immutable(tag) => Err(RegistryError::Denied(format!(
-                "tag `{tag}` is immutable in {repository}: it cannot be deleted"
+            DeleteOutcome::ReferencedBy(indexes) => Err(listed_by(reference, indexes)),
+            DeleteOutcome::Immutable { tag, rule } => Err(RegistryError::Denied(format!(
+                "tag `{tag}` is immutable in {repository} by the rule `{}` on `{}`: it cannot be deleted",
+                rule.pattern, rule.path
             ))),
         }
     }

@@ -122,7 +122,21 @@ async fn deleting_a_blob_unlinks_it_unless_a_manifest_uses_it(app: TestApp) {
     let in_use = app
         .delete(&format!("/v2/alice/app/blobs/{config_digest}"))
         .await;
-    assert_error(in_use, StatusCode::CONFLICT, "DENIED").await;
+    let body = assert_error(in_use, StatusCode::FORBIDDEN, "DENIED").await;
+    let manifest_digest = sha256(&manifest);
+    assert_eq!(
+        body["errors"][0]["detail"],
+        serde_json::json!({"digest": config_digest, "referenced_by": [manifest_digest]})
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "used by manifest {manifest_digest}: delete the manifest first"
+            )),
+        "{body}"
+    );
 
     let loose = push_blob(&app, "alice/app", b"loose blob").await;
     assert_eq!(
@@ -145,7 +159,6 @@ async fn deleting_a_blob_unlinks_it_unless_a_manifest_uses_it(app: TestApp) {
     .await;
 
     // Once the manifest is gone its blobs can be deleted, and pushed again.
-    let manifest_digest = sha256(&manifest);
     assert_eq!(
         app.delete(&format!("/v2/alice/app/manifests/{manifest_digest}"))
             .await

@@ -10,6 +10,7 @@ mod blob_stores;
 mod blobs;
 mod cli;
 mod gc;
+mod hostile_input;
 mod instances;
 mod manifests;
 mod metadata_stores;

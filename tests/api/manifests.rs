@@ -160,7 +160,8 @@ async fn manifests_with_hundreds_of_layers(app: TestApp) {
         let in_use = app
             .delete(&format!("/v2/alice/big/blobs/{}", sha256(&layers[n])))
             .await;
-        assert_error(in_use, StatusCode::CONFLICT, "DENIED").await;
+        let body = assert_error(in_use, StatusCode::FORBIDDEN, "DENIED").await;
+        assert_eq!(body["errors"][0]["detail"]["digest"], sha256(&layers[n]));
     }
 }
 
@@ -261,12 +262,23 @@ async fn indexes_need_their_children(app: TestApp) {
     assert_eq!(header(&get, "content-type"), OCI_INDEX);
     assert_eq!(get.bytes().await.unwrap().as_ref(), index.as_bytes());
 
-    // A child cannot be deleted while the index lists it.
+    // A child cannot be deleted while the index lists it: 403 as the spec
+    // pairs with DENIED, naming the index and what to do instead.
     let response = app
         .delete(&format!("/v2/alice/multi/manifests/{amd64_digest}"))
         .await;
-    assert_error(response, StatusCode::CONFLICT, "DENIED").await;
+    let body = assert_error(response, StatusCode::FORBIDDEN, "DENIED").await;
     let index_digest = sha256(index.as_bytes());
+    assert_eq!(
+        body["errors"][0]["detail"],
+        json!({"digest": amd64_digest, "referenced_by": [index_digest]})
+    );
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&index_digest)
+            && message.contains("delete the tag by name instead, or delete the index first"),
+        "{message}"
+    );
     assert_eq!(
         app.delete(&format!("/v2/alice/multi/manifests/{index_digest}"))
             .await

@@ -350,7 +350,7 @@ async fn a_manifest_is_stored_only_when_everything_it_names_is_there(metadata: M
             .delete_manifest(&name("team/app"), &child)
             .await
             .unwrap(),
-        DeleteOutcome::ReferencedBy(parent_digest.clone())
+        DeleteOutcome::ReferencedBy(vec![parent_digest.clone()])
     );
     assert_eq!(
         store
@@ -402,17 +402,19 @@ async fn tags_move_and_immutable_ones_never_do(metadata: Metadata) {
         second
     );
 
+    let rule = TagRule {
+        path: "team".into(),
+        pattern: "v*".into(),
+    };
     metadata
         .policy
-        .set_immutable_tags(
-            &TagRule {
-                path: "team".into(),
-                pattern: "v*".into(),
-            },
-            true,
-        )
+        .set_immutable_tags(&rule, true)
         .await
         .unwrap();
+    let protected = || DeleteOutcome::Immutable {
+        tag: "v1".into(),
+        rule: rule.clone(),
+    };
     // Pushing `latest` and `v1` onto the second image: `v1` would move.
     let again = image(b"config two", b"layer two");
     assert_eq!(
@@ -420,7 +422,10 @@ async fn tags_move_and_immutable_ones_never_do(metadata: Metadata) {
             .put_manifest(&repo, again, &[tag("latest"), tag("v1")])
             .await
             .unwrap(),
-        PutManifestOutcome::ImmutableTag("v1".into())
+        PutManifestOutcome::ImmutableTag {
+            tag: "v1".into(),
+            rule: rule.clone()
+        }
     );
     assert_eq!(
         store
@@ -441,11 +446,11 @@ async fn tags_move_and_immutable_ones_never_do(metadata: Metadata) {
     );
     assert_eq!(
         store.delete_tag(&repo, &tag("v1")).await.unwrap(),
-        DeleteOutcome::Immutable("v1".into())
+        protected()
     );
     assert_eq!(
         store.delete_manifest(&repo, &first).await.unwrap(),
-        DeleteOutcome::Immutable("v1".into())
+        protected()
     );
     assert_eq!(
         store.delete_tag(&repo, &tag("latest")).await.unwrap(),
@@ -476,7 +481,7 @@ async fn a_blob_a_manifest_uses_cannot_be_unlinked(metadata: Metadata) {
             .unlink_blob(&repo, &digest_of(b"layer one"))
             .await
             .unwrap(),
-        DeleteOutcome::ReferencedBy(image_digest)
+        DeleteOutcome::ReferencedBy(vec![image_digest])
     );
     record_blob(&metadata, "team/app", b"loose").await;
     assert_eq!(
@@ -855,6 +860,29 @@ async fn a_closed_store_is_unavailable(metadata: Metadata) {
     assert!(error.is_retryable());
 }
 
+/// PostgreSQL cannot store a NUL in text; both engines refuse it before it
+/// is sent, as the caller's mistake (not retryable), and carry on.
+async fn text_with_a_nul_is_refused_not_sent(metadata: Metadata) {
+    let read = metadata.accounts.user("al\0ice").await.unwrap_err();
+    assert!(matches!(read, MetadataError::Unstorable(_)), "{read:?}");
+    assert!(!read.is_retryable());
+    let write = metadata
+        .accounts
+        .create_user("al\0ice", "hash", false)
+        .await
+        .unwrap_err();
+    assert!(matches!(write, MetadataError::Unstorable(_)), "{write:?}");
+    assert_eq!(
+        metadata
+            .accounts
+            .create_user("alice", "hash", false)
+            .await
+            .unwrap(),
+        Created::Created
+    );
+    assert!(metadata.accounts.user("alice").await.unwrap().is_some());
+}
+
 /// A freshly migrated store of `engine`; the guard keeps its database alive.
 async fn open(engine: &str) -> (Metadata, Box<dyn std::any::Any>) {
     match engine {
@@ -913,4 +941,5 @@ every_engine!(
     the_collector_removes_only_what_nothing_references,
     retention_untags_only_what_did_not_move,
     a_closed_store_is_unavailable,
+    text_with_a_nul_is_refused_not_sent,
 );

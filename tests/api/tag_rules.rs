@@ -87,7 +87,7 @@ async fn immutable_tags_cannot_move_or_go(mut app: TestApp) {
         body["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("`v1` is immutable"),
+            .contains("`v1` is immutable in alice/app by the rule `v*` on `alice`"),
         "{body}"
     );
     assert_eq!(
@@ -96,12 +96,19 @@ async fn immutable_tags_cannot_move_or_go(mut app: TestApp) {
             .status(),
         StatusCode::CREATED
     );
-    assert_error(
+    let body = assert_error(
         app.delete("/v2/alice/app/manifests/v1").await,
         StatusCode::FORBIDDEN,
         "DENIED",
     )
     .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("by the rule `v*` on `alice`: it cannot be deleted"),
+        "{body}"
+    );
     let by_digest = app
         .delete(&format!("/v2/alice/app/manifests/{}", sha256(&first)))
         .await;

@@ -201,6 +201,7 @@ impl Conn<'_> {
 
     /// Runs a statement; returns how many rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> MetadataResult<u64> {
+        refuse_unstorable(params)?;
         match &mut self.0 {
             ConnOf::Sqlite(conn) => sqlite::execute(conn, sql, params),
             ConnOf::Postgres(conn) => postgres::execute(conn, sql, params).await,
@@ -214,6 +215,7 @@ impl Conn<'_> {
         params: &[Value<'_>],
         each: impl FnMut(&Row<'_>) -> MetadataResult<T>,
     ) -> MetadataResult<Vec<T>> {
+        refuse_unstorable(params)?;
         match &mut self.0 {
             ConnOf::Sqlite(conn) => sqlite::query(conn, sql, params, None, each),
             ConnOf::Postgres(conn) => postgres::query(conn, sql, params, each).await,
@@ -227,6 +229,7 @@ impl Conn<'_> {
         params: &[Value<'_>],
         each: impl FnMut(&Row<'_>) -> MetadataResult<T>,
     ) -> MetadataResult<Option<T>> {
+        refuse_unstorable(params)?;
         match &mut self.0 {
             ConnOf::Sqlite(conn) => Ok(sqlite::query(conn, sql, params, Some(1), each)?.pop()),
             ConnOf::Postgres(conn) => postgres::query_optional(conn, sql, params, each).await,
@@ -271,6 +274,24 @@ impl Conn<'_> {
     ) -> MetadataResult<T> {
         self.query_one(sql, params, |row| row.get(0)).await
     }
+}
+
+/// PostgreSQL refuses text holding a NUL character, failing the statement
+/// (and the transaction it is in) with an error that looks like any other.
+/// Refused here instead, on both engines alike, as the caller's mistake: the
+/// layers above validate what they pass, so this is the last line only.
+fn refuse_unstorable(params: &[Value<'_>]) -> MetadataResult<()> {
+    for (index, value) in params.iter().enumerate() {
+        if let Value::Text(text) = value
+            && text.contains('\0')
+        {
+            return Err(MetadataError::Unstorable(format!(
+                "parameter ${} holds a NUL character",
+                index + 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Placeholders `$from, $from+1, ...` for `count` values, as in an `IN (...)`
