@@ -41,6 +41,8 @@ pub struct AuthConfig {
     pub issuer: String,
     /// Password for the `admin` user created on first start.
     pub admin_password: Option<String>,
+    /// Whether logins asking for offline access get a refresh token.
+    pub refresh_tokens: bool,
     pub login_limits: Limits,
 }
 
@@ -56,6 +58,8 @@ impl std::fmt::Debug for AuthConfig {
                 "admin_password",
                 &self.admin_password.as_ref().map(|_| "***"),
             )
+            .field("refresh_tokens", &self.refresh_tokens)
+            .field("login_limits", &self.login_limits)
             .finish()
     }
 }
@@ -169,6 +173,7 @@ pub struct Auth {
     policies: Policies,
     issuer: TokenIssuer,
     limiter: LoginLimiter,
+    refresh_tokens: bool,
 }
 
 impl Auth {
@@ -188,6 +193,7 @@ impl Auth {
                 config.token_lifetime,
             ),
             limiter: LoginLimiter::new(config.login_limits),
+            refresh_tokens: config.refresh_tokens,
             accounts,
             policies,
         })
@@ -375,11 +381,16 @@ impl Auth {
             .await
     }
 
-    /// A long-lived refresh token (Docker's "identity token"), kept hashed.
+    /// A long-lived refresh token (Docker's "identity token"), kept hashed,
+    /// for a login that asked for offline access; `None` for an anonymous
+    /// caller and unless `auth.refresh_tokens` is on (see [`AuthSettings`]).
     pub async fn new_refresh_token(
         &self,
         principal: &Principal,
     ) -> Result<Option<String>, MetadataError> {
+        if !self.refresh_tokens {
+            return Ok(None);
+        }
         let Some(name) = &principal.name else {
             return Ok(None);
         };
