@@ -208,12 +208,20 @@ impl Auth {
     }
 
     /// A user name and a password, or an access token given as the password.
+    /// Failures are limited per user name at `address` and per `address`
+    /// (see [`limiter`]).
     pub async fn login_password(
         &self,
         user: &str,
         password: &str,
         address: Option<IpAddr>,
     ) -> Result<Principal, LoginError> {
+        if password.is_empty() {
+            // What a client sends when it misread stored credentials (an
+            // identity token with an empty password): a bug, not a guess, so
+            // it counts against no one; and no account has an empty password.
+            return Err(LoginError::BadCredentials);
+        }
         if password.starts_with(secret::ACCESS_TOKEN_PREFIX) {
             // Access tokens have their own failure count per address only, so
             // an attacker guessing a user's password cannot lock out the
@@ -239,7 +247,7 @@ impl Auth {
         let matches = secret::verify_password_queued(password, hash).await;
         match record {
             Some(record) if matches => {
-                self.limiter.record_success(user);
+                self.limiter.record_success(user, address);
                 Ok(self.user_principal(&record.name, record.is_admin).await?)
             }
             _ => {

@@ -660,7 +660,11 @@ fn client_from(address: &str) -> reqwest::Client {
         .unwrap()
 }
 
-async fn failed_logins_are_limited_without_locking_out_access_tokens(app: TestApp) {
+/// Failed logins are counted per user and address, and per address: a
+/// stranger guessing from one machine locks only that machine out, never
+/// the user elsewhere; an empty password is a client's mistake, not a
+/// guess, and counts nowhere.
+async fn failed_logins_lock_out_the_guessing_address_not_the_user(app: TestApp) {
     with_users(&app).await;
     let created = app
         .client
@@ -673,40 +677,96 @@ async fn failed_logins_are_limited_without_locking_out_access_tokens(app: TestAp
         .json_value()
         .await;
     let secret = created["secret"].as_str().unwrap().to_string();
-    let attacker = client_from("127.0.0.2");
-    let login = |client: &reqwest::Client, password: &str| {
+    let login = |client: &reqwest::Client, user: &str, password: &str| {
         client
             .get(app.url("/token?service=berth-test"))
-            .basic_auth("alice", Some(password))
+            .basic_auth(user, Some(password))
             .send()
     };
+    let attacker = client_from("127.0.0.2");
     for _ in 0..10 {
         assert_eq!(
-            login(&attacker, "guess-guess").await.unwrap().status(),
+            login(&attacker, "alice", "guess-guess")
+                .await
+                .unwrap()
+                .status(),
             StatusCode::UNAUTHORIZED
         );
     }
-    let limited = login(&attacker, "guess-guess").await.unwrap();
+    let limited = login(&attacker, "alice", "guess-guess").await.unwrap();
     assert!(header(&limited, "retry-after").parse::<u64>().unwrap() > 0);
     assert_error(limited, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
-    // The account's password logins wait, from anywhere...
-    let owner = client_from("127.0.0.3");
+    // From the guessing address even the right password waits...
     assert_eq!(
-        login(&owner, "alice-password").await.unwrap().status(),
+        login(&attacker, "alice", "alice-password")
+            .await
+            .unwrap()
+            .status(),
         StatusCode::TOO_MANY_REQUESTS
     );
-    // ...but its machines keep working.
+    // ...while alice, from her own machine, logs in with either.
+    let owner = client_from("127.0.0.3");
     assert_eq!(
-        login(&owner, &secret).await.unwrap().status(),
+        login(&owner, "alice", "alice-password")
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
-    let bob = client_from("127.0.0.4")
+    assert_eq!(
+        login(&owner, "alice", &secret).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Other users from the attacker's address are not locked yet.
+    assert_eq!(
+        login(&attacker, "bob", "bob-password")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    // Empty passwords never count, however many, and never log anyone in.
+    let naive = client_from("127.0.0.4");
+    for _ in 0..40 {
+        let empty = login(&naive, "alice", "").await.unwrap();
+        assert_error(empty, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    }
+    assert_eq!(
+        login(&naive, "alice", "alice-password")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let no_password = naive
         .get(app.url("/token?service=berth-test"))
-        .basic_auth("bob", Some("bob-password"))
+        .basic_auth("alice", None::<&str>)
         .send()
         .await
         .unwrap();
-    assert_eq!(bob.status(), StatusCode::OK, "other users are not affected");
+    assert_error(no_password, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+
+    // One address guessing across many names is stopped too (30 failures).
+    let sprayer = client_from("127.0.0.5");
+    for n in 0..30 {
+        let status = login(&sprayer, &format!("user{n}"), "guess-guess")
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    assert_eq!(
+        login(&sprayer, "bob", "bob-password")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login(&owner, "bob", "bob-password").await.unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 async fn the_account_api_checks_who_asks(app: TestApp) {
@@ -1043,7 +1103,7 @@ secured_backend_tests!(
     logins_get_no_refresh_token_by_default,
     access_tokens_are_limited_to_their_scope_and_revocable,
     public_repositories_are_pulled_anonymously_and_never_pushed,
-    failed_logins_are_limited_without_locking_out_access_tokens,
+    failed_logins_lock_out_the_guessing_address_not_the_user,
     the_account_api_checks_who_asks,
     forged_and_misused_tokens_are_refused,
     a_rotated_key_signs_new_tokens_while_old_ones_stay_valid,
