@@ -343,6 +343,33 @@ impl Auth {
         self.policies.public_paths().await
     }
 
+    /// Whether `principal` may pull `repository` now, by their rights and
+    /// the repository's visibility (not by any token's scopes).
+    pub async fn may_pull(
+        &self,
+        principal: &Principal,
+        repository: &str,
+    ) -> Result<bool, MetadataError> {
+        let public = self.policies.public_paths().await?;
+        Ok(principal
+            .repository_actions(repository, &public)
+            .contains(Actions::PULL))
+    }
+
+    /// A test of "may `principal` pull this repository", for many
+    /// repositories at the cost of one read.
+    pub async fn pull_check(
+        &self,
+        principal: Principal,
+    ) -> Result<impl Fn(&str) -> bool + Send + Sync + 'static, MetadataError> {
+        let public = self.policies.public_paths().await?;
+        Ok(move |repository: &str| {
+            principal
+                .repository_actions(repository, &public)
+                .contains(Actions::PULL)
+        })
+    }
+
     /// The part of `requested` this caller may have: asking for more is not
     /// an error, the token simply carries less.
     pub async fn grant(

@@ -137,7 +137,7 @@ async fn cross_repository_mount_links_without_copying(app: TestApp) {
     for query in [
         format!("mount={missing}&from=alice/base"),
         format!("mount={digest}&from=nobody/here"),
-        format!("mount={digest}"),
+        format!("mount={missing}"),
         format!("mount={digest}&from=Not_Valid"),
     ] {
         let fallback = app
@@ -157,6 +157,24 @@ async fn cross_repository_mount_links_without_copying(app: TestApp) {
             .status(),
         StatusCode::NOT_FOUND
     );
+
+    // Without `from` (OCI 1.1) the blob is mounted from wherever it is.
+    let anywhere = app
+        .request(
+            Method::POST,
+            &format!("/v2/carol/app/blobs/uploads/?mount={digest}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anywhere.status(), StatusCode::CREATED);
+    assert_eq!(
+        header(&anywhere, "location"),
+        format!("/v2/carol/app/blobs/{digest}")
+    );
+    assert_eq!(header(&anywhere, "docker-content-digest"), digest);
+    let get = app.get(&format!("/v2/carol/app/blobs/{digest}")).await;
+    assert_eq!(get.bytes().await.unwrap().as_ref(), b"shared base layer");
 }
 
 async fn deleting_a_blob_unlinks_it_unless_a_manifest_uses_it(app: TestApp) {

@@ -13,6 +13,7 @@ mod gc;
 mod instances;
 mod manifests;
 mod metadata_stores;
+mod mounts;
 mod namespaces;
 mod quotas;
 mod real_clients;
