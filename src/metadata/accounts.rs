@@ -1,5 +1,7 @@
 //! Accounts: users and organizations (sharing one table of namespace
-//! names, so `alice/*` belongs to whichever holds `alice`), memberships,
+//! names, so `alice/*` belongs to whichever holds `alice`, claimed by one
+//! function that also checks whether the namespace is already in use),
+//! memberships,
 //! access and refresh tokens (only a SHA-256 of their secret is kept), and
 //! the keys that sign registry tokens, shared by every instance.
 
