@@ -173,6 +173,17 @@ async fn docker_push_skips_existing_layers_and_pulls_back(backend: Backend) {
         "{second_push}"
     );
     assert!(!second_push.contains(": Pushed"), "{second_push}");
+    // Into another of alice's repositories the layers are mounted, not sent again.
+    let copy = format!("{host}/alice/copy:0.0.1");
+    run("docker", &["tag", &v1, &copy], &env).await;
+    let copy_push = run("docker", &["push", &copy], &env).await;
+    assert_eq!(
+        copy_push
+            .matches("Mounted from alice/our-web-server")
+            .count(),
+        2,
+        "{copy_push}"
+    );
     run("docker", &["tag", &v1, &stolen], &env).await;
     let refused = run_fails("docker", &["push", &stolen], &env).await;
     assert!(refused.contains("denied"), "{refused}");
@@ -195,7 +206,7 @@ async fn docker_push_skips_existing_layers_and_pulls_back(backend: Backend) {
     assert_eq!(header(&manifest, "content-type"), DOCKER_MANIFEST);
 
     run("docker", &["logout", &host], &env).await;
-    run("docker", &["rmi", &v1, &v2, &stolen], &env).await;
+    run("docker", &["rmi", &v1, &v2, &stolen, &copy], &env).await;
     let private_pull = run_fails("docker", &["pull", &v1], &env).await;
     assert!(
         private_pull.contains("denied") || private_pull.contains("unauthorized"),
