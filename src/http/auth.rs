@@ -181,11 +181,14 @@ pub async fn mount_source(
         Some(Err(_)) => return Ok(MountSource::Nowhere),
         None => None,
     };
-    let (Some(auth), Some(claims)) = (&state.auth, claims) else {
+    let Some(auth) = &state.auth else {
         return Ok(match from {
             Some(from) => MountSource::Repository(from),
             None => MountSource::AnyReadable(Box::new(|_: &str| true)),
         });
+    };
+    let Some(claims) = claims else {
+        return Ok(MountSource::Nowhere);
     };
     let Some(from) = from else {
         let readable = auth.pull_check(caller(auth, claims).await?).await?;
