@@ -15,7 +15,9 @@ use super::{
 };
 use crate::auth::scope::ScopePattern;
 use crate::auth::{Role, secret};
-use crate::metadata::{AccessTokenRecord, Created, MemberOutcome, RetentionPolicy, unix_now};
+use crate::metadata::{
+    AccessTokenRecord, Claimant, Created, MemberOutcome, RetentionPolicy, unix_now,
+};
 use crate::oci::pattern::TagRule;
 
 const MIN_PASSWORD_LENGTH: usize = 8;
@@ -31,6 +33,28 @@ fn check_namespace_name(name: &str) -> AdminResult<()> {
         Err(AdminError::Invalid(format!(
             "`{name}` is not a valid name: use lowercase letters, digits and single separators (. _ -), at most 64 characters"
         )))
+    }
+}
+
+/// How the actor claims a namespace: only an administrator may take one
+/// that is already in use.
+fn claimant(actor: &Actor) -> Claimant {
+    if is_admin(actor) {
+        Claimant::Administrator
+    } else {
+        Claimant::User
+    }
+}
+
+/// What creating user or organization `name` answered, as an error.
+fn not_created(name: &str, outcome: Created) -> AdminError {
+    match outcome {
+        Created::InUse => AdminError::Forbidden(format!(
+            "repositories or rules already use the namespace `{name}`; only an administrator may create a user or organization named `{name}`"
+        )),
+        Created::Created | Created::NameTaken => {
+            AdminError::Conflict(format!("`{name}` is already a user or an organization"))
+        }
     }
 }
 
@@ -104,10 +128,14 @@ impl Admin {
             .or_else(|| generated.clone())
             .unwrap_or_default();
         let hash = secret::hash_password_queued(password).await;
-        match self.accounts.create_user("admin", &hash, true).await? {
+        match self
+            .accounts
+            .create_user("admin", &hash, true, Claimant::Administrator)
+            .await?
+        {
             Created::Created => Ok(generated),
             // Another instance starting at the same moment created it.
-            Created::NameTaken => Ok(None),
+            Created::NameTaken | Created::InUse => Ok(None),
         }
     }
 
@@ -118,7 +146,7 @@ impl Admin {
         let hash = secret::hash_password_queued(new.password).await;
         match self
             .accounts
-            .create_user(&new.name, &hash, new.admin)
+            .create_user(&new.name, &hash, new.admin, claimant(actor))
             .await?
         {
             Created::Created => {
@@ -134,10 +162,7 @@ impl Admin {
                 };
                 Ok(Outcome::created(view, note, Vec::new()))
             }
-            Created::NameTaken => Err(AdminError::Conflict(format!(
-                "`{}` is already a user or an organization",
-                new.name
-            ))),
+            refused => Err(not_created(&new.name, refused)),
         }
     }
 
@@ -190,6 +215,9 @@ impl Admin {
     }
 
     /// Creates an organization; a user who creates one becomes its admin.
+    /// Only an administrator may create one whose namespace is already in
+    /// use (say `library`, after pushing `library/*`): anyone else would
+    /// gain pull, push and delete over what is there.
     async fn create_organization(&self, actor: &Actor, name: &str) -> AdminResult<Outcome> {
         let creator = match actor {
             Actor::System => None,
@@ -201,10 +229,12 @@ impl Admin {
             }
         };
         check_namespace_name(name)?;
-        if self.accounts.create_organization(name).await? == Created::NameTaken {
-            return Err(AdminError::Conflict(format!(
-                "`{name}` is already a user or an organization"
-            )));
+        let created = self
+            .accounts
+            .create_organization(name, claimant(actor))
+            .await?;
+        if created != Created::Created {
+            return Err(not_created(name, created));
         }
         if let Some(creator) = creator {
             self.accounts

@@ -41,6 +41,8 @@ pub struct AuthConfig {
     pub issuer: String,
     /// Password for the `admin` user created on first start.
     pub admin_password: Option<String>,
+    /// Whether logins asking for offline access get a refresh token.
+    pub refresh_tokens: bool,
     pub login_limits: Limits,
 }
 
@@ -56,6 +58,8 @@ impl std::fmt::Debug for AuthConfig {
                 "admin_password",
                 &self.admin_password.as_ref().map(|_| "***"),
             )
+            .field("refresh_tokens", &self.refresh_tokens)
+            .field("login_limits", &self.login_limits)
             .finish()
     }
 }
@@ -175,6 +179,7 @@ pub struct Auth {
     policies: Policies,
     issuer: TokenIssuer,
     limiter: LoginLimiter,
+    refresh_tokens: bool,
 }
 
 impl Auth {
@@ -194,6 +199,7 @@ impl Auth {
                 config.token_lifetime,
             ),
             limiter: LoginLimiter::new(config.login_limits),
+            refresh_tokens: config.refresh_tokens,
             accounts,
             policies,
         })
@@ -208,12 +214,20 @@ impl Auth {
     }
 
     /// A user name and a password, or an access token given as the password.
+    /// Failures are limited per user name at `address` and per `address`
+    /// (see [`limiter`]).
     pub async fn login_password(
         &self,
         user: &str,
         password: &str,
         address: Option<IpAddr>,
     ) -> Result<Principal, LoginError> {
+        if password.is_empty() {
+            // What a client sends when it misread stored credentials (an
+            // identity token with an empty password): a bug, not a guess, so
+            // it counts against no one; and no account has an empty password.
+            return Err(LoginError::BadCredentials);
+        }
         if !could_be_user_name(user) {
             // No account has such a name, so it is bad credentials like any
             // other; counted against the address only, as it protects no
@@ -249,7 +263,7 @@ impl Auth {
         let matches = secret::verify_password_queued(password, hash).await;
         match record {
             Some(record) if matches => {
-                self.limiter.record_success(user);
+                self.limiter.record_success(user, address);
                 Ok(self.user_principal(&record.name, record.is_admin).await?)
             }
             _ => {
@@ -345,6 +359,33 @@ impl Auth {
         self.policies.public_paths().await
     }
 
+    /// Whether `principal` may pull `repository` now, by their rights and
+    /// the repository's visibility (not by any token's scopes).
+    pub async fn may_pull(
+        &self,
+        principal: &Principal,
+        repository: &str,
+    ) -> Result<bool, MetadataError> {
+        let public = self.policies.public_paths().await?;
+        Ok(principal
+            .repository_actions(repository, &public)
+            .contains(Actions::PULL))
+    }
+
+    /// A test of "may `principal` pull this repository", for many
+    /// repositories at the cost of one read.
+    pub async fn pull_check(
+        &self,
+        principal: Principal,
+    ) -> Result<impl Fn(&str) -> bool + Send + Sync + 'static, MetadataError> {
+        let public = self.policies.public_paths().await?;
+        Ok(move |repository: &str| {
+            principal
+                .repository_actions(repository, &public)
+                .contains(Actions::PULL)
+        })
+    }
+
     /// The part of `requested` this caller may have: asking for more is not
     /// an error, the token simply carries less.
     pub async fn grant(
@@ -391,11 +432,16 @@ impl Auth {
             .await
     }
 
-    /// A long-lived refresh token (Docker's "identity token"), kept hashed.
+    /// A long-lived refresh token (Docker's "identity token"), kept hashed,
+    /// for a login that asked for offline access; `None` for an anonymous
+    /// caller and unless `auth.refresh_tokens` is on (see [`AuthSettings`]).
     pub async fn new_refresh_token(
         &self,
         principal: &Principal,
     ) -> Result<Option<String>, MetadataError> {
+        if !self.refresh_tokens {
+            return Ok(None);
+        }
         let Some(name) = &principal.name else {
             return Ok(None);
         };

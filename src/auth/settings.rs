@@ -23,6 +23,13 @@ pub struct AuthSettings {
     pub signing_key_file: Option<PathBuf>,
     /// Password of the `admin` user created on first start (random and printed once when unset).
     pub admin_password: Option<String>,
+    /// Whether a login asking for offline access (`docker login`'s
+    /// `offline_token=true`, OAuth2's `access_type=offline`) gets a refresh
+    /// token. Off by default, as on Docker Hub, Harbor and GitLab: given
+    /// one, Docker stores it instead of the password, and podman, buildah
+    /// and skopeo then refuse that login. Refresh tokens issued earlier
+    /// keep working either way.
+    pub refresh_tokens: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +50,7 @@ impl Default for AuthSettings {
             token_service: None,
             signing_key_file: None,
             admin_password: None,
+            refresh_tokens: false,
         }
     }
 }
@@ -87,6 +95,7 @@ impl AuthSettings {
             service,
             issuer: "berth".into(),
             admin_password: non_empty(self.admin_password),
+            refresh_tokens: self.refresh_tokens,
             login_limits: Default::default(),
         })
     }
@@ -104,6 +113,7 @@ impl std::fmt::Debug for AuthSettings {
                 "admin_password",
                 &self.admin_password.as_ref().map(|_| "***"),
             )
+            .field("refresh_tokens", &self.refresh_tokens)
             .finish()
     }
 }
@@ -119,6 +129,7 @@ mod tests {
         assert_eq!(config.token_lifetime, Duration::from_secs(300));
         assert_eq!(config.service, "berth");
         assert_eq!(config.admin_password, None);
+        assert!(!config.refresh_tokens, "no refresh tokens unless asked for");
         let off = AuthSettings {
             mode: AuthMode::Off,
             ..AuthSettings::default()

@@ -1,6 +1,9 @@
 //! The check every `/v2/` request passes: which scope the route needs, the
 //! bearer token that must grant it, and the `WWW-Authenticate` challenge
-//! that tells a client where to get one.
+//! that tells a client where to get one; and the one check a route's scope
+//! cannot express, where a cross-repository mount may take its blob from
+//! (asking `auth` what the token's user may pull, and `registry` whether
+//! the source holds the blob).
 
 use axum::http::{HeaderMap, Method, header};
 
@@ -8,9 +11,10 @@ use super::AppState;
 use super::error::ApiError;
 use super::headers::header_str;
 use super::route::Route;
+use crate::auth::Principal;
 use crate::auth::scope::{Access, Actions, Scope};
 use crate::auth::token::Claims;
-use crate::oci::ErrorCode;
+use crate::oci::{Digest, ErrorCode, RepositoryName};
 
 /// What a request on `route` with `method` needs; empty for `/v2/` itself,
 /// which needs only a valid token.
@@ -134,18 +138,82 @@ pub async fn authorize(
     }
 }
 
-/// True when the claims (or disabled authentication) allow pulling `name`.
-pub fn may_pull(claims: Option<&Claims>, enabled: bool, name: &str) -> bool {
-    if !enabled {
-        return true;
+/// Where a cross-repository mount may take its blob from.
+pub enum MountSource {
+    /// The repository named by `from`, which the token may pull.
+    Repository(RepositoryName),
+    /// No `from`: any repository holding the blob that this accepts.
+    AnyReadable(Box<dyn Fn(&str) -> bool + Send + Sync>),
+    /// Nowhere: the request becomes an ordinary upload, as if the blob
+    /// were absent, so it tells nothing about a repository the caller may
+    /// not read.
+    Nowhere,
+}
+
+/// The caller a token was issued to, as they stand now (anonymous when
+/// gone, or for an anonymous token).
+async fn caller(auth: &crate::auth::Auth, claims: &Claims) -> Result<Principal, ApiError> {
+    Ok(auth
+        .principal(&claims.sub, claims.berth_access_token.as_deref())
+        .await?
+        .unwrap_or_default())
+}
+
+/// Decides where `POST /v2/<name>/blobs/uploads/?mount=<digest>[&from=..]`
+/// may mount from. `claims` passed [`authorize`] for `needed`. A `from` the
+/// token may pull is used; one it may not, but whose blob its user could
+/// read, is answered with a challenge for both scopes (`needed` and pull on
+/// `from`), so the client fetches a wider token and retries, as Docker and
+/// containerd do; one the user may not read, or without that blob, is
+/// nowhere. Without `from`, any repository the user may pull, by their
+/// rights (which no token's scopes could list): that tells them only that
+/// the blob is somewhere they can already read.
+pub async fn mount_source(
+    state: &AppState,
+    headers: &HeaderMap,
+    claims: Option<&Claims>,
+    needed: &[Scope],
+    digest: &Digest,
+    from: Option<&str>,
+) -> Result<MountSource, ApiError> {
+    let from = match from.map(str::parse::<RepositoryName>) {
+        Some(Ok(from)) => Some(from),
+        Some(Err(_)) => return Ok(MountSource::Nowhere),
+        None => None,
+    };
+    let Some(auth) = &state.auth else {
+        return Ok(match from {
+            Some(from) => MountSource::Repository(from),
+            None => MountSource::AnyReadable(Box::new(|_: &str| true)),
+        });
+    };
+    let Some(claims) = claims else {
+        return Ok(MountSource::Nowhere);
+    };
+    let Some(from) = from else {
+        let readable = auth.pull_check(caller(auth, claims).await?).await?;
+        return Ok(MountSource::AnyReadable(Box::new(readable)));
+    };
+    let pull_from = Scope::Repository {
+        name: from.to_string(),
+        actions: Actions::PULL,
+    };
+    if Access::covers(&claims.access, &pull_from) {
+        return Ok(MountSource::Repository(from));
     }
-    claims.is_some_and(|c| {
-        Access::covers(
-            &c.access,
-            &Scope::Repository {
-                name: name.to_string(),
-                actions: Actions::PULL,
-            },
-        )
-    })
+    // The blob's presence is looked up only once the caller may read `from`.
+    let principal = caller(auth, claims).await?;
+    if auth.may_pull(&principal, from.as_str()).await?
+        && state.registry.holds_blob(&from, digest).await?
+    {
+        let mut wider = needed.to_vec();
+        wider.push(pull_from);
+        return Err(challenge(
+            state,
+            headers,
+            &wider,
+            Some("insufficient_scope"),
+        ));
+    }
+    Ok(MountSource::Nowhere)
 }

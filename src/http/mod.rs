@@ -199,12 +199,8 @@ async fn route_request(
         return Err(ApiError::new(ErrorCode::NotFound));
     };
     let method = request.method().clone();
-    let claims = auth::authorize(
-        state,
-        request.headers(),
-        &auth::required_scopes(&route, &method),
-    )
-    .await?;
+    let needed = auth::required_scopes(&route, &method);
+    let claims = auth::authorize(state, request.headers(), &needed).await?;
     *subject = claims.as_ref().map(|c| {
         if c.sub.is_empty() {
             "anonymous".to_string()
@@ -256,11 +252,7 @@ async fn route_request(
             let name = parse_name(name)?;
             match method {
                 Method::POST => {
-                    // A mount from a repository the caller may not read
-                    // becomes a normal upload, as if the blob were absent.
-                    let from = headers::query_value(request.uri(), "from").unwrap_or_default();
-                    let may_mount = auth::may_pull(claims.as_ref(), state.auth.is_some(), &from);
-                    uploads::start_upload(state, &name, may_mount, request).await
+                    uploads::start_upload(state, &name, claims.as_ref(), &needed, request).await
                 }
                 _ => method_not_allowed("POST"),
             }

@@ -6,12 +6,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 
+use super::auth::{MountSource, mount_source};
 use super::error::ApiError;
 use super::headers::{
     DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, OCI_CHUNK_MIN_LENGTH, content_length, has_body,
     header_str, query_value, upload_range,
 };
 use super::{ApiResult, AppState, parse_digest};
+use crate::auth::scope::Scope;
+use crate::auth::token::Claims;
 use crate::oci::range::parse_chunk_range;
 use crate::oci::{ErrorCode, RepositoryName};
 use crate::registry::{BlobStat, ChunkBody, UploadState};
@@ -84,22 +87,44 @@ fn created_response(state: &AppState, name: &RepositoryName, blob: &BlobStat) ->
         .into_response()
 }
 
+/// `POST .../blobs/uploads/`: a session, a whole blob (`?digest=`), or a
+/// mount (`?mount=<digest>[&from=<repository>]`); `claims` passed the
+/// route's `needed` scopes.
 pub async fn start_upload(
     state: &AppState,
     name: &RepositoryName,
-    may_mount: bool,
+    claims: Option<&Claims>,
+    needed: &[Scope],
     request: Request,
 ) -> ApiResult {
     let uri = request.uri().clone();
     if let Some(mount) = query_value(&uri, "mount") {
         let digest = parse_digest(&mount)?;
-        // A source we cannot read from (absent, not a valid name, or not
-        // readable by the caller) means a normal upload instead, as the spec asks.
-        if may_mount
-            && let Some(from) =
-                query_value(&uri, "from").and_then(|f| f.parse::<RepositoryName>().ok())
-            && let Some(blob) = state.registry.mount_blob(name, &digest, &from).await?
-        {
+        let from = query_value(&uri, "from");
+        let source = mount_source(
+            state,
+            request.headers(),
+            claims,
+            needed,
+            &digest,
+            from.as_deref(),
+        )
+        .await?;
+        // A source that cannot provide the blob means a normal upload
+        // instead, as the spec asks.
+        let mounted = match source {
+            MountSource::Repository(from) => {
+                state.registry.mount_blob(name, &digest, &from).await?
+            }
+            MountSource::AnyReadable(readable) => {
+                state
+                    .registry
+                    .mount_blob_from_any(name, &digest, readable.as_ref())
+                    .await?
+            }
+            MountSource::Nowhere => None,
+        };
+        if let Some(blob) = mounted {
             return Ok(created_response(state, name, &blob));
         }
     } else if let Some(digest) = query_value(&uri, "digest") {

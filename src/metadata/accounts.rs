@@ -1,5 +1,7 @@
 //! Accounts: users and organizations (sharing one table of namespace
-//! names, so `alice/*` belongs to whichever holds `alice`), memberships,
+//! names, so `alice/*` belongs to whichever holds `alice`, claimed by one
+//! function that also checks whether the namespace is already in use),
+//! memberships,
 //! access and refresh tokens (only a SHA-256 of their secret is kept), and
 //! the keys that sign registry tokens, shared by every instance.
 
@@ -62,6 +64,23 @@ pub enum Created {
     Created,
     /// The name is already a user or an organization.
     NameTaken,
+    /// The name is no one's, but repositories (or upload sessions) lie
+    /// under it or policies name it, and the claimant is not an
+    /// administrator; nothing was created.
+    InUse,
+}
+
+/// Who claims a namespace, which decides whether it may already be in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimant {
+    /// May take a namespace that repositories or policies already use,
+    /// handing what is there to the new user or organization: an
+    /// administrator creating `library` for what they pushed to `library/*`,
+    /// or re-creating a removed user for their repositories.
+    Administrator,
+    /// Anyone else: only a namespace nothing uses, so no one gains pull,
+    /// push and delete over content they did not put there.
+    User,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,15 +90,57 @@ pub enum MemberOutcome {
     UnknownUser,
 }
 
-/// Claims `name` in the shared namespace table; false when taken.
-async fn claim_namespace(conn: &mut Conn<'_>, name: &str, kind: &str) -> MetadataResult<bool> {
+/// Whether anything lies under namespace `$1` or names it: a repository
+/// (an upload session always has one; repositories are never deleted, so a
+/// removed user's stay), a quota, or a visibility, immutable-tag or
+/// retention rule on it or on a repository under it. Repository names are
+/// compared as bytes (`COLLATE "C"` on PostgreSQL), so `ns/` up to `ns0`
+/// is exactly what starts with `ns/`, read from the index.
+const NAMESPACE_IN_USE: &str = "SELECT      EXISTS (SELECT 1 FROM repositories WHERE name = $1 OR (name >= $1 || '/' AND name < $1 || '0'))      OR EXISTS (SELECT 1 FROM namespace_quotas WHERE namespace = $1)      OR EXISTS (SELECT 1 FROM public_paths WHERE path = $1 OR substr(path, 1, length($1) + 1) = $1 || '/')      OR EXISTS (SELECT 1 FROM immutable_tags WHERE path = $1 OR substr(path, 1, length($1) + 1) = $1 || '/')      OR EXISTS (SELECT 1 FROM retention_policies WHERE path = $1 OR substr(path, 1, length($1) + 1) = $1 || '/')";
+
+/// Claims `name` in the shared namespace table for a user or organization
+/// (`kind`), in the transaction that then inserts its row. For a
+/// [`Claimant::User`] the namespace must also be unused. Checking inside
+/// the claiming transaction is enough: what makes a namespace used
+/// (a push creating a repository, a rule) never reads the namespace
+/// table, so a use committed after this check is one made after the
+/// namespace was claimed, into a namespace with an owner, as if it came
+/// later; and two claims of one name meet at its primary key.
+async fn claim_namespace(
+    conn: &mut Conn<'_>,
+    name: &str,
+    kind: &str,
+    claimant: Claimant,
+) -> MetadataResult<Created> {
+    if claimant == Claimant::User {
+        let in_use: bool = conn.scalar(NAMESPACE_IN_USE, &[name.into()]).await?;
+        if in_use {
+            // Taken or in use: a taken name's namespace is in use too, so
+            // look which, for the right answer.
+            let taken: Option<String> = conn
+                .optional_scalar(
+                    "SELECT name FROM namespaces WHERE name = $1",
+                    &[name.into()],
+                )
+                .await?;
+            return Ok(if taken.is_some() {
+                Created::NameTaken
+            } else {
+                Created::InUse
+            });
+        }
+    }
     let inserted = conn
         .execute(
             "INSERT INTO namespaces (name, kind, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
             &[name.into(), kind.into(), unix_now().into()],
         )
         .await?;
-    Ok(inserted == 1)
+    Ok(if inserted == 1 {
+        Created::Created
+    } else {
+        Created::NameTaken
+    })
 }
 
 const USER: &str = "SELECT name, password_hash, is_admin, created_at FROM users";
@@ -116,18 +177,20 @@ impl AccountStore {
             .await
     }
 
-    /// Creates a user owning the namespace `name`.
+    /// Creates a user owning the namespace `name`, if `claimant` may claim it.
     pub async fn create_user(
         &self,
         name: &str,
         password_hash: &str,
         is_admin: bool,
+        claimant: Claimant,
     ) -> MetadataResult<Created> {
         let (name, password_hash) = (name.to_string(), password_hash.to_string());
         self.db
             .write(async move |conn| {
-                if !claim_namespace(conn, &name, "user").await? {
-                    return Ok(Created::NameTaken);
+                let claimed = claim_namespace(conn, &name, "user", claimant).await?;
+                if claimed != Created::Created {
+                    return Ok(claimed);
                 }
                 conn.execute(
                     "INSERT INTO users (name, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4)",
@@ -214,12 +277,18 @@ impl AccountStore {
             .await
     }
 
-    pub async fn create_organization(&self, name: &str) -> MetadataResult<Created> {
+    /// Creates the organization `name`, if `claimant` may claim it.
+    pub async fn create_organization(
+        &self,
+        name: &str,
+        claimant: Claimant,
+    ) -> MetadataResult<Created> {
         let name = name.to_string();
         self.db
             .write(async move |conn| {
-                if !claim_namespace(conn, &name, "organization").await? {
-                    return Ok(Created::NameTaken);
+                let claimed = claim_namespace(conn, &name, "organization", claimant).await?;
+                if claimed != Created::Created {
+                    return Ok(claimed);
                 }
                 conn.execute(
                     "INSERT INTO organizations (name, created_at) VALUES ($1, $2)",

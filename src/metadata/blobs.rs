@@ -212,6 +212,34 @@ impl RegistryStore {
             .await
     }
 
+    /// Repositories that may read blob `digest`, after `last` by name, at
+    /// most `limit`: where a mount without `from` may find it.
+    pub async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        last: Option<&str>,
+        limit: u32,
+    ) -> MetadataResult<super::Page> {
+        let (digest, last) = (digest.to_string(), last.unwrap_or("").to_string());
+        self.db
+            .read(async move |conn| {
+                let names = conn
+                    .scalars(
+                        "SELECT r.name FROM repository_blobs rb \
+                         JOIN repositories r ON r.id = rb.repository_id \
+                         WHERE rb.blob_digest = $1 AND r.name > $2 ORDER BY r.name LIMIT $3",
+                        &[
+                            Value::Text(&digest),
+                            Value::Text(&last),
+                            (i64::from(limit) + 1).into(),
+                        ],
+                    )
+                    .await?;
+                Ok(super::Page::of(names, limit))
+            })
+            .await
+    }
+
     /// Links a blob readable in `from` into `repository` (a cross-repository
     /// mount), within the namespace's quota. Idempotent.
     pub async fn mount_blob(

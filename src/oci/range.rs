@@ -42,6 +42,16 @@ pub enum RangeRequest {
     Unsatisfiable,
 }
 
+/// Reads a download's `Range` as RFC 9110 (section 14) lets a server:
+///
+/// - `bytes=N-M`, `bytes=N-` and `bytes=-N` are served, cut to the blob
+///   (`bytes=-N` past the start is the whole blob, as a 206);
+/// - a range starting at or past the end, an empty suffix (`bytes=-0`), any
+///   range of an empty blob, and `bytes=N-M` with `M < N` (an invalid
+///   range, which the RFC lets a server reject) are unsatisfiable: 416;
+/// - several ranges, another unit, and text that is not a range at all are
+///   ignored: the whole blob with 200 (a server may always ignore `Range`,
+///   and a multipart answer is more than any registry client reads).
 pub fn parse_download_range(value: Option<&str>, size: u64) -> RangeRequest {
     let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
         return RangeRequest::Whole;
@@ -55,7 +65,7 @@ pub fn parse_download_range(value: Option<&str>, size: u64) -> RangeRequest {
     let (start, end) = (start.trim(), end.trim());
     let range = if start.is_empty() {
         // Suffix form: the last N bytes.
-        let Ok(suffix) = end.parse::<u64>() else {
+        let Some(suffix) = position(end) else {
             return RangeRequest::Whole;
         };
         if suffix == 0 || size == 0 {
@@ -66,15 +76,16 @@ pub fn parse_download_range(value: Option<&str>, size: u64) -> RangeRequest {
             end: size - 1,
         }
     } else {
-        let Ok(start) = start.parse::<u64>() else {
+        let Some(start) = position(start) else {
             return RangeRequest::Whole;
         };
         let end = if end.is_empty() {
             u64::MAX
         } else {
-            match end.parse::<u64>() {
-                Ok(end) if end >= start => end,
-                _ => return RangeRequest::Whole,
+            match position(end) {
+                Some(end) if end >= start => end,
+                Some(_) => return RangeRequest::Unsatisfiable,
+                None => return RangeRequest::Whole,
             }
         };
         if start >= size {
@@ -86,6 +97,14 @@ pub fn parse_download_range(value: Option<&str>, size: u64) -> RangeRequest {
         }
     };
     RangeRequest::Partial(range)
+}
+
+/// A byte position: digits only (Rust's own parse would take a `+`).
+fn position(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 #[cfg(test)]
@@ -126,6 +145,18 @@ mod tests {
         assert_eq!(parse_download_range(Some("bytes=-0"), 10), Unsatisfiable);
         assert_eq!(parse_download_range(Some("bytes=0-1,3-4"), 10), Whole);
         assert_eq!(parse_download_range(Some("items=0-1"), 10), Whole);
-        assert_eq!(parse_download_range(Some("bytes=4-2"), 10), Whole);
+        assert_eq!(parse_download_range(Some("bytes=4-2"), 10), Unsatisfiable);
+        assert_eq!(parse_download_range(Some("bytes=500-0"), 10), Unsatisfiable);
+        assert_eq!(parse_download_range(Some("bytes=0-"), 0), Unsatisfiable);
+        assert_eq!(parse_download_range(Some("bytes=-5"), 0), Unsatisfiable);
+        assert_eq!(parse_download_range(Some("bytes= 2 - 3 "), 10), r(2, 3));
+        assert_eq!(parse_download_range(Some("bytes=-"), 10), Whole);
+        assert_eq!(parse_download_range(Some("bytes=1-2-3"), 10), Whole);
+        assert_eq!(parse_download_range(Some("bytes=x-3"), 10), Whole);
+        assert_eq!(parse_download_range(Some("bytes=+2-3"), 10), Whole);
+        assert_eq!(
+            parse_download_range(Some("bytes=99999999999999999999-"), 10),
+            Whole
+        );
     }
 }

@@ -128,6 +128,53 @@ impl Registry {
         }
     }
 
+    /// Whether `repository` holds blob `digest` (a layer or config, not a
+    /// manifest): whether a mount from it can succeed.
+    pub async fn holds_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> RegistryResult<bool> {
+        Ok(self
+            .metadata
+            .linked_blob(repository, digest)
+            .await?
+            .is_some())
+    }
+
+    /// A mount without `from` (OCI 1.1): links the blob from the first
+    /// repository, by name, that holds it and that `readable` accepts.
+    /// `None` when there is none; the caller then falls back to a normal
+    /// upload. Reads the holders a page at a time, as the catalog does.
+    pub async fn mount_blob_from_any(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        readable: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> RegistryResult<Option<BlobStat>> {
+        const PAGE: u32 = 1000;
+        let mut last: Option<String> = None;
+        loop {
+            let page = self
+                .metadata
+                .repositories_with_blob(digest, last.as_deref(), PAGE)
+                .await?;
+            for source in page.names.iter().filter(|name| readable(name)) {
+                let Ok(source) = source.parse::<RepositoryName>() else {
+                    continue;
+                };
+                // `None`: unlinked from there meanwhile; try the next.
+                if let Some(blob) = self.mount_blob(repository, digest, &source).await? {
+                    return Ok(Some(blob));
+                }
+            }
+            if !page.more {
+                return Ok(None);
+            }
+            last = page.names.last().cloned();
+        }
+    }
+
     /// Unlinks a blob from a repository. Refused while a manifest of the
     /// repository still refers to it, so a tagged image can never lose a layer.
     pub async fn delete_blob(

@@ -250,7 +250,62 @@ fn token_form(app: &TestApp, fields: &[(&str, &str)]) -> reqwest::RequestBuilder
     app.client.post(app.url("/token")).form(&fields)
 }
 
-async fn the_oauth2_form_and_refresh_tokens_survive_a_restart(mut app: TestApp) {
+/// What `docker login` asks for, and what Docker, Harbor and GitLab answer:
+/// no refresh token, so Docker stores the password (which podman, skopeo
+/// and every other client can read), not an identity token.
+async fn logins_get_no_refresh_token_by_default(app: TestApp) {
+    with_users(&app).await;
+    let docker_login = app
+        .client
+        .get(app.url("/token?account=alice&client_id=docker&offline_token=true&service=berth-test"))
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docker_login.status(), StatusCode::OK);
+    let docker_login = docker_login.json_value().await;
+    assert!(docker_login["token"].is_string());
+    assert!(
+        docker_login.get("refresh_token").is_none(),
+        "{docker_login}"
+    );
+
+    // The OAuth2 form logs in with a password, and follows the same setting.
+    let login = token_form(
+        &app,
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+            ("service", "berth-test"),
+            ("client_id", "docker"),
+            ("access_type", "offline"),
+            ("scope", "repository:alice/app:pull,push"),
+        ],
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let login = login.json_value().await;
+    assert!(login.get("refresh_token").is_none(), "{login}");
+    assert_eq!(
+        claims(login["access_token"].as_str().unwrap())["access"],
+        json!([{"type": "repository", "name": "alice/app", "actions": ["pull", "push"]}])
+    );
+}
+
+/// With `auth.refresh_tokens` on, both login forms that ask for offline
+/// access get a refresh token, which survives a restart; switched off
+/// again, the refresh tokens already out there (identity tokens in users'
+/// `config.json`) keep working, and no new ones are issued.
+async fn refresh_tokens_when_enabled_outlive_a_restart_and_the_setting(backend: Backend) {
+    let mut app = TestApp::start_with(backend, |config| {
+        config.auth.enabled = true;
+        config.auth.admin_password = Some(ADMIN_PASSWORD.into());
+        config.auth.refresh_tokens = true;
+    })
+    .await;
     with_users(&app).await;
     let login = token_form(
         &app,
@@ -283,6 +338,21 @@ async fn the_oauth2_form_and_refresh_tokens_survive_a_restart(mut app: TestApp) 
             .len(),
         2
     );
+    // Without offline access asked for, none.
+    let online = token_form(
+        &app,
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+        ],
+    )
+    .send()
+    .await
+    .unwrap()
+    .json_value()
+    .await;
+    assert!(online.get("refresh_token").is_none(), "{online}");
 
     // Docker's GET login with offline_token=true also returns one.
     let docker_login = app
@@ -296,7 +366,22 @@ async fn the_oauth2_form_and_refresh_tokens_survive_a_restart(mut app: TestApp) 
         .await;
     assert!(docker_login["refresh_token"].is_string());
 
+    // Switched off: the refresh token issued before still logs in.
+    app.config.auth.refresh_tokens = false;
     app.restart().await;
+    let docker_login = app
+        .client
+        .get(app.url("/token?account=alice&client_id=docker&offline_token=true&service=berth-test"))
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    assert!(
+        docker_login.get("refresh_token").is_none(),
+        "{docker_login}"
+    );
     let refreshed = token_form(
         &app,
         &[
@@ -365,6 +450,16 @@ async fn the_oauth2_form_and_refresh_tokens_survive_a_restart(mut app: TestApp) 
     .await
     .unwrap();
     assert_error(stale, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_when_enabled_on_sqlite() {
+    refresh_tokens_when_enabled_outlive_a_restart_and_the_setting(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_when_enabled_on_postgres() {
+    refresh_tokens_when_enabled_outlive_a_restart_and_the_setting(Backend::Postgres).await;
 }
 
 async fn access_tokens_are_limited_to_their_scope_and_revocable(mut app: TestApp) {
@@ -565,7 +660,11 @@ fn client_from(address: &str) -> reqwest::Client {
         .unwrap()
 }
 
-async fn failed_logins_are_limited_without_locking_out_access_tokens(app: TestApp) {
+/// Failed logins are counted per user and address, and per address: a
+/// stranger guessing from one machine locks only that machine out, never
+/// the user elsewhere; an empty password is a client's mistake, not a
+/// guess, and counts nowhere.
+async fn failed_logins_lock_out_the_guessing_address_not_the_user(app: TestApp) {
     with_users(&app).await;
     let created = app
         .client
@@ -578,40 +677,96 @@ async fn failed_logins_are_limited_without_locking_out_access_tokens(app: TestAp
         .json_value()
         .await;
     let secret = created["secret"].as_str().unwrap().to_string();
-    let attacker = client_from("127.0.0.2");
-    let login = |client: &reqwest::Client, password: &str| {
+    let login = |client: &reqwest::Client, user: &str, password: &str| {
         client
             .get(app.url("/token?service=berth-test"))
-            .basic_auth("alice", Some(password))
+            .basic_auth(user, Some(password))
             .send()
     };
+    let attacker = client_from("127.0.0.2");
     for _ in 0..10 {
         assert_eq!(
-            login(&attacker, "guess-guess").await.unwrap().status(),
+            login(&attacker, "alice", "guess-guess")
+                .await
+                .unwrap()
+                .status(),
             StatusCode::UNAUTHORIZED
         );
     }
-    let limited = login(&attacker, "guess-guess").await.unwrap();
+    let limited = login(&attacker, "alice", "guess-guess").await.unwrap();
     assert!(header(&limited, "retry-after").parse::<u64>().unwrap() > 0);
     assert_error(limited, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
-    // The account's password logins wait, from anywhere...
-    let owner = client_from("127.0.0.3");
+    // From the guessing address even the right password waits...
     assert_eq!(
-        login(&owner, "alice-password").await.unwrap().status(),
+        login(&attacker, "alice", "alice-password")
+            .await
+            .unwrap()
+            .status(),
         StatusCode::TOO_MANY_REQUESTS
     );
-    // ...but its machines keep working.
+    // ...while alice, from her own machine, logs in with either.
+    let owner = client_from("127.0.0.3");
     assert_eq!(
-        login(&owner, &secret).await.unwrap().status(),
+        login(&owner, "alice", "alice-password")
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
-    let bob = client_from("127.0.0.4")
+    assert_eq!(
+        login(&owner, "alice", &secret).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Other users from the attacker's address are not locked yet.
+    assert_eq!(
+        login(&attacker, "bob", "bob-password")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    // Empty passwords never count, however many, and never log anyone in.
+    let naive = client_from("127.0.0.4");
+    for _ in 0..40 {
+        let empty = login(&naive, "alice", "").await.unwrap();
+        assert_error(empty, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    }
+    assert_eq!(
+        login(&naive, "alice", "alice-password")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let no_password = naive
         .get(app.url("/token?service=berth-test"))
-        .basic_auth("bob", Some("bob-password"))
+        .basic_auth("alice", None::<&str>)
         .send()
         .await
         .unwrap();
-    assert_eq!(bob.status(), StatusCode::OK, "other users are not affected");
+    assert_error(no_password, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+
+    // One address guessing across many names is stopped too (30 failures).
+    let sprayer = client_from("127.0.0.5");
+    for n in 0..30 {
+        let status = login(&sprayer, &format!("user{n}"), "guess-guess")
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    assert_eq!(
+        login(&sprayer, "bob", "bob-password")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login(&owner, "bob", "bob-password").await.unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 async fn the_account_api_checks_who_asks(app: TestApp) {
@@ -945,10 +1100,10 @@ secured_backend_tests!(
     requests_without_a_token_are_challenged_with_the_scope_they_need,
     a_login_grants_only_what_the_user_may_do,
     users_push_only_into_namespaces_they_own_or_belong_to,
-    the_oauth2_form_and_refresh_tokens_survive_a_restart,
+    logins_get_no_refresh_token_by_default,
     access_tokens_are_limited_to_their_scope_and_revocable,
     public_repositories_are_pulled_anonymously_and_never_pushed,
-    failed_logins_are_limited_without_locking_out_access_tokens,
+    failed_logins_lock_out_the_guessing_address_not_the_user,
     the_account_api_checks_who_asks,
     forged_and_misused_tokens_are_refused,
     a_rotated_key_signs_new_tokens_while_old_ones_stay_valid,

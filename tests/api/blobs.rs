@@ -37,6 +37,58 @@ async fn blobs_are_read_back_with_headers_and_ranges(app: TestApp) {
     assert_error(beyond, StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID").await;
 }
 
+/// Every odd `Range` a client may send, as RFC 9110 reads it: a range that
+/// cannot be served (past the end, ending before it starts, an empty
+/// suffix) is 416 with the size; one that overshoots is cut to the blob;
+/// several ranges and malformed values are ignored (200, the whole blob).
+async fn odd_ranges_are_refused_or_ignored_never_failed(app: TestApp) {
+    let data = b"0123456789abcdef";
+    let digest = push_blob(&app, "alice/app", data).await;
+    let path = format!("/v2/alice/app/blobs/{digest}");
+    for range in [
+        "bytes=500-0",
+        "bytes=5-2",
+        "bytes=16-20",
+        "bytes=500-",
+        "bytes=-0",
+    ] {
+        let refused = get_range(&app, &path, range).await;
+        assert_eq!(header(&refused, "content-range"), "bytes */16", "{range}");
+        assert_error(refused, StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID").await;
+    }
+    for (range, expected, content_range) in [
+        ("bytes=0-0", &b"0"[..], "bytes 0-0/16"),
+        ("bytes=15-15", &b"f"[..], "bytes 15-15/16"),
+        ("bytes=12-500", &b"cdef"[..], "bytes 12-15/16"),
+        ("bytes=-100", &data[..], "bytes 0-15/16"),
+        ("bytes=0-", &data[..], "bytes 0-15/16"),
+    ] {
+        let partial = get_range(&app, &path, range).await;
+        assert_eq!(partial.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(header(&partial, "content-range"), content_range, "{range}");
+        assert_eq!(partial.bytes().await.unwrap().as_ref(), expected, "{range}");
+    }
+    for range in [
+        "bytes=0-1,4-5",
+        "bytes=abc",
+        "bytes=",
+        "bytes=-",
+        "bytes=1-2-3",
+        "bytes=99999999999999999999-",
+        "items=0-1",
+        "0-1",
+    ] {
+        let whole = get_range(&app, &path, range).await;
+        assert_eq!(whole.status(), StatusCode::OK, "{range}");
+        assert!(whole.headers().get("content-range").is_none(), "{range}");
+        assert_eq!(whole.bytes().await.unwrap().as_ref(), data, "{range}");
+    }
+    let empty = push_blob(&app, "alice/app", b"").await;
+    let nothing = get_range(&app, &format!("/v2/alice/app/blobs/{empty}"), "bytes=0-").await;
+    assert_eq!(header(&nothing, "content-range"), "bytes */0");
+    assert_error(nothing, StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID").await;
+}
+
 async fn blobs_are_only_readable_through_their_repository(app: TestApp) {
     let digest = push_blob(&app, "alice/app", b"private layer").await;
     assert_eq!(
@@ -85,7 +137,7 @@ async fn cross_repository_mount_links_without_copying(app: TestApp) {
     for query in [
         format!("mount={missing}&from=alice/base"),
         format!("mount={digest}&from=nobody/here"),
-        format!("mount={digest}"),
+        format!("mount={missing}"),
         format!("mount={digest}&from=Not_Valid"),
     ] {
         let fallback = app
@@ -105,6 +157,24 @@ async fn cross_repository_mount_links_without_copying(app: TestApp) {
             .status(),
         StatusCode::NOT_FOUND
     );
+
+    // Without `from` (OCI 1.1) the blob is mounted from wherever it is.
+    let anywhere = app
+        .request(
+            Method::POST,
+            &format!("/v2/carol/app/blobs/uploads/?mount={digest}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anywhere.status(), StatusCode::CREATED);
+    assert_eq!(
+        header(&anywhere, "location"),
+        format!("/v2/carol/app/blobs/{digest}")
+    );
+    assert_eq!(header(&anywhere, "docker-content-digest"), digest);
+    let get = app.get(&format!("/v2/carol/app/blobs/{digest}")).await;
+    assert_eq!(get.bytes().await.unwrap().as_ref(), b"shared base layer");
 }
 
 async fn deleting_a_blob_unlinks_it_unless_a_manifest_uses_it(app: TestApp) {
@@ -199,6 +269,7 @@ async fn manifests_are_readable_through_the_blob_endpoint(app: TestApp) {
 
 backend_tests!(
     blobs_are_read_back_with_headers_and_ranges,
+    odd_ranges_are_refused_or_ignored_never_failed,
     blobs_are_only_readable_through_their_repository,
     cross_repository_mount_links_without_copying,
     deleting_a_blob_unlinks_it_unless_a_manifest_uses_it,

@@ -14,6 +14,8 @@ mod hostile_input;
 mod instances;
 mod manifests;
 mod metadata_stores;
+mod mounts;
+mod namespaces;
 mod quotas;
 mod real_clients;
 mod retention;

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use serde_json::json;
 
 use berth::metadata::{
-    AccessTokenRecord, BlobCommit, Created, DeleteOutcome, MemberOutcome, Metadata, MetadataError,
-    Mounted, NewBlob, NewManifest, PushedTag, PutManifestOutcome, RefreshTokenRecord,
-    RetentionPolicy, SigningKeyRecord, UploadSession,
+    AccessTokenRecord, BlobCommit, Claimant, Created, DeleteOutcome, MemberOutcome, Metadata,
+    MetadataError, Mounted, NewBlob, NewManifest, PushedTag, PutManifestOutcome,
+    RefreshTokenRecord, RetentionPolicy, SigningKeyRecord, UploadSession,
 };
 use berth::oci::pattern::TagRule;
 use berth::oci::{Digest, RepositoryName, Tag};
@@ -574,27 +574,88 @@ async fn the_catalog_and_referrers_list_in_order(metadata: Metadata) {
 async fn users_and_organizations_share_one_namespace(metadata: Metadata) {
     let accounts = &metadata.accounts;
     assert_eq!(
-        accounts.create_user("alice", "hash", false).await.unwrap(),
+        accounts
+            .create_user("alice", "hash", false, Claimant::Administrator)
+            .await
+            .unwrap(),
         Created::Created
     );
     assert_eq!(
-        accounts.create_user("alice", "other", true).await.unwrap(),
+        accounts
+            .create_user("alice", "other", true, Claimant::Administrator)
+            .await
+            .unwrap(),
         Created::NameTaken
     );
     assert_eq!(
-        accounts.create_organization("alice").await.unwrap(),
+        accounts
+            .create_organization("alice", Claimant::Administrator)
+            .await
+            .unwrap(),
         Created::NameTaken
     );
     assert_eq!(
-        accounts.create_organization("team").await.unwrap(),
+        accounts
+            .create_organization("team", Claimant::Administrator)
+            .await
+            .unwrap(),
         Created::Created
     );
     assert_eq!(
-        accounts.create_user("team", "hash", false).await.unwrap(),
+        accounts
+            .create_user("team", "hash", false, Claimant::Administrator)
+            .await
+            .unwrap(),
         Created::NameTaken
     );
     assert_eq!(accounts.user_count().await.unwrap(), 1);
     assert_eq!(accounts.organizations().await.unwrap(), ["team"]);
+
+    // A namespace a rule names is claimed only by an administrator; a
+    // taken one is taken whoever asks.
+    metadata.policy.set_public("shown/app", true).await.unwrap();
+    metadata.policy.set_quota("quoted", Some(10)).await.unwrap();
+    for used in ["shown", "quoted"] {
+        assert_eq!(
+            accounts
+                .create_organization(used, Claimant::User)
+                .await
+                .unwrap(),
+            Created::InUse
+        );
+        assert_eq!(
+            accounts
+                .create_user(used, "hash", false, Claimant::User)
+                .await
+                .unwrap(),
+            Created::InUse
+        );
+    }
+    assert_eq!(
+        accounts
+            .create_organization("show", Claimant::User)
+            .await
+            .unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        accounts
+            .create_organization("team", Claimant::User)
+            .await
+            .unwrap(),
+        Created::NameTaken
+    );
+    assert_eq!(
+        accounts
+            .create_organization("shown", Claimant::Administrator)
+            .await
+            .unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        accounts.organizations().await.unwrap(),
+        ["show", "shown", "team"]
+    );
 
     assert_eq!(
         accounts.set_member("team", "alice", "write").await.unwrap(),
@@ -692,7 +753,10 @@ async fn users_and_organizations_share_one_namespace(metadata: Metadata) {
     // The name is free again, and the user's tokens went with them.
     assert!(accounts.access_tokens(None).await.unwrap().is_empty());
     assert_eq!(
-        accounts.create_organization("alice").await.unwrap(),
+        accounts
+            .create_organization("alice", Claimant::Administrator)
+            .await
+            .unwrap(),
         Created::Created
     );
 }
@@ -868,14 +932,14 @@ async fn text_with_a_nul_is_refused_not_sent(metadata: Metadata) {
     assert!(!read.is_retryable());
     let write = metadata
         .accounts
-        .create_user("al\0ice", "hash", false)
+        .create_user("al\0ice", "hash", false, Claimant::Administrator)
         .await
         .unwrap_err();
     assert!(matches!(write, MetadataError::Unstorable(_)), "{write:?}");
     assert_eq!(
         metadata
             .accounts
-            .create_user("alice", "hash", false)
+            .create_user("alice", "hash", false, Claimant::Administrator)
             .await
             .unwrap(),
         Created::Created

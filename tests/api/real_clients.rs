@@ -154,10 +154,14 @@ async fn docker_push_skips_existing_layers_and_pulls_back(backend: Backend) {
         String::from_utf8_lossy(&login.stderr)
     );
     assert!(String::from_utf8_lossy(&login.stdout).contains("Login Succeeded"));
-    // Docker keeps the refresh token, not the password, and uses the OAuth2 form from now on.
+    // No refresh token was offered, so Docker stores the credentials as
+    // `auth`, which podman, skopeo and every other client can read, and no
+    // identity token, which they refuse.
     let stored = std::fs::read_to_string(docker_config.path().join("config.json")).unwrap();
-    assert!(stored.contains("identitytoken"), "{stored}");
-    assert!(!stored.contains("alice-password"));
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let entry = &stored["auths"][host.as_str()];
+    assert!(entry["auth"].is_string(), "{stored}");
+    assert!(entry.get("identitytoken").is_none(), "{stored}");
 
     let first_push = run("docker", &["push", &v1], &env).await;
     assert_eq!(first_push.matches(": Pushed").count(), 2, "{first_push}");
@@ -169,6 +173,17 @@ async fn docker_push_skips_existing_layers_and_pulls_back(backend: Backend) {
         "{second_push}"
     );
     assert!(!second_push.contains(": Pushed"), "{second_push}");
+    // Into another of alice's repositories the layers are mounted, not sent again.
+    let copy = format!("{host}/alice/copy:0.0.1");
+    run("docker", &["tag", &v1, &copy], &env).await;
+    let copy_push = run("docker", &["push", &copy], &env).await;
+    assert_eq!(
+        copy_push
+            .matches("Mounted from alice/our-web-server")
+            .count(),
+        2,
+        "{copy_push}"
+    );
     run("docker", &["tag", &v1, &stolen], &env).await;
     let refused = run_fails("docker", &["push", &stolen], &env).await;
     assert!(refused.contains("denied"), "{refused}");
@@ -191,7 +206,7 @@ async fn docker_push_skips_existing_layers_and_pulls_back(backend: Backend) {
     assert_eq!(header(&manifest, "content-type"), DOCKER_MANIFEST);
 
     run("docker", &["logout", &host], &env).await;
-    run("docker", &["rmi", &v1, &v2, &stolen], &env).await;
+    run("docker", &["rmi", &v1, &v2, &stolen, &copy], &env).await;
     let private_pull = run_fails("docker", &["pull", &v1], &env).await;
     assert!(
         private_pull.contains("denied") || private_pull.contains("unauthorized"),
