@@ -84,6 +84,12 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
+/// A tag list's body (upstream `TagList`).
+#[derive(serde::Deserialize)]
+pub struct TagList {
+    pub tags: Vec<String>,
+}
+
 /// The outcome of every spec so far, as upstream's reporter collects them.
 pub struct Run {
     seed: u64,

@@ -10,11 +10,6 @@ use super::fixtures::{Fixtures, TestBlob};
 use super::*;
 
 #[derive(Deserialize)]
-struct TagList {
-    tags: Vec<String>,
-}
-
-#[derive(Deserialize)]
 struct Index {
     manifests: Vec<IndexEntry>,
 }

@@ -1,16 +1,10 @@
 //! Upstream `04_management_test.go`: deleting a tag, a manifest and blobs.
 
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 
 use super::client::Client;
 use super::fixtures::Fixtures;
 use super::*;
-
-#[derive(Deserialize)]
-struct TagList {
-    tags: Vec<String>,
-}
 
 pub async fn specs(run: &mut Run, client: &Client, fx: &Fixtures) {
     run.workflow("Content Management");
