@@ -20,13 +20,14 @@
 //! workflows), `OCI_DELETE_MANIFEST_BEFORE_BLOBS=true` (the default: Berth
 //! refuses to delete a blob a manifest uses), `OCI_AUTOMATIC_CROSSMOUNT=true`
 //! (Berth mounts a blob without `from` from a repository the caller may
-//! read), `OCI_NAMESPACE`, `OCI_CROSSMOUNT_NAMESPACE` and, with auth on,
-//! `OCI_USERNAME/OCI_PASSWORD` per [`Config`]. Not ported: the alternatives
-//! for a registry populated beforehand (`OCI_TAG_NAME`, `OCI_TAG_LIST`,
-//! `OCI_MANIFEST_DIGEST`, `OCI_BLOB_DIGEST`: the specs "Get tag name from
-//! environment" and "Populate registry with test tags (no push)"), the
-//! teardown order for registries that delete manifests last, and the HTML and
-//! JUnit reports.
+//! read), `OCI_NAMESPACE` and `OCI_CROSSMOUNT_NAMESPACE` in [`Config`], and,
+//! with auth on, `OCI_USERNAME/OCI_PASSWORD` as the client's credentials: an
+//! ordinary user, `conformance`, who owns both repositories. Not ported: the
+//! alternatives for a registry populated beforehand (`OCI_TAG_NAME`,
+//! `OCI_TAG_LIST`, `OCI_MANIFEST_DIGEST`, `OCI_BLOB_DIGEST`: the specs "Get
+//! tag name from environment" and "Populate registry with test tags (no
+//! push)"), the teardown order for registries that delete manifests last, and
+//! the HTML and JUnit reports.
 //!
 //! With authentication on, requests go through [`client::Client`], which
 //! answers Bearer challenges as Docker does; that is what exercises a mount's
