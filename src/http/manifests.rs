@@ -13,10 +13,14 @@ use crate::oci::name::ReferenceError;
 use crate::oci::{ErrorCode, Reference, RepositoryName};
 use crate::registry::RegistryError;
 
-fn parse_reference(raw: &str) -> Result<Reference, ApiError> {
+/// A manifest reference. A malformed digest is `DIGEST_INVALID`; a malformed
+/// tag is `TAG_INVALID` on a push, but a read or a delete is given
+/// `bad_tag`: such a tag names no manifest (the conformance suite asks for
+/// 404 on `.INVALID_MANIFEST_NAME`).
+fn parse_reference(raw: &str, bad_tag: ErrorCode) -> Result<Reference, ApiError> {
     Reference::parse(raw).map_err(|e| match e {
         ReferenceError::Digest(_) => parse_digest(raw).expect_err("digest parse failed before"),
-        ReferenceError::Tag(e) => ApiError::new(ErrorCode::TagInvalid)
+        ReferenceError::Tag(e) => ApiError::new(bad_tag)
             .message(e.to_string())
             .detail(serde_json::json!({"tag": raw})),
     })
@@ -28,7 +32,7 @@ pub async fn get_manifest(
     reference: &str,
     request: Request,
 ) -> ApiResult {
-    let reference = parse_reference(reference)?;
+    let reference = parse_reference(reference, ErrorCode::ManifestUnknown)?;
     let manifest = state.registry.get_manifest(name, &reference).await?;
     let headers = [
         (
@@ -52,7 +56,7 @@ pub async fn put_manifest(
     reference: &str,
     request: Request,
 ) -> ApiResult {
-    let reference = parse_reference(reference)?;
+    let reference = parse_reference(reference, ErrorCode::TagInvalid)?;
     let extra_tags = query_values(request.uri(), "tag")
         .iter()
         .map(|t| parse_tag(t))
@@ -114,7 +118,7 @@ pub async fn delete_manifest(
     name: &RepositoryName,
     reference: &str,
 ) -> ApiResult {
-    let reference = parse_reference(reference)?;
+    let reference = parse_reference(reference, ErrorCode::ManifestUnknown)?;
     state.registry.delete_manifest(name, &reference).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
@@ -125,11 +129,14 @@ mod tests {
 
     #[test]
     fn bad_references_get_the_right_code() {
-        let err = parse_reference("sha256:nothex")
+        let err = parse_reference("sha256:nothex", ErrorCode::ManifestUnknown)
             .unwrap_err()
             .into_response();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
-        assert!(parse_reference("-bad").is_err());
-        assert!(parse_reference("good").is_ok());
+        let pushed = parse_reference("-bad", ErrorCode::TagInvalid).unwrap_err();
+        assert_eq!(pushed.into_response().status(), StatusCode::BAD_REQUEST);
+        let read = parse_reference("-bad", ErrorCode::ManifestUnknown).unwrap_err();
+        assert_eq!(read.into_response().status(), StatusCode::NOT_FOUND);
+        assert!(parse_reference("good", ErrorCode::TagInvalid).is_ok());
     }
 }

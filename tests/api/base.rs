@@ -81,19 +81,26 @@ async fn names_tags_and_digests_are_validated(app: TestApp) {
         "DIGEST_INVALID",
     )
     .await;
-    assert_error(
-        app.get("/v2/a/manifests/-bad-tag").await,
-        StatusCode::BAD_REQUEST,
-        "TAG_INVALID",
-    )
-    .await;
     let long_tag = "t".repeat(129);
-    assert_error(
-        app.get(&format!("/v2/a/manifests/{long_tag}")).await,
-        StatusCode::BAD_REQUEST,
-        "TAG_INVALID",
-    )
-    .await;
+    for bad_tag in ["-bad-tag", ".INVALID_MANIFEST_NAME", &long_tag] {
+        let path = format!("/v2/a/manifests/{bad_tag}");
+        let pushed = put_manifest(&app, "a", bad_tag, OCI_MANIFEST, b"{}").await;
+        assert_error(pushed, StatusCode::BAD_REQUEST, "TAG_INVALID").await;
+        // No manifest has such a tag: reading or deleting one finds none.
+        assert_error(
+            app.get(&path).await,
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+        )
+        .await;
+        assert_error(
+            app.delete(&path).await,
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+        )
+        .await;
+        assert_eq!(app.head(&path).await.status(), StatusCode::NOT_FOUND);
+    }
 }
 
 async fn public_url_makes_locations_absolute(mut app: TestApp) {

@@ -1,5 +1,6 @@
 //! Integration tests: the registry over HTTP, each test against SQLite and
-//! against PostgreSQL, plus the real Docker engine and skopeo.
+//! against PostgreSQL, plus the real Docker engine and skopeo, and the OCI
+//! conformance suite.
 
 mod harness;
 mod support;
@@ -9,6 +10,7 @@ mod base;
 mod blob_stores;
 mod blobs;
 mod cli;
+mod conformance;
 mod gc;
 mod hostile_input;
 mod instances;
