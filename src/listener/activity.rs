@@ -6,7 +6,8 @@
 //!   `header_read_timeout` of its first byte; the first request's within
 //!   that of the connection being made (or its TLS handshake ending). HTTP/2
 //!   connections, whose frames arrive between requests, get it for the first
-//!   request only.
+//!   request only. (Bytes of a next request that came in one read with the
+//!   one before count as idle time: the idle timeout still bounds them.)
 //! - *Idle*: a connection on which no byte moved for `idle_timeout` is
 //!   closed, unless a handler is working on a request (a slow commit moves
 //!   no byte). A handler waiting for the client's body counts as idle, so a

@@ -55,8 +55,11 @@ pub fn generate(hosts: &[String], ips: &[IpAddr]) -> Result<Generated, SelfSigne
 
     let mut ca = CertificateParams::default();
     ca.distinguished_name = rcgen::DistinguishedName::new();
+    // A name of its own, so that clients trusting two such CAs (an old and
+    // a new one) never take one for the other.
+    let tag: u32 = rand::random();
     ca.distinguished_name
-        .push(DnType::CommonName, "Berth registry CA");
+        .push(DnType::CommonName, format!("Berth registry CA {tag:08x}"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = not_before;
@@ -164,7 +167,8 @@ pub fn write(paths: &Paths, generated: &Generated, force: bool) -> Result<(), Se
 /// the files never reads half of one.
 fn write_file(path: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
     use std::io::Write;
-    let temporary = path.with_extension("tmp");
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -1,5 +1,6 @@
 //! Integration tests: the registry over HTTP, each test against SQLite and
-//! against PostgreSQL, plus the real Docker engine and skopeo.
+//! against PostgreSQL, plus the real Docker engine, skopeo and podman (over
+//! verified TLS in `tls.rs`).
 
 mod harness;
 mod support;
@@ -19,4 +20,5 @@ mod retention;
 mod s3_storage;
 mod soak;
 mod tag_rules;
+mod tls;
 mod uploads;
