@@ -195,9 +195,9 @@ async fn serve_on(
     };
     tracing::info!(%address, scheme, "berth is listening");
     // Docker and containerd speak plain HTTP, by default, only to 127.0.0.0/8.
-    let only_insecure_by_default =
+    let docker_allows_plain_http =
         matches!(address.ip(), std::net::IpAddr::V4(ip) if ip.is_loopback());
-    if !connections.is_tls() && !only_insecure_by_default {
+    if !connections.is_tls() && !docker_allows_plain_http {
         tracing::warn!(
             "serving plain HTTP: only clients reaching it as 127.0.0.1 push without extra client configuration; \
              set tls.cert_file and tls.key_file (`berth tls self-signed` makes a pair) or put a TLS proxy in front"
