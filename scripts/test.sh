@@ -16,7 +16,7 @@ DOCKERD_LOG="$LOG_DIR/berth-dockerd.log"
 DOCKERD_WAIT_SECS="${BERTH_DOCKERD_WAIT_SECS:-60}"
 PG_WAIT_SECS="${BERTH_PG_WAIT_SECS:-60}"
 PG_PORT=5432
-REQUIRED_PACKAGES=(postgresql docker.io skopeo gcc libc6-dev python3-venv curl)
+REQUIRED_PACKAGES=(postgresql docker.io skopeo podman gcc libc6-dev python3-venv curl)
 
 banner() {
     printf '\n==================== %s ====================\n' "$*"

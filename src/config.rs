@@ -3,7 +3,8 @@
 //!
 //! A few general settings sit at the top level (`listen`, `data_dir`,
 //! `public_url`, `shutdown_timeout`); the rest are in sections
-//! (`[database]`, `[storage]`, `[s3]`, `[auth]`, `[gc]`, `[log]`), each
+//! (`[database]`, `[storage]`, `[s3]`, `[auth]`, `[gc]`, `[http]`, `[tls]`,
+//! `[log]`), each
 //! defined, defaulted and checked by the module that owns it. This module
 //! composes them, reads the layers, and names a setting in an error as the
 //! user wrote it. The environment variable of a setting is derived from its
@@ -16,7 +17,7 @@
 //! a bad value stops start-up with one line naming the setting.
 //!
 //! Used by `cli` and `server`; calls only the settings types of `metadata`,
-//! `storage`, `auth` and `gc`, and the leaf `setting`.
+//! `storage`, `auth`, `gc`, `listener` and `tls`, and the leaf `setting`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -31,9 +32,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, AuthSettings};
 use crate::gc::GcConfig;
+use crate::listener::HttpConfig;
 use crate::metadata::DatabaseSettings;
 use crate::setting::Invalid;
 use crate::storage::{S3Settings, StorageSettings};
+use crate::tls::{TlsConfig, TlsSettings};
 
 pub use crate::setting::redact_url;
 pub use crate::storage::StorageConfig;
@@ -56,6 +59,8 @@ pub struct Settings {
     pub s3: S3Settings,
     pub auth: AuthSettings,
     pub gc: GcConfig,
+    pub http: HttpConfig,
+    pub tls: TlsSettings,
     pub log: LogSettings,
 }
 
@@ -71,6 +76,8 @@ impl Default for Settings {
             s3: S3Settings::default(),
             auth: AuthSettings::default(),
             gc: GcConfig::default(),
+            http: HttpConfig::default(),
+            tls: TlsSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -135,6 +142,9 @@ pub struct Overrides {
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `berth tls self-signed` writes (the stores' own paths are in
+    /// `database_url` and `storage`).
+    pub data_dir: PathBuf,
     pub database_url: String,
     pub storage: StorageConfig,
     pub fsync: bool,
@@ -144,6 +154,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub shutdown_timeout: Duration,
     pub gc: GcConfig,
+    pub http: HttpConfig,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
     /// Said while loading (old names still in use), for the caller to log
     /// once logging is set up.
     pub warnings: Vec<String>,
@@ -154,6 +167,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.database_url))
             .field("storage", &self.storage)
             .field("fsync", &self.fsync)
@@ -162,6 +176,8 @@ impl std::fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("log_format", &self.log_format)
             .field("gc", &self.gc)
+            .field("http", &self.http)
+            .field("tls", &self.tls)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("warnings", &self.warnings)
             .finish()
@@ -254,6 +270,7 @@ impl Config {
         let named = |e: ConfigError| named_as_written(e, &written);
         let settings: Settings = figment.extract().map_err(|e| named(extraction_error(e)))?;
         let mut config = settings.check().map_err(named)?;
+        warnings.append(&mut config.warnings);
         config.warnings = warnings;
         Ok(config)
     }
@@ -300,8 +317,19 @@ impl Settings {
             .check(public_url.as_deref())
             .map_err(in_section("auth"))?;
         let gc = self.gc.check().map_err(in_section("gc"))?;
+        let http = self.http.check().map_err(in_section("http"))?;
+        let tls = self.tls.check().map_err(in_section("tls"))?;
+        let mut warnings = Vec::new();
+        if tls.is_some()
+            && let Some(url) = public_url.as_deref().filter(|u| u.starts_with("http://"))
+        {
+            warnings.push(format!(
+                "`public_url` is {url} but Berth serves HTTPS: clients will be sent to plain HTTP for tokens and uploads"
+            ));
+        }
         Ok(Config {
             listen,
+            data_dir: self.data_dir,
             database_url: database.url,
             storage,
             fsync,
@@ -311,7 +339,9 @@ impl Settings {
             log_format: self.log.format,
             shutdown_timeout: self.shutdown_timeout,
             gc,
-            warnings: Vec::new(),
+            http,
+            tls,
+            warnings,
         })
     }
 }
@@ -696,13 +726,15 @@ mod tests {
         assert_eq!(config.gc, GcConfig::default());
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(config.http, HttpConfig::default());
+        assert_eq!(config.tls, None);
         assert!(config.warnings.is_empty());
     }
 
     #[test]
     fn bad_values_name_the_setting() {
         type Change = fn(&mut Settings);
-        let cases: [(Change, &str); 7] = [
+        let cases: [(Change, &str); 9] = [
             (|s| s.listen = "nope".into(), "listen"),
             (
                 |s| s.database.url = Some("mysql://x".into()),
@@ -728,6 +760,14 @@ mod tests {
                 "auth.token_lifetime",
             ),
             (|s| s.gc.interval = Some(Duration::ZERO), "gc.interval"),
+            (
+                |s| s.http.idle_timeout = Duration::ZERO,
+                "http.idle_timeout",
+            ),
+            (
+                |s| s.tls.cert_file = Some("server.crt".into()),
+                "tls.key_file",
+            ),
         ];
         for (change, setting) in cases {
             let mut settings = Settings::default();
@@ -768,7 +808,12 @@ mod tests {
         // No two settings share a variable.
         assert_eq!(keys.by_env.len(), keys.all.len());
         let sections: Vec<&str> = keys.sections.iter().map(String::as_str).collect();
-        assert_eq!(sections, ["auth", "database", "gc", "log", "s3", "storage"]);
+        assert_eq!(
+            sections,
+            [
+                "auth", "database", "gc", "http", "log", "s3", "storage", "tls"
+            ]
+        );
 
         let config = load_env(&[
             ("BERTH_AUTH_TOKEN_LIFETIME", "10m"),
@@ -778,6 +823,10 @@ mod tests {
             ("BERTH_S3_ALLOW_HTTP", "true"),
             ("BERTH_GC_INTERVAL", "off"),
             ("BERTH_LOG_FORMAT", "json"),
+            ("BERTH_TLS_CERT_FILE", "/etc/berth/server.crt"),
+            ("BERTH_TLS_KEY_FILE", "/etc/berth/server.key"),
+            ("BERTH_HTTP_MAX_CONNECTIONS", "100"),
+            ("BERTH_HTTP_HEADER_READ_TIMEOUT", "5s"),
         ])
         .unwrap();
         assert_eq!(config.auth.token_lifetime, Duration::from_secs(600));
@@ -793,7 +842,18 @@ mod tests {
         assert_eq!(s3.allow_http, Some(true));
         assert_eq!(config.gc.interval, None);
         assert_eq!(config.log_format, LogFormat::Json);
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("/etc/berth/server.crt"));
+        assert_eq!(tls.key_file, PathBuf::from("/etc/berth/server.key"));
+        assert_eq!(config.http.max_connections, 100);
+        assert_eq!(config.http.header_read_timeout, Duration::from_secs(5));
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(
+            load_env(&[("BERTH_TLS_KEY_FILE", "/etc/berth/server.key")])
+                .unwrap_err()
+                .to_string(),
+            "invalid setting `tls.cert_file`: is not set, but `tls.key_file` is: set both to serve HTTPS, or neither"
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Start-up: opens the stores named by the configuration, builds the router
 //! and serves it until shut down. [`build`] and [`run`] are the two steps,
 //! which the tests' harness takes on a listener at port 0; `berth serve`
-//! (`cli`) calls [`serve`], which takes the same two and adds the bounded
-//! graceful shutdown and the closing of the database. Calls every module it
-//! wires; in the crate only `cli` calls it.
+//! (`cli`) calls [`serve`], which takes the same two and adds the open-files
+//! limit, the bounded graceful shutdown and the closing of the database.
+//! Connections (TLS, limits) are `listener`'s. Calls every module it wires;
+//! in the crate only `cli` calls it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::auth::Auth;
 use crate::config::{Config, StorageConfig, redact_url};
 use crate::gc::Collector;
 use crate::http::{AppState, router};
+use crate::listener::Connections;
 use crate::metadata::Metadata;
 use crate::metrics::{Metrics, OperationLabels};
 use crate::policy::Policies;
@@ -100,6 +102,7 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
         admin,
         metrics,
         public_url: config.public_url.clone(),
+        tls: config.tls.is_some(),
     };
     Ok(Opened {
         router: router(state),
@@ -116,13 +119,27 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let open_files = crate::listener::raise_open_files_limit();
+    let mut http = config.http;
+    http.max_connections = crate::listener::fit_to_open_files(http.max_connections, open_files);
+    match open_files {
+        Some(limit) if http.max_connections < config.http.max_connections => tracing::warn!(
+            open_files = limit,
+            max_connections = http.max_connections,
+            "the open-files limit is too low for http.max_connections: serving fewer connections at once"
+        ),
+        Some(limit) => tracing::info!(open_files = limit, "open-files limit"),
+        None => {}
+    }
+    // Before the stores: a bad certificate stops start-up before any migration.
+    let connections = Connections::new(http, config.tls.as_ref()).context("cannot serve HTTPS")?;
     let Opened {
         router: app,
         metadata,
         collector,
     } = open(config).await?;
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = run(app, listener, async move {
+    let server = serve_on(app, listener, connections, async move {
         shutdown.await;
         let _ = stopping_tx.send(());
     });
@@ -148,18 +165,44 @@ pub async fn serve(
     result
 }
 
-/// Serves an already built app; what [`serve`] does once the stores are open.
-pub async fn run(
+/// Serves an already built app with `config`'s `[http]` limits and `[tls]`;
+/// what [`serve`] does once the stores are open. The certificate files are
+/// read before this returns: their error is the `Err` of the future.
+pub fn run(
     app: axum::Router,
     listener: TcpListener,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+    let connections =
+        Connections::new(config.http, config.tls.as_ref()).context("cannot serve HTTPS");
+    async move { serve_on(app, listener, connections?, shutdown).await }
+}
+
+async fn serve_on(
+    app: axum::Router,
+    listener: TcpListener,
+    connections: Connections,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    tracing::info!(address = %listener.local_addr()?, "berth is listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("server failed")
+    let address = listener
+        .local_addr()
+        .context("the listener has no address")?;
+    let scheme = if connections.is_tls() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(%address, scheme, "berth is listening");
+    // Docker and containerd speak plain HTTP, by default, only to 127.0.0.0/8.
+    let docker_allows_plain_http =
+        matches!(address.ip(), std::net::IpAddr::V4(ip) if ip.is_loopback());
+    if !connections.is_tls() && !docker_allows_plain_http {
+        tracing::warn!(
+            "serving plain HTTP: only clients reaching it as 127.0.0.1 push without extra client configuration; \
+             set tls.cert_file and tls.key_file (`berth tls self-signed` makes a pair) or put a TLS proxy in front"
+        );
+    }
+    connections.serve(app, listener, shutdown).await;
+    Ok(())
 }

@@ -2,11 +2,12 @@
 //! `org`, `token`, `repo`, `tag`, `quota` and `retention` become
 //! [`crate::admin::Command`]s run as the system (they open the database
 //! directly, so they work while the server runs); `gc` and `key` act on the
-//! collector and the signing keys. A bad setting exits with status 2.
+//! collector and the signing keys; `tls self-signed` writes certificates
+//! (`tls::self_signed`). A bad setting exits with status 2.
 //!
 //! Calls `config`, `server`, `admin`, `gc`, `policy` (sizes, and the
-//! `Policies` the admin commands act on), `auth::keys`, and `metadata` to
-//! open the database for the admin commands.
+//! `Policies` the admin commands act on), `auth::keys`, `tls`, and
+//! `metadata` to open the database for the admin commands.
 
 mod commands;
 
@@ -80,6 +81,9 @@ enum TopCommand {
     /// Manage retention policies (applied by every garbage-collection pass).
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Make certificates for serving HTTPS.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Collect garbage now: unreferenced manifests and blobs past the grace
     /// period, and expired uploads (running registries do this on their own).
     Gc {
@@ -89,6 +93,23 @@ enum TopCommand {
         /// Override `gc.grace` for this pass, e.g. 0s.
         #[arg(long, value_name = "DURATION")]
         grace: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Write a CA of one's own and a server certificate it signs into
+    /// <data-dir>/tls/, and print where each client wants the CA.
+    SelfSigned {
+        /// A host name clients use to reach the registry (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// An IP address clients use to reach the registry (repeatable).
+        #[arg(long = "ip", value_name = "ADDR")]
+        ips: Vec<std::net::IpAddr>,
+        /// Replace certificates already there (clients must then trust the new CA).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -152,6 +173,9 @@ pub fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let result = match cli.command {
         TopCommand::Serve { .. } => runtime.block_on(serve(config)),
+        TopCommand::Tls(TlsCommand::SelfSigned { hosts, ips, force }) => {
+            self_signed(&config, &hosts, &ips, force)
+        }
         command => runtime.block_on(administer(config, command)),
     };
     match result {
@@ -203,7 +227,7 @@ async fn administer(config: Config, command: TopCommand) -> anyhow::Result<()> {
             )
         })?;
     let command = match command {
-        TopCommand::Serve { .. } => unreachable!("handled by serve"),
+        TopCommand::Serve { .. } | TopCommand::Tls(_) => unreachable!("handled by main"),
         TopCommand::Gc { dry_run, grace } => {
             return collect(&config, &metadata, dry_run, grace).await;
         }
@@ -231,6 +255,27 @@ async fn administer(config: Config, command: TopCommand) -> anyhow::Result<()> {
     for line in outcome.lines() {
         println!("{line}");
     }
+    Ok(())
+}
+
+/// `berth tls self-signed`: the files under `<data_dir>/tls/`, and what to do with them.
+fn self_signed(
+    config: &Config,
+    hosts: &[String],
+    ips: &[std::net::IpAddr],
+    force: bool,
+) -> anyhow::Result<()> {
+    use crate::tls::self_signed::{Paths, generate, instructions, write};
+    let dir = std::path::absolute(config.data_dir.join("tls"))?;
+    let paths = Paths::in_dir(&dir);
+    let generated = generate(hosts, ips)?;
+    write(&paths, &generated, force)?;
+    let names: Vec<String> = hosts
+        .iter()
+        .cloned()
+        .chain(ips.iter().map(ToString::to_string))
+        .collect();
+    print!("{}", instructions(&paths, &names, config.listen.port()));
     Ok(())
 }
 

@@ -53,7 +53,8 @@ fn realm(state: &AppState, headers: &HeaderMap) -> String {
         Some(base) => format!("{base}/token"),
         // Without a configured public URL, the address the client used.
         None => format!(
-            "http://{}/token",
+            "{}://{}/token",
+            if state.tls { "https" } else { "http" },
             header_str(headers, &header::HOST).unwrap_or("localhost")
         ),
     }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// External base URL (no trailing slash) for `Location` headers; relative locations when unset.
     pub public_url: Option<String>,
+    /// Served over TLS: URLs built from `Host` are `https`.
+    pub tls: bool,
 }
 
 impl AppState {

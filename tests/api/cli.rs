@@ -11,7 +11,7 @@ use crate::harness::{PostgresDatabase, TestApp};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
-fn berth() -> Command {
+pub fn berth() -> Command {
     let mut command = Command::new(BERTH);
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("BERTH_")) {
         command.env_remove(key);

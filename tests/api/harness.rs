@@ -214,13 +214,23 @@ impl TestApp {
         let router = berth::server::build(&self.config)
             .await
             .expect("app builds");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        self.base = format!("http://{}", listener.local_addr().unwrap());
+        // `config.listen` names the address (`127.0.0.1:0` unless a test
+        // changed it); a restart takes a new port on it.
+        let mut address = self.config.listen;
+        address.set_port(0);
+        let listener = TcpListener::bind(address).await.expect("bind port 0");
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
         self.shutdown = Some(tx);
-        self.server = Some(tokio::spawn(berth::server::run(router, listener, async {
+        let server = berth::server::run(router, listener, &self.config, async {
             let _ = rx.await;
-        })));
+        });
+        self.server = Some(tokio::spawn(server));
     }
 
     /// Stops the server and starts a new one on the same database and storage,

@@ -1,6 +1,6 @@
 //! Integration tests: the registry over HTTP, each test against SQLite and
-//! against PostgreSQL, plus the real Docker engine and skopeo, and the OCI
-//! conformance suite.
+//! against PostgreSQL, plus the real Docker engine, skopeo and podman (over
+//! verified TLS in `tls.rs`), and the OCI conformance suite.
 
 mod harness;
 mod support;
@@ -24,4 +24,5 @@ mod retention;
 mod s3_storage;
 mod soak;
 mod tag_rules;
+mod tls;
 mod uploads;
