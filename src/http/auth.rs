@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, header};
 
 use super::AppState;
 use super::error::ApiError;
-use super::headers::header_str;
+use super::headers::{header_str, request_authority};
 use super::route::Route;
 use crate::auth::Principal;
 use crate::auth::scope::{Access, Actions, Scope};
@@ -55,7 +55,7 @@ fn realm(state: &AppState, headers: &HeaderMap) -> String {
         None => format!(
             "{}://{}/token",
             if state.tls { "https" } else { "http" },
-            header_str(headers, &header::HOST).unwrap_or("localhost")
+            request_authority(headers).unwrap_or("localhost")
         ),
     }
 }

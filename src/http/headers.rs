@@ -22,6 +22,20 @@ pub fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The `Host` the client named, if it is a plain `host[:port]` (a name, an
+/// IPv4 address or a bracketed IPv6 address): the token realm is built from
+/// it and sent back inside a quoted `WWW-Authenticate` parameter, where a
+/// quote, a comma or a `user@` would let a request rewrite its own challenge.
+pub fn request_authority(headers: &HeaderMap) -> Option<&str> {
+    let host = header_str(headers, &header::HOST)?;
+    let plain = !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        });
+    plain.then_some(host)
+}
+
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     header_str(headers, &header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
 }
@@ -43,5 +57,32 @@ pub fn has_body(headers: &HeaderMap) -> bool {
     match content_length(headers) {
         Some(length) => length > 0,
         None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+#[cfg(test)]
+mod authority_tests {
+    use super::*;
+
+    fn with_host(host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, host.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn plain_hosts_are_kept_and_others_dropped() {
+        for host in [
+            "registry.example:5000",
+            "127.0.0.1",
+            "[::1]:5443",
+            "my_host",
+        ] {
+            assert_eq!(request_authority(&with_host(host)), Some(host), "{host}");
+        }
+        for host in ["a\",b=\"c", "user@host", "host/path", "", "a b"] {
+            assert_eq!(request_authority(&with_host(host)), None, "{host:?}");
+        }
+        assert_eq!(request_authority(&HeaderMap::new()), None);
     }
 }

@@ -558,11 +558,55 @@ backend_tests!(
     wrong_methods_and_unreadable_requests_get_the_error_shape,
 );
 
+/// The realm is built from `Host`; one that is not a plain `host[:port]`
+/// cannot add parameters to the challenge or send clients elsewhere.
+async fn a_hostile_host_cannot_rewrite_the_challenge(app: TestApp) {
+    for host in [
+        "evil\",realm=\"http://attacker.example/token",
+        "user@attacker.example",
+        "attacker.example/token?",
+    ] {
+        let response = app
+            .client
+            .get(app.url("/v2/"))
+            .header(reqwest::header::HOST, host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{host}");
+        let challenge = response.headers()[reqwest::header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            challenge.starts_with("Bearer realm=\"http://localhost/token\","),
+            "{host}: {challenge}"
+        );
+        assert_eq!(challenge.matches("realm=").count(), 1, "{challenge}");
+        assert!(!challenge.contains("attacker"), "{challenge}");
+    }
+    let named = app
+        .client
+        .get(app.url("/v2/"))
+        .header(reqwest::header::HOST, "registry.example:5000")
+        .send()
+        .await
+        .unwrap();
+    let challenge = named.headers()[reqwest::header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap();
+    assert!(
+        challenge.starts_with("Bearer realm=\"http://registry.example:5000/token\","),
+        "{challenge}"
+    );
+}
+
 mod secured {
     use super::*;
 
     secured_backend_tests!(
         impossible_login_names_are_bad_credentials,
+        a_hostile_host_cannot_rewrite_the_challenge,
         nul_in_account_api_values_is_refused,
     );
 }
