@@ -354,26 +354,9 @@ impl Auth {
         Ok(Some(principal))
     }
 
-    /// Repositories and namespaces anyone may pull.
-    pub async fn public_paths(&self) -> Result<Vec<String>, MetadataError> {
-        self.policies.public_paths().await
-    }
-
-    /// Whether `principal` may pull `repository` now, by their rights and
-    /// the repository's visibility (not by any token's scopes).
-    pub async fn may_pull(
-        &self,
-        principal: &Principal,
-        repository: &str,
-    ) -> Result<bool, MetadataError> {
-        let public = self.policies.public_paths().await?;
-        Ok(principal
-            .repository_actions(repository, &public)
-            .contains(Actions::PULL))
-    }
-
-    /// A test of "may `principal` pull this repository", for many
-    /// repositories at the cost of one read.
+    /// A test of "may `principal` pull this repository" now, by their
+    /// rights and the repositories' visibility (not by any token's scopes),
+    /// for any number of repositories at the cost of one read.
     pub async fn pull_check(
         &self,
         principal: Principal,

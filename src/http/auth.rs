@@ -153,7 +153,10 @@ pub enum MountSource {
 
 /// The caller a token was issued to, as they stand now (anonymous when
 /// gone, or for an anonymous token).
-async fn caller(auth: &crate::auth::Auth, claims: &Claims) -> Result<Principal, ApiError> {
+pub(super) async fn caller(
+    auth: &crate::auth::Auth,
+    claims: &Claims,
+) -> Result<Principal, ApiError> {
     Ok(auth
         .principal(&claims.sub, claims.berth_access_token.as_deref())
         .await?
@@ -203,10 +206,8 @@ pub async fn mount_source(
         return Ok(MountSource::Repository(from));
     }
     // The blob's presence is looked up only once the caller may read `from`.
-    let principal = caller(auth, claims).await?;
-    if auth.may_pull(&principal, from.as_str()).await?
-        && state.registry.holds_blob(&from, digest).await?
-    {
+    let may_pull = auth.pull_check(caller(auth, claims).await?).await?;
+    if may_pull(from.as_str()) && state.registry.holds_blob(&from, digest).await? {
         let mut wider = needed.to_vec();
         wider.push(pull_from);
         return Err(challenge(

@@ -7,10 +7,10 @@ use axum::http::{Uri, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use super::auth::caller;
 use super::error::ApiError;
 use super::headers::query_value;
 use super::{ApiResult, AppState, parse_name, parse_tag};
-use crate::auth::scope::Actions;
 use crate::auth::token::Claims;
 use crate::oci::{ErrorCode, RepositoryName, Tag};
 use crate::registry::ListPage;
@@ -63,16 +63,7 @@ pub async fn list_repositories(
     let last = last.as_ref().map(RepositoryName::as_str);
     let page = match (&state.auth, claims) {
         (Some(auth), Some(claims)) => {
-            let principal = auth
-                .principal(&claims.sub, claims.berth_access_token.as_deref())
-                .await?
-                .unwrap_or_default();
-            let public = auth.public_paths().await?;
-            let visible = move |name: &str| {
-                principal
-                    .repository_actions(name, &public)
-                    .contains(Actions::PULL)
-            };
+            let visible = auth.pull_check(caller(auth, &claims).await?).await?;
             state
                 .registry
                 .list_visible_repositories(n, last, &visible)
