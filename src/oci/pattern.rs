@@ -39,6 +39,13 @@ impl TagRule {
     }
 }
 
+/// As refusals name it: "the rule `v*` on `team`".
+impl std::fmt::Display for TagRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the rule `{}` on `{}`", self.pattern, self.path)
+    }
+}
+
 /// The first of `tags` of `repository` that one of `rules` covers, and that rule.
 pub fn first_covered<'t, 'r>(
     rules: &'r [TagRule],

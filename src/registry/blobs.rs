@@ -196,8 +196,7 @@ impl Registry {
                 })
             }
             DeleteOutcome::Immutable { tag, rule } => Err(RegistryError::Denied(format!(
-                "tag `{tag}` is immutable by the rule `{}` on `{}`",
-                rule.pattern, rule.path
+                "tag `{tag}` is immutable by {rule}"
             ))),
         }
     }

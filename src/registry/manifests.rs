@@ -124,8 +124,7 @@ impl Registry {
                 Err(RegistryError::ManifestReferenceUnknown(missing))
             }
             PutManifestOutcome::ImmutableTag { tag, rule } => Err(RegistryError::Denied(format!(
-                "tag `{tag}` is immutable in {repository} by the rule `{}` on `{}`: it cannot be moved to another manifest",
-                rule.pattern, rule.path
+                "tag `{tag}` is immutable in {repository} by {rule}: it cannot be moved to another manifest"
             ))),
         }
     }
@@ -157,8 +156,7 @@ impl Registry {
             DeleteOutcome::NotFound => Err(RegistryError::ManifestUnknown),
             DeleteOutcome::ReferencedBy(indexes) => Err(listed_by(reference, indexes)),
             DeleteOutcome::Immutable { tag, rule } => Err(RegistryError::Denied(format!(
-                "tag `{tag}` is immutable in {repository} by the rule `{}` on `{}`: it cannot be deleted",
-                rule.pattern, rule.path
+                "tag `{tag}` is immutable in {repository} by {rule}: it cannot be deleted"
             ))),
         }
     }
