@@ -27,3 +27,4 @@ pub mod setting;
 pub mod storage;
 pub mod sync;
 pub mod tls;
+pub mod ui;

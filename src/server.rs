@@ -23,6 +23,7 @@ use crate::metrics::{Metrics, OperationLabels};
 use crate::policy::Policies;
 use crate::registry::Registry;
 use crate::storage::{BlobStore, FilesystemBlobStore, MeteredBlobStore, S3BlobStore};
+use crate::ui::{self, ServerFacts, UiState};
 
 /// Opens the metadata and blob stores (running migrations) and returns the
 /// app; starts the background garbage collector when configured.
@@ -78,7 +79,7 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
             );
         }
         Some(Arc::new(
-            Auth::open(stores.accounts.clone(), policies, &config.auth)
+            Auth::open(stores.accounts.clone(), policies.clone(), &config.auth)
                 .await
                 .context("cannot load token signing keys")?,
         ))
@@ -96,8 +97,29 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
         Some(metrics.clone()),
     ))
     .spawn();
+    let registry = Arc::new(Registry::new(stores.registry.clone(), blobs));
+    let pages = ui::router(UiState {
+        registry: registry.clone(),
+        auth: auth.clone(),
+        admin: admin.clone(),
+        policies,
+        public_url: config.public_url.clone(),
+        tls: config.tls.is_some(),
+        server: ServerFacts {
+            version: env!("CARGO_PKG_VERSION"),
+            database: if config.database_url.starts_with("postgres") {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            },
+            blob_store: match &config.storage {
+                StorageConfig::Filesystem(path) => format!("filesystem at {}", path.display()),
+                StorageConfig::S3(s3) => format!("S3 bucket {}", s3.bucket),
+            },
+        },
+    });
     let state = AppState {
-        registry: Arc::new(Registry::new(stores.registry.clone(), blobs)),
+        registry,
         auth,
         admin,
         metrics,
@@ -105,7 +127,7 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
         tls: config.tls.is_some(),
     };
     Ok(Opened {
-        router: router(state),
+        router: router(state).merge(pages),
         metadata: stores,
         collector,
     })

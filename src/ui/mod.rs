@@ -1,0 +1,108 @@
+//! The web UI: server-rendered pages at `/` on the registry's own listener,
+//! for browsing repositories, tags and manifests, managing them, and the
+//! account and administration pages. Templates are askama's (`templates/`,
+//! checked at compile time, every value HTML-escaped unless a template says
+//! otherwise, which none does); one stylesheet and one script are embedded
+//! from `static/`, so pages need no network beyond Berth and build with no
+//! Node.js. Pages read without JavaScript; the script only adds copy
+//! buttons, confirmation dialogs and live search.
+//!
+//! Like `http`, it is a face of the registry: it calls `registry`, `auth`,
+//! `policy` and `admin` (whose commands carry the same rights checks as
+//! `/api/v1`), never a store. Its errors become pages in `error.rs`, the one
+//! place that happens for HTML. Every page response carries its own
+//! security headers (`security_headers`): a strict CSP with no inline
+//! script or style, no framing, `nosniff`, no referrer, no caching of pages
+//! that show what a signed-in user may see.
+
+mod assets;
+mod error;
+mod format;
+mod pages;
+mod viewer;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::admin::Admin;
+use crate::auth::Auth;
+use crate::policy::Policies;
+use crate::registry::Registry;
+pub use error::UiError;
+pub use viewer::Viewer;
+
+/// What every page handler may use.
+#[derive(Clone)]
+pub struct UiState {
+    pub registry: Arc<Registry>,
+    /// `None` when authentication is switched off: every visitor may do everything.
+    pub auth: Option<Arc<Auth>>,
+    pub admin: Arc<Admin>,
+    pub policies: Policies,
+    /// The registry as clients reach it (`registry.example:5000`), for pull
+    /// commands; from `public_url` when set, else from the request's `Host`.
+    pub public_url: Option<String>,
+    /// Served over TLS: the session cookie is `Secure`.
+    pub tls: bool,
+    /// What the administration page says the server runs on.
+    pub server: ServerFacts,
+}
+
+/// Facts about this instance shown to administrators.
+#[derive(Debug, Clone)]
+pub struct ServerFacts {
+    pub version: &'static str,
+    pub database: &'static str,
+    pub blob_store: String,
+}
+
+/// The policy every page is served with: scripts and styles only from
+/// Berth's own origin (no inline script, no inline style, so an injected
+/// tag or attribute does nothing), forms posting only back to Berth, no
+/// plugins, no framing, no `<base>` games.
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'";
+
+pub fn router(state: UiState) -> Router {
+    Router::new()
+        .route("/", get(pages::home::show))
+        .merge(assets::router())
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Headers on every UI response, set unless a handler chose its own.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let defaults = [
+        (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in defaults {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    response
+}
+
+/// A rendered template as an HTML response; a template that cannot render
+/// (a bug, never input) is a 500 page.
+fn render(template: &impl askama::Template) -> Result<Response, UiError> {
+    let html = template
+        .render()
+        .map_err(|e| UiError::Internal(e.to_string()))?;
+    Ok(Html(html).into_response())
+}
