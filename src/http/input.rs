@@ -14,21 +14,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use crate::oci::ErrorCode;
-
-/// The longest string taken from a path, query or JSON body; names,
-/// patterns and passwords are far shorter.
-pub const MAX_TEXT_LEN: usize = 4096;
-
-/// Why `text` cannot be used, if it cannot.
-pub fn refusal(text: &str, max_len: usize) -> Option<&'static str> {
-    if text.len() > max_len {
-        Some("is too long")
-    } else if text.chars().any(char::is_control) {
-        Some("holds a control character")
-    } else {
-        None
-    }
-}
+pub use crate::oci::text::{MAX_TEXT_LEN, refusal};
 
 /// 400 naming the field (cut short: a hostile name may be long too).
 fn refused(field: &str, reason: &str) -> ApiError {
@@ -131,16 +117,6 @@ fn check_json(value: &Value, path: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_and_huge_strings_are_refused() {
-        assert_eq!(refusal("alice", 64), None);
-        assert_eq!(refusal("Ünïcode is fine", 64), None);
-        assert!(refusal("a\0b", 64).is_some());
-        assert!(refusal("line\nbreak", 64).is_some());
-        assert!(refusal("del\u{7f}", 64).is_some());
-        assert!(refusal(&"a".repeat(65), 64).is_some());
-    }
 
     #[test]
     fn every_string_of_a_json_body_is_checked() {

@@ -11,6 +11,7 @@ pub mod media_type;
 pub mod name;
 pub mod pattern;
 pub mod range;
+pub mod text;
 
 pub use digest::{Algorithm, BlobHasher, Digest};
 pub use error_code::ErrorCode;

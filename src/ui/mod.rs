@@ -18,7 +18,9 @@
 mod assets;
 mod error;
 mod format;
+mod input;
 mod pages;
+mod paths;
 mod viewer;
 
 use std::sync::Arc;
@@ -71,7 +73,13 @@ pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
 pub fn router(state: UiState) -> Router {
     Router::new()
         .route("/", get(pages::home::show))
+        .route(
+            "/r/{*path}",
+            get(pages::repository_page).post(pages::repository_page),
+        )
         .merge(assets::router())
+        // Forms are small; nothing a page posts comes near this.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }
