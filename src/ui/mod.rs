@@ -18,23 +18,26 @@
 mod assets;
 mod error;
 mod format;
+mod guard;
 mod input;
 mod pages;
 mod paths;
+mod settings;
 mod viewer;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::admin::Admin;
 use crate::auth::Auth;
 use crate::policy::Policies;
 use crate::registry::Registry;
 pub use error::UiError;
+pub use settings::UiSettings;
 pub use viewer::Viewer;
 
 /// What every page handler may use.
@@ -74,12 +77,21 @@ pub fn router(state: UiState) -> Router {
     Router::new()
         .route("/", get(pages::home::show))
         .route(
+            "/sign-in",
+            get(pages::session::show).post(pages::session::sign_in),
+        )
+        .route("/sign-out", post(pages::session::sign_out))
+        .route(
             "/r/{*path}",
             get(pages::repository_page).post(pages::repository_page),
         )
         .merge(assets::router())
         // Forms are small; nothing a page posts comes near this.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::same_origin_writes,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -113,4 +125,14 @@ fn render(template: &impl askama::Template) -> Result<Response, UiError> {
         .render()
         .map_err(|e| UiError::Internal(e.to_string()))?;
     Ok(Html(html).into_response())
+}
+
+/// The answer to a form that worked (Post/Redirect/Get): `303 See Other`
+/// to the page to show next, a local path.
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }

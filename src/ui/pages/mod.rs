@@ -6,6 +6,7 @@ pub mod home;
 pub mod layout;
 pub mod manage;
 pub mod repository;
+pub mod session;
 
 use axum::extract::{Request, State};
 use axum::http::Method;
