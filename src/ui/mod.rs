@@ -81,6 +81,20 @@ pub fn router(state: UiState) -> Router {
             get(pages::session::show).post(pages::session::sign_in),
         )
         .route("/sign-out", post(pages::session::sign_out))
+        .route("/account", get(pages::account::show))
+        .route("/account/password", post(pages::account::change_password))
+        .route("/account/tokens", post(pages::account::create_token))
+        .route(
+            "/account/tokens/{id}/revoke",
+            post(pages::account::revoke_token),
+        )
+        .route("/account/orgs", post(pages::account::create_organization))
+        .route("/orgs/{org}", get(pages::orgs::show))
+        .route("/orgs/{org}/members", post(pages::orgs::set_member))
+        .route(
+            "/orgs/{org}/members/{user}/remove",
+            post(pages::orgs::remove_member),
+        )
         .route(
             "/r/{*path}",
             get(pages::repository_page).post(pages::repository_page),

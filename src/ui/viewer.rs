@@ -3,7 +3,9 @@
 //! request, so a page applies the same rights as the registry API does at
 //! that moment, whatever an earlier page showed.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use cookie::{Cookie, SameSite};
@@ -82,6 +84,23 @@ impl FromRequestParts<UiState> for Viewer {
             },
             None => Viewer::default(),
         })
+    }
+}
+
+/// The client's address, for the failed-login limits (`None` when the
+/// connection did not say, as in a router driven without a listener).
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip()),
+        ))
     }
 }
 

@@ -2,9 +2,11 @@
 //! viewer and the request, call the layers below, fill a view struct,
 //! render. `/r/...` URLs reach theirs through [`repository_page`].
 
+pub mod account;
 pub mod home;
 pub mod layout;
 pub mod manage;
+pub mod orgs;
 pub mod repository;
 pub mod session;
 

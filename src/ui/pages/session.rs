@@ -5,16 +5,14 @@
 //! to an account of its choosing. Signing out deletes the session row, so
 //! the old cookie is worthless on every instance.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::super::input::{UiForm, UiQuery, parse_form};
+use super::super::input::{UiForm, UiQuery};
 use super::super::viewer::{
-    SESSION_COOKIE, clearing_cookie, constant_time_eq, cookie_header, cookie_value,
+    ClientAddress, SESSION_COOKIE, clearing_cookie, constant_time_eq, cookie_header, cookie_value,
 };
 use super::super::{UiError, UiState, Viewer, render, see_other};
 use super::layout::Layout;
@@ -124,15 +122,11 @@ pub async fn show(
 pub async fn sign_in(
     State(state): State<UiState>,
     viewer: Viewer,
-    request: Request,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    UiForm(form): UiForm<SignInForm>,
 ) -> Result<Response, UiError> {
     let auth = auth(&state)?;
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip());
-    let headers = request.headers().clone();
-    let form: SignInForm = parse_form(request).await?;
     let expected = cookie_value(&headers, SIGN_IN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !constant_time_eq(&expected, &form.csrf) {
         return Err(UiError::StaleForm);
