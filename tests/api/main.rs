@@ -26,5 +26,6 @@ mod s3_storage;
 mod soak;
 mod tag_rules;
 mod tls;
+mod ui_account;
 mod ui_sessions;
 mod uploads;
