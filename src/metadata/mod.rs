@@ -26,7 +26,7 @@
 //! | `accounts.rs` | `namespaces`, `users`, `organizations`, `organization_members`, `access_tokens`, `refresh_tokens`, `signing_keys` |
 //! | `sessions.rs` | `sessions` (web UI sign-ins, on `AccountStore`) |
 //! | `policy.rs` | `public_paths`, `immutable_tags`, `namespace_quotas`, `retention_policies` |
-//! | `collector.rs` | the `gc_*` review queues, `storage_garbage` |
+//! | `collector.rs` | the `gc_*` review queues, `storage_garbage`, `gc_passes` |
 //!
 //! Migrations are in `migrations/{sqlite,postgres}`, one set per engine.
 
