@@ -8,8 +8,8 @@
 //! buttons, confirmation dialogs and live search.
 //!
 //! Like `http`, it is a face of the registry: it calls `registry`, `auth`,
-//! `policy` and `admin` (whose commands carry the same rights checks as
-//! `/api/v1`), never a store. Its errors become pages in `error.rs`, the one
+//! `policy`, `admin` (whose commands carry the same rights checks as
+//! `/api/v1`) and `gc` (its last passes), never a store. Its errors become pages in `error.rs`, the one
 //! place that happens for HTML. Every page response carries its own
 //! security headers (`security_headers`): a strict CSP with no inline
 //! script or style, no framing, `nosniff`, no referrer, no caching of pages
@@ -34,6 +34,7 @@ use axum::routing::{get, post};
 
 use crate::admin::Admin;
 use crate::auth::Auth;
+use crate::gc::Collector;
 use crate::policy::Policies;
 use crate::registry::Registry;
 pub use error::UiError;
@@ -48,6 +49,8 @@ pub struct UiState {
     pub auth: Option<Arc<Auth>>,
     pub admin: Arc<Admin>,
     pub policies: Policies,
+    /// The collector, for its last passes on the administration page.
+    pub gc: Arc<Collector>,
     /// The registry as clients reach it (`registry.example:5000`), for pull
     /// commands; from `public_url` when set, else from the request's `Host`.
     pub public_url: Option<String>,
@@ -89,6 +92,12 @@ pub fn router(state: UiState) -> Router {
             post(pages::account::revoke_token),
         )
         .route("/account/orgs", post(pages::account::create_organization))
+        .route("/admin", get(pages::admin::show))
+        .route("/admin/users", post(pages::admin::create_user))
+        .route(
+            "/admin/users/{user}/delete",
+            get(pages::admin::confirm_delete).post(pages::admin::delete_user),
+        )
         .route("/orgs/{org}", get(pages::orgs::show))
         .route("/orgs/{org}/members", post(pages::orgs::set_member))
         .route(

@@ -27,5 +27,6 @@ mod soak;
 mod tag_rules;
 mod tls;
 mod ui_account;
+mod ui_admin;
 mod ui_sessions;
 mod uploads;

@@ -3,6 +3,7 @@
 //! render. `/r/...` URLs reach theirs through [`repository_page`].
 
 pub mod account;
+pub mod admin;
 pub mod home;
 pub mod layout;
 pub mod manage;
