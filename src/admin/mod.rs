@@ -141,6 +141,13 @@ fn require_namespace_admin(actor: &Actor, path: &str, what: &str) -> AdminResult
     }
 }
 
+/// Whether the actor may change the policies of `path` (a repository or a
+/// namespace): what pages ask before they show a settings form, which
+/// [`Admin::execute`] checks again whatever the page showed.
+pub fn may_manage(actor: &Actor, path: &str) -> bool {
+    require_namespace_admin(actor, path, "its settings").is_ok()
+}
+
 /// Whether the actor may see a namespace's quota: its owner, members and administrators.
 fn may_see_namespace(actor: &Actor, namespace: &str) -> bool {
     match actor {
