@@ -613,3 +613,99 @@ pub async fn act(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(fields: &[(&str, &str)]) -> PolicyForm {
+        let encoded = serde_urlencoded::to_string(fields).unwrap();
+        serde_urlencoded::from_str(&encoded).unwrap()
+    }
+
+    #[test]
+    fn notices_are_fixed_sentences() {
+        assert!(notice("tag-deleted").unwrap().contains("other tags stay"));
+        assert_eq!(notice("<script>"), None);
+        assert_eq!(notice(""), None);
+    }
+
+    #[test]
+    fn a_delete_names_a_tag_or_a_digest() {
+        let target = |tag: &str, digest: &str| DeleteTarget {
+            csrf: String::new(),
+            tag: tag.into(),
+            digest: digest.into(),
+        };
+        assert!(matches!(
+            target("v1", "").reference(),
+            Ok(Reference::Tag(_))
+        ));
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert!(matches!(
+            target("", &digest).reference(),
+            Ok(Reference::Digest(_))
+        ));
+        for (tag, digest) in [
+            ("", ""),
+            ("v1", digest.as_str()),
+            ("a b", ""),
+            ("", "sha256:zz"),
+        ] {
+            assert!(
+                matches!(target(tag, digest).reference(), Err(UiError::Invalid(_))),
+                "{tag} {digest}"
+            );
+        }
+    }
+
+    #[test]
+    fn forms_become_commands() {
+        let (command, done) =
+            policy_command("team/app", "set-visibility", &form(&[("public", "true")])).unwrap();
+        assert!(matches!(
+            command,
+            Command::SetVisibility { public: true, .. }
+        ));
+        assert_eq!(done, "visibility-set");
+        assert!(matches!(
+            policy_command("team", "set-visibility", &form(&[("public", "yes")])),
+            Err(UiError::Invalid(_))
+        ));
+
+        let retention = form(&[
+            ("keep_last", " 5 "),
+            ("keep_days", ""),
+            ("exclude", "release-*, v1.*  latest,"),
+        ]);
+        let (command, _) = policy_command("team", "set-retention", &retention).unwrap();
+        let Command::SetRetention(policy) = command else {
+            panic!("{command:?}");
+        };
+        assert_eq!(policy.path, "team");
+        assert_eq!((policy.keep_last, policy.keep_days), (Some(5), None));
+        assert_eq!(policy.exclude, ["release-*", "v1.*", "latest"]);
+        for fields in [
+            &[("keep_last", "")][..],
+            &[("keep_last", "-1")],
+            &[("keep_days", "x")],
+        ] {
+            assert!(matches!(
+                policy_command("team", "set-retention", &form(fields)),
+                Err(UiError::Invalid(_))
+            ));
+        }
+
+        let (command, done) =
+            policy_command("team", "remove-immutable", &form(&[("pattern", " v* ")])).unwrap();
+        assert!(matches!(
+            command,
+            Command::SetImmutableTags { ref pattern, immutable: false, .. } if pattern == "v*"
+        ));
+        assert_eq!(done, "rule-removed");
+        assert!(matches!(
+            policy_command("team", "set-quota", &form(&[])),
+            Err(UiError::NotFound(_))
+        ));
+    }
+}

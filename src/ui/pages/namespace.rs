@@ -126,7 +126,7 @@ pub async fn show(
 }
 
 /// The command a namespace's form asks for: a policy form's, or the quota's.
-fn command(
+fn namespace_command(
     namespace: &str,
     action: &str,
     form: &PolicyForm,
@@ -165,7 +165,7 @@ pub async fn act(
     let Path((namespace, action)) = names.map_err(|_| no_such_namespace())?;
     // A namespace the viewer may not see has nothing to change.
     page(&state, &viewer, &namespace).await?;
-    let result = match command(&namespace, &action, &form) {
+    let result = match namespace_command(&namespace, &action, &form) {
         Err(no_such_form @ UiError::NotFound(_)) => return Err(no_such_form),
         Err(invalid) => Err(invalid),
         Ok((command, done)) => execute(&state, &viewer, command).await.map(|()| done),
@@ -184,5 +184,49 @@ pub async fn act(
             page.policies.error = Some(error.to_string());
             Ok((status, render(&page)?).into_response())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(used_bytes: u64, limit_bytes: Option<u64>) -> QuotaBar {
+        QuotaBar::new(ShownQuota {
+            used_bytes,
+            limit_bytes,
+        })
+    }
+
+    #[test]
+    fn the_bar_is_usage_against_the_limit_and_never_past_it() {
+        let half = bar(500, Some(1000));
+        assert_eq!((half.value, half.percent, half.over), (500, 50, false));
+        assert_eq!(half.limit.as_deref(), Some("1.0 kB"));
+        let over = bar(1500, Some(1000));
+        assert_eq!((over.value, over.percent, over.over), (1000, 150, true));
+        let zero = bar(10, Some(0));
+        assert_eq!((zero.value, zero.percent, zero.over), (0, 100, true));
+        let unlimited = bar(10, None);
+        assert_eq!((unlimited.limit, unlimited.over), (None, false));
+        let huge = bar(u64::MAX, Some(u64::MAX));
+        assert_eq!(huge.percent, 100);
+    }
+
+    #[test]
+    fn quota_forms_become_commands() {
+        let form = |limit: &str| -> PolicyForm {
+            serde_urlencoded::from_str(&serde_urlencoded::to_string([("limit", limit)]).unwrap())
+                .unwrap()
+        };
+        let (command, done) = namespace_command("team", "set-quota", &form("10GiB")).unwrap();
+        assert!(matches!(command, Command::SetQuota { limit: Some(l), .. } if l == 10 << 30));
+        assert_eq!(done, "quota-set");
+        assert!(matches!(
+            namespace_command("team", "set-quota", &form("lots")),
+            Err(UiError::Invalid(_))
+        ));
+        let (command, _) = namespace_command("team", "remove-quota", &form("")).unwrap();
+        assert!(matches!(command, Command::SetQuota { limit: None, .. }));
     }
 }
