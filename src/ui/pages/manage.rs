@@ -18,7 +18,7 @@ use super::super::input::{parse_form, parse_query};
 use super::super::{UiError, UiState, Viewer, format, paths, render, see_other};
 use super::layout::Layout;
 use super::repository::RepositoryHeader;
-use crate::admin::{self, AdminError, Command, NewRetention};
+use crate::admin::{self, Command, NewRetention};
 use crate::oci::name::lies_within;
 use crate::oci::pattern::{TagRule, first_covered};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
@@ -535,7 +535,7 @@ pub async fn execute(state: &UiState, viewer: &Viewer, command: Command) -> Resu
         .execute(&viewer.actor(), command)
         .await
         .map(drop)
-        .map_err(|e: AdminError| e.into())
+        .map_err(UiError::from)
 }
 
 // ---------------------------------------------------------------------------
