@@ -17,7 +17,7 @@ use super::repositories::{TagsVersion, ensure_repository};
 use super::{MetadataResult, RegistryStore, parse_digest, size, unix_now};
 use crate::oci::manifest::ParsedManifest;
 use crate::oci::pattern::{TagRule, first_covered};
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::oci::{Digest, Reference, RepositoryName, Tag};
 
 /// Values per `IN (...)` list or multi-row insert: far below either
 /// engine's limit on bound parameters (SQLite's is 32,766, PostgreSQL's 65,535).
@@ -66,6 +66,23 @@ pub enum DeleteOutcome {
 
 /// How many of the manifests that still use something a refused delete names.
 pub(super) const NAMED_USERS: i64 = 3;
+
+/// What deleting a manifest, or one of its tags, would touch: what a page
+/// shows before it asks to confirm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionPreview {
+    pub digest: Digest,
+    /// The manifest's tags in byte order, the first [`PREVIEW_TAGS`].
+    pub tags: Vec<String>,
+    /// How many tags it has in all.
+    pub tag_count: u64,
+    /// Indexes of the repository that list it (the first few, by digest):
+    /// while there are any, deleting it by digest is refused.
+    pub listed_by: Vec<Digest>,
+}
+
+/// How many of a manifest's tags a [`DeletionPreview`] names.
+pub const PREVIEW_TAGS: i64 = 100;
 
 /// A manifest whose `subject` is the digest asked about.
 #[derive(Debug, Clone)]
@@ -333,6 +350,62 @@ async fn delete_tag(
     Ok(DeleteOutcome::Deleted)
 }
 
+async fn deletion_preview(
+    conn: &mut Conn<'_>,
+    repository: &str,
+    reference: &Reference,
+) -> MetadataResult<Option<DeletionPreview>> {
+    let id_and_digest = |row: &super::db::Row<'_>| Ok((row.get::<i64>(0)?, row.get::<String>(1)?));
+    let found = match reference {
+        Reference::Digest(digest) => {
+            conn.query_optional(
+                "SELECT m.id, m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                 WHERE r.name = $1 AND m.digest = $2",
+                &[repository.into(), digest.as_str().into()],
+                id_and_digest,
+            )
+            .await?
+        }
+        Reference::Tag(tag) => {
+            conn.query_optional(
+                "SELECT m.id, m.digest FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                 JOIN manifests m ON m.id = t.manifest_id WHERE r.name = $1 AND t.name = $2",
+                &[repository.into(), tag.as_str().into()],
+                id_and_digest,
+            )
+            .await?
+        }
+    };
+    let Some((id, digest)) = found else {
+        return Ok(None);
+    };
+    // The count is taken before the limit, so one statement gives both.
+    let tags: Vec<(String, i64)> = conn
+        .query(
+            "SELECT name, COUNT(*) OVER () FROM tags WHERE manifest_id = $1 ORDER BY name LIMIT $2",
+            &[id.into(), PREVIEW_TAGS.into()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .await?;
+    let tag_count = tags.first().map_or(0, |(_, count)| size(*count));
+    let listed_by: Vec<String> = conn
+        .scalars(
+            "SELECT p.digest FROM manifest_references mr JOIN manifests p ON p.id = mr.parent_id \
+             WHERE mr.child_id = $1 ORDER BY p.digest LIMIT $2",
+            &[id.into(), NAMED_USERS.into()],
+        )
+        .await?;
+    Ok(Some(DeletionPreview {
+        digest: parse_digest(digest)?,
+        tags: tags.into_iter().map(|(name, _)| name).collect(),
+        tag_count,
+        listed_by: listed_by
+            .into_iter()
+            .map(parse_digest)
+            .collect::<Result<_, _>>()?,
+    }))
+}
+
 fn stored_manifest(row: &super::db::Row<'_>) -> MetadataResult<StoredManifest> {
     Ok(StoredManifest {
         digest: parse_digest(row.get(0)?)?,
@@ -408,6 +481,20 @@ impl RegistryStore {
         let (repository, digest) = (repository.to_string(), digest.to_string());
         self.db
             .write(async move |conn| delete_manifest(conn, &repository, &digest).await)
+            .await
+    }
+
+    /// What deleting `reference` (a tag, or a manifest by digest) would
+    /// touch; `None` when there is no such tag or manifest. Only a
+    /// preview: the delete checks everything again in its transaction.
+    pub async fn deletion_preview(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> MetadataResult<Option<DeletionPreview>> {
+        let (repository, reference) = (repository.to_string(), reference.clone());
+        self.db
+            .read(async move |conn| deletion_preview(conn, &repository, &reference).await)
             .await
     }
 

@@ -104,6 +104,8 @@ pub fn router(state: UiState) -> Router {
             "/orgs/{org}/members/{user}/remove",
             post(pages::orgs::remove_member),
         )
+        .route("/n/{namespace}", get(pages::namespace::show))
+        .route("/n/{namespace}/{action}", post(pages::namespace::act))
         .route(
             "/r/{*path}",
             get(pages::repository_page).post(pages::repository_page),

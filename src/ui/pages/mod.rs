@@ -7,6 +7,7 @@ pub mod admin;
 pub mod home;
 pub mod layout;
 pub mod manage;
+pub mod namespace;
 pub mod orgs;
 pub mod repository;
 pub mod session;
