@@ -15,6 +15,7 @@ use super::db::{Conn, Finish, Lock, Value, placeholders};
 use super::policy::immutable_tag_rules;
 use super::repositories::{TagsVersion, ensure_repository};
 use super::{MetadataResult, RegistryStore, parse_digest, size, unix_now};
+use crate::oci::image::ImageSummary;
 use crate::oci::manifest::ParsedManifest;
 use crate::oci::pattern::{TagRule, first_covered};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
@@ -36,6 +37,52 @@ pub struct NewManifest {
     pub digest: Digest,
     pub payload: Bytes,
     pub parsed: ParsedManifest,
+    pub facts: ImageFacts,
+}
+
+/// Whether an image's config has been read into its row (`summary_state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SummaryState {
+    /// Not yet: the background fill reads it.
+    #[default]
+    Pending = 0,
+    Recorded = 1,
+    /// Nothing to record: an index, an artifact, a config too large or unreadable.
+    Nothing = 2,
+}
+
+/// What pages show of a manifest without reading blob storage, recorded with it.
+#[derive(Debug, Clone, Default)]
+pub struct ImageFacts {
+    pub state: SummaryState,
+    pub summary: Option<ImageSummary>,
+    /// Config and layers, for an image.
+    pub content_size: Option<u64>,
+}
+
+impl ImageFacts {
+    /// The summary's columns: os, architecture, variant, created, JSON.
+    pub(super) fn columns(
+        &self,
+    ) -> (
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+        Option<i64>,
+        Option<String>,
+    ) {
+        let Some(summary) = &self.summary else {
+            return (None, None, None, None, None);
+        };
+        let platform = summary.platform.as_ref();
+        (
+            platform.map(|p| p.os.as_str()),
+            platform.map(|p| p.architecture.as_str()),
+            platform.and_then(|p| p.variant.as_deref()),
+            summary.created,
+            serde_json::to_string(&summary.config).ok(),
+        )
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -189,11 +236,13 @@ async fn put_manifest(
         )));
     }
     let now = unix_now();
+    let (os, architecture, variant, created, summary) = manifest.facts.columns();
     // The no-op update makes RETURNING yield the id of an existing row too.
     let manifest_id: i64 = conn
         .scalar(
-            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at, \
+                 image_os, image_architecture, image_variant, image_created, image_summary, content_size, summary_state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type RETURNING id",
             &[
                 repository_id.into(),
@@ -204,6 +253,13 @@ async fn put_manifest(
                 parsed.annotations.as_deref().into(),
                 Value::Bytes(&manifest.payload),
                 now.into(),
+                os.into(),
+                architecture.into(),
+                variant.into(),
+                created.into(),
+                summary.as_deref().into(),
+                manifest.facts.content_size.map(|s| s as i64).into(),
+                (manifest.facts.state as i64).into(),
             ],
         )
         .await?;

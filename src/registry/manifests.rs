@@ -109,10 +109,12 @@ impl Registry {
         }
         tags.dedup();
         let subject = parsed.subject.clone();
+        let facts = self.image_facts(repository, parsed.kind, &body).await;
         let new = NewManifest {
             digest: digest.clone(),
             payload: body,
             parsed,
+            facts,
         };
         match self.metadata.put_manifest(repository, new, &tags).await? {
             PutManifestOutcome::Stored => Ok(PushedManifest {
