@@ -608,7 +608,7 @@ impl RegistryStore {
         let facts = facts.clone();
         self.db
             .write(async move |conn| {
-                let (os, architecture, variant, created, summary) = facts.columns();
+                let summary = facts.columns();
                 let changed = conn
                     .execute(
                         "UPDATE manifests SET image_os = $2, image_architecture = $3, image_variant = $4, \
@@ -616,11 +616,11 @@ impl RegistryStore {
                          WHERE id = $1 AND summary_state = 0",
                         &[
                             id.into(),
-                            os.into(),
-                            architecture.into(),
-                            variant.into(),
-                            created.into(),
-                            summary.as_deref().into(),
+                            summary.os.into(),
+                            summary.architecture.into(),
+                            summary.variant.into(),
+                            summary.created.into(),
+                            summary.json.as_deref().into(),
                             facts.content_size.map(|s| s as i64).into(),
                             (facts.state as i64).into(),
                         ],

@@ -60,28 +60,26 @@ pub struct ImageFacts {
     pub content_size: Option<u64>,
 }
 
+/// An [`ImageFacts`]' summary as the columns that hold it.
+pub(super) struct SummaryColumns<'a> {
+    pub os: Option<&'a str>,
+    pub architecture: Option<&'a str>,
+    pub variant: Option<&'a str>,
+    pub created: Option<i64>,
+    pub json: Option<String>,
+}
+
 impl ImageFacts {
-    /// The summary's columns: os, architecture, variant, created, JSON.
-    pub(super) fn columns(
-        &self,
-    ) -> (
-        Option<&str>,
-        Option<&str>,
-        Option<&str>,
-        Option<i64>,
-        Option<String>,
-    ) {
-        let Some(summary) = &self.summary else {
-            return (None, None, None, None, None);
-        };
-        let platform = summary.platform.as_ref();
-        (
-            platform.map(|p| p.os.as_str()),
-            platform.map(|p| p.architecture.as_str()),
-            platform.and_then(|p| p.variant.as_deref()),
-            summary.created,
-            serde_json::to_string(&summary.config).ok(),
-        )
+    pub(super) fn columns(&self) -> SummaryColumns<'_> {
+        let summary = self.summary.as_ref();
+        let platform = summary.and_then(|s| s.platform.as_ref());
+        SummaryColumns {
+            os: platform.map(|p| p.os.as_str()),
+            architecture: platform.map(|p| p.architecture.as_str()),
+            variant: platform.and_then(|p| p.variant.as_deref()),
+            created: summary.and_then(|s| s.created),
+            json: summary.and_then(|s| serde_json::to_string(&s.config).ok()),
+        }
     }
 }
 
@@ -236,7 +234,7 @@ async fn put_manifest(
         )));
     }
     let now = unix_now();
-    let (os, architecture, variant, created, summary) = manifest.facts.columns();
+    let summary = manifest.facts.columns();
     // The no-op update makes RETURNING yield the id of an existing row too.
     let manifest_id: i64 = conn
         .scalar(
@@ -253,11 +251,11 @@ async fn put_manifest(
                 parsed.annotations.as_deref().into(),
                 Value::Bytes(&manifest.payload),
                 now.into(),
-                os.into(),
-                architecture.into(),
-                variant.into(),
-                created.into(),
-                summary.as_deref().into(),
+                summary.os.into(),
+                summary.architecture.into(),
+                summary.variant.into(),
+                summary.created.into(),
+                summary.json.as_deref().into(),
                 manifest.facts.content_size.map(|s| s as i64).into(),
                 (manifest.facts.state as i64).into(),
             ],

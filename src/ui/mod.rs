@@ -161,3 +161,32 @@ fn see_other(location: &str) -> Response {
     }
     response
 }
+
+/// The registry as clients name it in `docker pull HOST/NAME:TAG`: the host
+/// and port of `public_url` when set, else the request's `Host` if it is a
+/// plain `host[:port]` (anything else is not shown in a command to copy).
+fn registry_host(state: &UiState, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = state
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        && let Some(host) = url.host_str()
+    {
+        return match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host.len() <= 255
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("localhost")
+        .to_string()
+}
