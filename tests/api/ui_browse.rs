@@ -7,9 +7,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::harness::{ADMIN_PASSWORD, TestApp};
-use crate::secured_backend_tests;
 use crate::support::*;
 use crate::ui_support::WebClient;
+use crate::{backend_tests, secured_backend_tests};
 
 secured_backend_tests!(
     the_home_page_lists_pullable_repositories_with_their_platforms,
@@ -18,6 +18,12 @@ secured_backend_tests!(
     private_repositories_are_invisible_to_strangers,
     tag_pages_filter_and_page,
 );
+
+mod open {
+    use super::*;
+
+    backend_tests!(with_authentication_off_pages_browse_and_forms_work);
+}
 
 const HOSTILE: &str = "<script>alert('owned')</script><b>bold</b>";
 
@@ -252,4 +258,32 @@ async fn tag_pages_filter_and_page(mut app: TestApp) {
     assert!(filtered.contains(">v55<") && !filtered.contains(">v44<"));
     let bad = web.get("/r/admin/many?cursor=garbage").await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+/// `auth.mode = "none"`: no sign-in, everything visible, and management
+/// forms work without a session's token (the same-origin check stays).
+async fn with_authentication_off_pages_browse_and_forms_work(app: TestApp) {
+    let digest = push_image(&app, "team/app", "1.0").await;
+    let put = put_manifest(
+        &app,
+        "team/app",
+        "2.0",
+        OCI_MANIFEST,
+        &push_image_blobs(&app, "team/app", "team/app:1.0").await,
+    )
+    .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let web = WebClient::new(&app);
+    let home = web.page("/").await;
+    assert!(
+        home.contains("team/app") && home.contains("linux/amd64"),
+        "{home}"
+    );
+    let deleted = web
+        .post_form("/r/team/app/-/delete", &[("tag", "1.0"), ("csrf", "")])
+        .await;
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    let page = web.page("/r/team/app").await;
+    assert!(!page.contains(">1.0<") && page.contains(">2.0<"), "{page}");
+    assert!(page.contains(&digest[7..19]), "{page}");
 }
