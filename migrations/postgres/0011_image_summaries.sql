@@ -20,8 +20,8 @@ UPDATE repositories SET last_pushed_at = GREATEST(
     (SELECT MAX(created_at) FROM manifests WHERE repository_id = repositories.id),
     (SELECT MAX(updated_at) FROM tags WHERE repository_id = repositories.id)
 );
-CREATE INDEX repositories_by_push ON repositories (last_pushed_at DESC, name);
-CREATE INDEX tags_by_push ON tags (repository_id, updated_at DESC, name);
+CREATE INDEX repositories_by_push ON repositories (last_pushed_at DESC, name DESC);
+CREATE INDEX tags_by_push ON tags (repository_id, updated_at DESC, name DESC);
 
 CREATE FUNCTION note_push() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE

@@ -23,8 +23,8 @@ UPDATE repositories SET last_pushed_at = (
         SELECT updated_at AS t FROM tags WHERE repository_id = repositories.id
     )
 );
-CREATE INDEX repositories_by_push ON repositories (last_pushed_at DESC, name);
-CREATE INDEX tags_by_push ON tags (repository_id, updated_at DESC, name);
+CREATE INDEX repositories_by_push ON repositories (last_pushed_at DESC, name DESC);
+CREATE INDEX tags_by_push ON tags (repository_id, updated_at DESC, name DESC);
 
 CREATE TRIGGER manifests_pushed AFTER INSERT ON manifests
 BEGIN

@@ -19,7 +19,7 @@ const IN_LIST: usize = 500;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepositoryOrder {
     Name,
-    /// Most recently pushed first, then by name.
+    /// Most recently pushed first; pushed in the same second, by name descending.
     Recent,
 }
 
@@ -161,6 +161,28 @@ async fn repository_id(conn: &mut Conn<'_>, name: &str) -> MetadataResult<Option
     .await
 }
 
+/// The repository `name` as pages list it, if it holds a manifest.
+async fn repository_listing(
+    conn: &mut Conn<'_>,
+    name: &str,
+) -> MetadataResult<Option<RepositoryListing>> {
+    let rows = conn
+        .query(
+            "SELECT r.id, r.name, r.last_pushed_at FROM repositories r WHERE r.name = $1 \
+             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)",
+            &[Value::Text(name)],
+            |row| {
+                Ok(RepositoryListing {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    last_pushed_at: row.get(2)?,
+                })
+            },
+        )
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
 async fn list_repositories(
     conn: &mut Conn<'_>,
     search: &str,
@@ -202,14 +224,14 @@ async fn list_repositories(
         RepositoryOrder::Recent => {
             let (pushed_at, name) = match after {
                 RepositoryAfter::Recent { pushed_at, name } => (*pushed_at, name.as_str()),
+                // No push is at i64::MAX, so the name never decides.
                 _ => (i64::MAX, ""),
             };
             let sql = format!(
                 "SELECT r.id, r.name, r.last_pushed_at FROM repositories r \
-                 WHERE r.last_pushed_at IS NOT NULL \
-                 AND (r.last_pushed_at < $1 OR (r.last_pushed_at = $1 AND r.name > $2)) \
+                 WHERE r.last_pushed_at IS NOT NULL AND (r.last_pushed_at, r.name) < ($1, $2) \
                  AND r.name LIKE $3 ESCAPE '\\' AND {holds_manifest} \
-                 ORDER BY r.last_pushed_at DESC, r.name LIMIT $4"
+                 ORDER BY r.last_pushed_at DESC, r.name DESC LIMIT $4"
             );
             conn.query(
                 &sql,
@@ -341,12 +363,13 @@ async fn list_tags(
         TagOrder::Recent => {
             let (pushed_at, name) = match after {
                 TagAfter::Recent { pushed_at, name } => (*pushed_at, name.as_str()),
+                // No push is at i64::MAX, so the name never decides.
                 _ => (i64::MAX, ""),
             };
             conn.query(
                 &format!(
-                    "{from} AND (t.updated_at < $3 OR (t.updated_at = $3 AND t.name > $4)) \
-                     ORDER BY t.updated_at DESC, t.name LIMIT $5"
+                    "{from} AND (t.updated_at, t.name) < ($3, $4) \
+                     ORDER BY t.updated_at DESC, t.name DESC LIMIT $5"
                 ),
                 &[
                     repository_id.into(),
@@ -397,7 +420,7 @@ async fn list_untagged(
             "SELECT {LISTING} FROM manifests m WHERE m.repository_id = $1 AND m.subject_digest IS NULL \
              AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id) \
              AND NOT EXISTS (SELECT 1 FROM manifest_references mr WHERE mr.child_id = m.id) \
-             AND (m.created_at < $2 OR (m.created_at = $2 AND m.id < $3)) \
+             AND (m.created_at, m.id) < ($2, $3) \
              ORDER BY m.created_at DESC, m.id DESC LIMIT $4"
         ),
         &[
@@ -495,6 +518,17 @@ impl RegistryStore {
     ) -> MetadataResult<HashMap<i64, RepositoryStats>> {
         self.db
             .read(async move |conn| repository_stats(conn, &ids).await)
+            .await
+    }
+
+    /// The repository `name` as pages list it, if it holds a manifest.
+    pub async fn repository_listing(
+        &self,
+        name: &str,
+    ) -> MetadataResult<Option<RepositoryListing>> {
+        let name = name.to_string();
+        self.db
+            .read(async move |conn| repository_listing(conn, &name).await)
             .await
     }
 
