@@ -284,6 +284,37 @@ impl Auth {
         }
     }
 
+    /// An access token alone, as `Authorization: Bearer berth_pat_…` sends
+    /// it to `/api/v1`: the token names its user. Failures count against
+    /// `address` only, as for tokens given as a password.
+    pub async fn login_access_token(
+        &self,
+        secret: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Principal, LoginError> {
+        if let Some(wait) = self.limiter.retry_after(None, address) {
+            return Err(LoginError::RateLimited(wait));
+        }
+        let token = if secret.starts_with(secret::ACCESS_TOKEN_PREFIX) {
+            self.accounts
+                .access_token_by_secret(&secret::secret_hash(secret))
+                .await?
+        } else {
+            None
+        };
+        let principal = match token {
+            Some(token) => {
+                self.access_token_principal(&token.user_name, secret)
+                    .await?
+            }
+            None => None,
+        };
+        if principal.is_none() {
+            self.limiter.record_failure(None, address);
+        }
+        principal.ok_or(LoginError::BadCredentials)
+    }
+
     async fn access_token_principal(
         &self,
         user: &str,

@@ -2,8 +2,10 @@
 //! HTTP, for integrations. Each handler turns its path and body into an
 //! [`admin::Command`](crate::admin::Command) and answers with its
 //! [`Outcome`]; what the caller may do is decided in `admin`. Every
-//! endpoint authenticates with Basic credentials (a password, or an access
-//! token, which is refused for administration). Paths, queries and bodies
+//! administrative endpoint authenticates with Basic credentials (a
+//! password, or an access token, which is refused for administration); the
+//! browsing endpoints (`/repositories…`, in `browse.rs`) also answer
+//! anonymous callers and `Bearer` access tokens. Paths, queries and bodies
 //! are taken with `input.rs`'s extractors, which check every string and
 //! answer what they cannot read in the API's error shape.
 
@@ -54,6 +56,8 @@ pub fn router() -> Router<AppState> {
             "/immutable-tags/{*path}",
             put(add_immutable_tags).delete(remove_immutable_tags),
         )
+        .route("/repositories", get(super::browse::repositories))
+        .route("/repositories/{*path}", get(super::browse::repository))
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
 }

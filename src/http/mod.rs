@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod blobs;
+mod browse;
 mod catalog;
 mod error;
 mod headers;

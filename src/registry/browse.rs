@@ -15,7 +15,7 @@ use crate::metadata::{
 };
 use crate::oci::image::{ConfigSummary, Descriptor, Platform, descriptors};
 use crate::oci::manifest::is_index_type;
-use crate::oci::{Reference, RepositoryName};
+use crate::oci::{Reference, RepositoryName, Tag};
 
 pub use crate::metadata::{RepositoryOrder as RepositorySort, TagOrder as TagSort};
 
@@ -137,6 +137,14 @@ fn page_size(limit: Option<u32>, default: u32) -> u32 {
     }
 }
 
+/// The name a cursor resumes after: a cursor is the client's to send, so
+/// what it holds is checked like any name before it reaches a query.
+fn cursor_name<N: std::str::FromStr>(name: &str) -> RegistryResult<String> {
+    name.parse::<N>()
+        .map(|_| name.to_string())
+        .map_err(|_| RegistryError::CursorInvalid)
+}
+
 fn repository_cursor(
     order: RepositoryOrder,
     cursor: Option<&str>,
@@ -145,13 +153,15 @@ fn repository_cursor(
         return Ok(RepositoryAfter::Start);
     };
     match (order, cursor.split_once(':')) {
-        (RepositoryOrder::Name, Some(("n", name))) => Ok(RepositoryAfter::Name(name.to_string())),
+        (RepositoryOrder::Name, Some(("n", name))) => {
+            Ok(RepositoryAfter::Name(cursor_name::<RepositoryName>(name)?))
+        }
         (RepositoryOrder::Recent, Some(("r", rest))) => {
             let (at, name) = rest.split_once(':').ok_or(RegistryError::CursorInvalid)?;
             let pushed_at = at.parse().map_err(|_| RegistryError::CursorInvalid)?;
             Ok(RepositoryAfter::Recent {
                 pushed_at,
-                name: name.to_string(),
+                name: cursor_name::<RepositoryName>(name)?,
             })
         }
         _ => Err(RegistryError::CursorInvalid),
@@ -163,13 +173,13 @@ fn tag_cursor(order: TagOrder, cursor: Option<&str>) -> RegistryResult<TagAfter>
         return Ok(TagAfter::Start);
     };
     match (order, cursor.split_once(':')) {
-        (TagOrder::Name, Some(("n", name))) => Ok(TagAfter::Name(name.to_string())),
+        (TagOrder::Name, Some(("n", name))) => Ok(TagAfter::Name(cursor_name::<Tag>(name)?)),
         (TagOrder::Recent, Some(("r", rest))) => {
             let (at, name) = rest.split_once(':').ok_or(RegistryError::CursorInvalid)?;
             let pushed_at = at.parse().map_err(|_| RegistryError::CursorInvalid)?;
             Ok(TagAfter::Recent {
                 pushed_at,
-                name: name.to_string(),
+                name: cursor_name::<Tag>(name)?,
             })
         }
         _ => Err(RegistryError::CursorInvalid),
@@ -289,6 +299,31 @@ impl Registry {
             })
             .collect();
         Ok(BrowsePage { items, next })
+    }
+
+    /// One repository as the repositories page lists it.
+    pub async fn repository_summary(
+        &self,
+        repository: &RepositoryName,
+    ) -> RegistryResult<RepositorySummary> {
+        let row = self
+            .metadata
+            .repository_listing(repository.as_str())
+            .await?
+            .ok_or(RegistryError::RepositoryUnknown)?;
+        let stats = self
+            .metadata
+            .repository_stats(vec![row.id])
+            .await?
+            .remove(&row.id)
+            .unwrap_or_default();
+        Ok(RepositorySummary {
+            name: row.name,
+            last_pushed_at: row.last_pushed_at,
+            tag_count: stats.tag_count,
+            size: stats.size,
+            platforms: stats.platforms,
+        })
     }
 
     async fn existing_repository(&self, repository: &RepositoryName) -> RegistryResult<i64> {
@@ -472,7 +507,7 @@ mod tests {
             repository_cursor(RepositoryOrder::Name, None).unwrap(),
             RepositoryAfter::Start
         );
-        for bad in ["x", "r:17:alice", "n:"] {
+        for bad in ["x", "r:17:alice", "n:", "n:Not/A/Name", "r:17:a\u{0}b"] {
             let order = if bad == "r:17:alice" {
                 RepositoryOrder::Name
             } else {
@@ -483,5 +518,10 @@ mod tests {
         assert_eq!(untagged_cursor(Some("u:5:9")).unwrap(), Some((5, 9)));
         assert!(untagged_cursor(Some("u:5")).is_err());
         assert!(tag_cursor(TagOrder::Recent, Some("r:notanumber:x")).is_err());
+        assert!(tag_cursor(TagOrder::Name, Some("n:bad tag")).is_err());
+        assert_eq!(
+            tag_cursor(TagOrder::Name, Some("n:v1.2")).unwrap(),
+            TagAfter::Name("v1.2".into())
+        );
     }
 }

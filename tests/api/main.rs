@@ -10,6 +10,7 @@ mod auth;
 mod base;
 mod blob_stores;
 mod blobs;
+mod browse;
 mod cli;
 mod conformance;
 mod gc;

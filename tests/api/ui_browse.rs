@@ -38,7 +38,7 @@ async fn admin_token(app: &TestApp, repository: &str) -> String {
 }
 
 /// Pushes an image of `architecture` with `labels`; returns (manifest bytes, its digest).
-async fn push_platform_image(
+pub async fn push_platform_image(
     app: &TestApp,
     repository: &str,
     architecture: &str,
@@ -71,7 +71,7 @@ async fn push_platform_image(
 }
 
 /// Pushes a two-platform index tagged `tag`; returns the two image digests.
-async fn push_index(app: &mut TestApp, repository: &str, tag: &str) -> (String, String) {
+pub async fn push_index(app: &mut TestApp, repository: &str, tag: &str) -> (String, String) {
     app.bearer = Some(admin_token(app, repository).await);
     let (amd, amd_digest) =
         push_platform_image(app, repository, "amd64", json!({}), json!({})).await;
