@@ -12,6 +12,8 @@ ALTER TABLE manifests ADD COLUMN image_summary TEXT;
 ALTER TABLE manifests ADD COLUMN content_size BIGINT;
 ALTER TABLE manifests ADD COLUMN summary_state BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX manifests_summary_pending ON manifests (summary_state, id);
+-- A repository's untagged manifests, newest first, a page at a time.
+CREATE INDEX manifests_by_push ON manifests (repository_id, created_at DESC, id DESC);
 
 -- The last push into a repository (a manifest stored or a tag set), for the
 -- "most recently pushed" page, kept by triggers whatever code path pushes.
