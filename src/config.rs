@@ -4,7 +4,7 @@
 //! A few general settings sit at the top level (`listen`, `data_dir`,
 //! `public_url`, `shutdown_timeout`); the rest are in sections
 //! (`[database]`, `[storage]`, `[s3]`, `[auth]`, `[gc]`, `[http]`, `[tls]`,
-//! `[log]`), each
+//! `[ui]`, `[log]`), each
 //! defined, defaulted and checked by the module that owns it. This module
 //! composes them, reads the layers, and names a setting in an error as the
 //! user wrote it. The environment variable of a setting is derived from its
@@ -17,7 +17,7 @@
 //! a bad value stops start-up with one line naming the setting.
 //!
 //! Used by `cli` and `server`; calls only the settings types of `metadata`,
-//! `storage`, `auth`, `gc`, `listener` and `tls`, and the leaf `setting`.
+//! `storage`, `auth`, `gc`, `listener`, `tls` and `ui`, and the leaf `setting`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -37,6 +37,7 @@ use crate::metadata::DatabaseSettings;
 use crate::setting::Invalid;
 use crate::storage::{S3Settings, StorageSettings};
 use crate::tls::{TlsConfig, TlsSettings};
+use crate::ui::UiSettings;
 
 pub use crate::setting::redact_url;
 pub use crate::storage::StorageConfig;
@@ -61,6 +62,7 @@ pub struct Settings {
     pub gc: GcConfig,
     pub http: HttpConfig,
     pub tls: TlsSettings,
+    pub ui: UiSettings,
     pub log: LogSettings,
 }
 
@@ -78,6 +80,7 @@ impl Default for Settings {
             gc: GcConfig::default(),
             http: HttpConfig::default(),
             tls: TlsSettings::default(),
+            ui: UiSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -312,10 +315,12 @@ impl Settings {
             .storage
             .check(&self.data_dir, self.s3)
             .map_err(in_section("storage"))?;
-        let auth = self
+        let mut auth = self
             .auth
             .check(public_url.as_deref())
             .map_err(in_section("auth"))?;
+        // Sessions are auth's; how long they last is a web UI setting.
+        auth.session_lifetime = self.ui.check().map_err(in_section("ui"))?.session_lifetime;
         let gc = self.gc.check().map_err(in_section("gc"))?;
         let http = self.http.check().map_err(in_section("http"))?;
         let tls = self.tls.check().map_err(in_section("tls"))?;
@@ -723,6 +728,7 @@ mod tests {
         assert_eq!(config.public_url, None);
         assert!(config.auth.enabled);
         assert_eq!(config.auth.token_lifetime, Duration::from_secs(300));
+        assert_eq!(config.auth.session_lifetime, Duration::from_secs(12 * 3600));
         assert_eq!(config.gc, GcConfig::default());
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
@@ -734,7 +740,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_setting() {
         type Change = fn(&mut Settings);
-        let cases: [(Change, &str); 9] = [
+        let cases: [(Change, &str); 10] = [
             (|s| s.listen = "nope".into(), "listen"),
             (
                 |s| s.database.url = Some("mysql://x".into()),
@@ -760,6 +766,10 @@ mod tests {
                 "auth.token_lifetime",
             ),
             (|s| s.gc.interval = Some(Duration::ZERO), "gc.interval"),
+            (
+                |s| s.ui.session_lifetime = Duration::ZERO,
+                "ui.session_lifetime",
+            ),
             (
                 |s| s.http.idle_timeout = Duration::ZERO,
                 "http.idle_timeout",
@@ -811,7 +821,7 @@ mod tests {
         assert_eq!(
             sections,
             [
-                "auth", "database", "gc", "http", "log", "s3", "storage", "tls"
+                "auth", "database", "gc", "http", "log", "s3", "storage", "tls", "ui"
             ]
         );
 
@@ -826,6 +836,7 @@ mod tests {
             ("BERTH_TLS_CERT_FILE", "/etc/berth/server.crt"),
             ("BERTH_TLS_KEY_FILE", "/etc/berth/server.key"),
             ("BERTH_HTTP_MAX_CONNECTIONS", "100"),
+            ("BERTH_UI_SESSION_LIFETIME", "8h"),
             ("BERTH_HTTP_HEADER_READ_TIMEOUT", "5s"),
         ])
         .unwrap();
@@ -846,6 +857,7 @@ mod tests {
         assert_eq!(tls.cert_file, PathBuf::from("/etc/berth/server.crt"));
         assert_eq!(tls.key_file, PathBuf::from("/etc/berth/server.key"));
         assert_eq!(config.http.max_connections, 100);
+        assert_eq!(config.auth.session_lifetime, Duration::from_secs(8 * 3600));
         assert_eq!(config.http.header_read_timeout, Duration::from_secs(5));
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         assert_eq!(

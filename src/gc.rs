@@ -5,16 +5,21 @@
 //!
 //! Runs in every instance as background work and as `berth gc`; several
 //! collectors at once never take the same item (see `metadata/collector.rs`).
+//! Each real pass is recorded (`gc_passes`, the last [`KEPT_PASSES`]) for
+//! the web UI's administration page, which reads them through
+//! [`Collector::recent_passes`].
 //! Calls `metadata`, `storage`, `policy` (retention) and the leaves
 //! `metrics` and `setting`; owns the `[gc]` settings. Started by `server`
-//! and by `cli` (`berth gc`).
+//! and by `cli` (`berth gc`); read by `ui`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::{Collected, CollectorStore, Garbage, MetadataError, PolicyStore};
+use crate::metadata::{
+    Collected, CollectorStore, Garbage, GcPassRecord, MetadataError, PolicyStore,
+};
 use crate::metrics::Metrics;
 use crate::policy::retention;
 use crate::setting::Invalid;
@@ -24,6 +29,9 @@ use crate::storage::{BlobStore, StagedUpload};
 /// waits long behind a collector (SQLite has one writer), large enough that
 /// a backlog of thousands goes in seconds.
 const BATCH: u32 = 200;
+
+/// Passes kept in `gc_passes` for the administration page.
+pub const KEPT_PASSES: u32 = 20;
 
 /// The `[gc]` settings, as a file or the environment spell them and as
 /// the collector runs with them once checked: the two are the same.
@@ -74,6 +82,25 @@ pub struct GcReport {
     pub objects_deleted: u64,
     pub objects_failed: u64,
     pub duration: Duration,
+}
+
+impl GcReport {
+    /// The pass as `gc_passes` keeps it, finished now.
+    fn record(&self) -> GcPassRecord {
+        let c = &self.collected;
+        GcPassRecord {
+            finished_at: crate::metadata::unix_now(),
+            duration_ms: self.duration.as_millis() as u64,
+            expired_tags: self.expired_tags.len() as u64,
+            manifests: c.manifests,
+            blob_links: c.blob_links,
+            blobs: c.blobs,
+            uploads: c.uploads,
+            bytes_freed: c.bytes,
+            objects_deleted: self.objects_deleted,
+            objects_failed: self.objects_failed,
+        }
+    }
 }
 
 pub struct Collector {
@@ -168,6 +195,14 @@ impl Collector {
             self.metadata.forget_garbage(&done).await?;
         }
         report.duration = started.elapsed();
+        // The pass is done whether or not its record is kept.
+        if let Err(e) = self
+            .metadata
+            .record_pass(&report.record(), KEPT_PASSES)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record a garbage collection pass");
+        }
         if let Some(metrics) = &self.metrics {
             let c = &report.collected;
             metrics.record_gc(
@@ -183,6 +218,12 @@ impl Collector {
             );
         }
         Ok(report)
+    }
+
+    /// The last passes any instance (or `berth gc`) finished, newest
+    /// first, at most [`KEPT_PASSES`]; dry runs are not among them.
+    pub async fn recent_passes(&self) -> Result<Vec<GcPassRecord>, MetadataError> {
+        self.metadata.recent_passes(KEPT_PASSES).await
     }
 
     /// Untags what retention policies let go (the queues then collect what

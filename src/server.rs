@@ -89,20 +89,21 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
         );
         None
     };
-    let collector = Arc::new(Collector::new(
+    let gc = Arc::new(Collector::new(
         stores.collector.clone(),
         stores.policy.clone(),
         blobs.clone(),
         config.gc,
         Some(metrics.clone()),
-    ))
-    .spawn();
+    ));
+    let collector = gc.clone().spawn();
     let registry = Arc::new(Registry::new(stores.registry.clone(), blobs));
     let pages = ui::router(UiState {
         registry: registry.clone(),
         auth: auth.clone(),
         admin: admin.clone(),
         policies,
+        gc,
         public_url: config.public_url.clone(),
         tls: config.tls.is_some(),
         server: ServerFacts {

@@ -1,9 +1,9 @@
 //! Who may do what: logins (passwords, access tokens, refresh tokens), the
-//! registry tokens they are exchanged for, and the policy deciding which
-//! actions a caller gets on a repository.
+//! registry tokens they are exchanged for, web UI sessions (`session.rs`),
+//! and the policy deciding which actions a caller gets on a repository.
 //!
 //! Called by `http` (the token endpoint, the check on every `/v2/` request,
-//! the `/api/v1/` handlers), `admin` and the CLI; calls `metadata`'s
+//! the `/api/v1/` handlers), `ui` (sign-in, sessions), `admin` and the CLI; calls `metadata`'s
 //! account store, `policy` (which repositories are public), `oci` (names)
 //! and `setting` (for `[auth]`). Knows nothing of blobs or manifests.
 
@@ -11,6 +11,7 @@ pub mod keys;
 pub mod limiter;
 pub mod scope;
 pub mod secret;
+mod session;
 pub mod settings;
 pub mod token;
 
@@ -24,6 +25,7 @@ use crate::policy::{Policies, visibility::is_public};
 use keys::{KeyError, KeyRing};
 use limiter::{Limits, LoginLimiter};
 use scope::{Access, Actions, Scope, ScopePattern};
+pub use session::{Session, SignedIn};
 pub use settings::{AuthMode, AuthSettings};
 use token::{Claims, Issued, TokenError, TokenIssuer};
 
@@ -44,6 +46,8 @@ pub struct AuthConfig {
     /// Whether logins asking for offline access get a refresh token.
     pub refresh_tokens: bool,
     pub login_limits: Limits,
+    /// How long a web UI sign-in lasts (`ui.session_lifetime`).
+    pub session_lifetime: Duration,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -60,6 +64,7 @@ impl std::fmt::Debug for AuthConfig {
             )
             .field("refresh_tokens", &self.refresh_tokens)
             .field("login_limits", &self.login_limits)
+            .field("session_lifetime", &self.session_lifetime)
             .finish()
     }
 }
@@ -160,6 +165,10 @@ pub enum LoginError {
     BadCredentials,
     #[error("too many failed logins; try again in {0} seconds")]
     RateLimited(u64),
+    /// An access token given to sign in to the web UI, which is for people:
+    /// they sign in with their password.
+    #[error("access tokens are for docker login and scripts; sign in with your password")]
+    AccessTokenNotForPeople,
     #[error(transparent)]
     Metadata(#[from] MetadataError),
 }
@@ -180,6 +189,7 @@ pub struct Auth {
     issuer: TokenIssuer,
     limiter: LoginLimiter,
     refresh_tokens: bool,
+    session_lifetime: Duration,
 }
 
 impl Auth {
@@ -200,6 +210,7 @@ impl Auth {
             ),
             limiter: LoginLimiter::new(config.login_limits),
             refresh_tokens: config.refresh_tokens,
+            session_lifetime: config.session_lifetime,
             accounts,
             policies,
         })

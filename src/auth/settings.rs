@@ -97,6 +97,8 @@ impl AuthSettings {
             admin_password: non_empty(self.admin_password),
             refresh_tokens: self.refresh_tokens,
             login_limits: Default::default(),
+            // `[ui]`'s, set by `config`.
+            session_lifetime: Duration::from_secs(12 * 3600),
         })
     }
 }

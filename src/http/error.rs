@@ -138,9 +138,12 @@ impl From<PolicyError> for ApiError {
 impl From<LoginError> for ApiError {
     fn from(error: LoginError) -> Self {
         match error {
-            LoginError::BadCredentials => ApiError::new(ErrorCode::Unauthorized)
-                .message(error.to_string())
-                .header(header::WWW_AUTHENTICATE, "Basic realm=\"berth\""),
+            // Only sign-in refuses an access token; `/token` takes them.
+            LoginError::BadCredentials | LoginError::AccessTokenNotForPeople => {
+                ApiError::new(ErrorCode::Unauthorized)
+                    .message(error.to_string())
+                    .header(header::WWW_AUTHENTICATE, "Basic realm=\"berth\"")
+            }
             LoginError::RateLimited(seconds) => ApiError::new(ErrorCode::TooManyRequests)
                 .message(error.to_string())
                 .header(header::RETRY_AFTER, seconds.to_string()),

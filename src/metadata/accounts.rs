@@ -3,7 +3,8 @@
 //! function that also checks whether the namespace is already in use),
 //! memberships,
 //! access and refresh tokens (only a SHA-256 of their secret is kept), and
-//! the keys that sign registry tokens, shared by every instance.
+//! the keys that sign registry tokens, shared by every instance. Web
+//! sessions, on the same store, are in `sessions.rs`.
 
 use super::db::{Conn, Row, Value};
 use super::{MetadataResult, size, unix_now};
@@ -231,7 +232,8 @@ impl AccountStore {
     }
 
     /// Replaces the password and forgets the user's refresh tokens (so every
-    /// stored `docker login` must log in again). False when there is no such user.
+    /// stored `docker login` must log in again) and web sessions (so every
+    /// browser signs in again). False when there is no such user.
     pub async fn set_password(&self, name: &str, password_hash: &str) -> MetadataResult<bool> {
         let (name, password_hash) = (name.to_string(), password_hash.to_string());
         self.db
@@ -247,6 +249,7 @@ impl AccountStore {
                     &[Value::Text(&name)],
                 )
                 .await?;
+                super::sessions::delete_user_sessions(conn, &name).await?;
                 Ok(updated == 1)
             })
             .await

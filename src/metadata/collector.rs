@@ -1,7 +1,8 @@
 //! Garbage collection's tables: the review queues (`gc_manifest_reviews`,
 //! `gc_blob_link_reviews`, `gc_blob_reviews`), which pushes and deletes
 //! fill with whatever may just have become unreferenced, and
-//! `storage_garbage`, the blob-store objects whose metadata is gone.
+//! `storage_garbage`, the blob-store objects whose metadata is gone; and
+//! `gc_passes`, what the last passes did.
 //!
 //! A collector claims due items, re-checks references inside its
 //! transaction, and only then deletes. On PostgreSQL the claims skip rows
@@ -58,6 +59,24 @@ pub enum Garbage {
         upload_id: String,
         storage_state: String,
     },
+}
+
+/// What one finished pass of the collector did, as the administration
+/// page lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcPassRecord {
+    /// Seconds since the Unix epoch.
+    pub finished_at: i64,
+    pub duration_ms: u64,
+    pub expired_tags: u64,
+    pub manifests: u64,
+    pub blob_links: u64,
+    pub blobs: u64,
+    pub uploads: u64,
+    /// Size of the blobs collected.
+    pub bytes_freed: u64,
+    pub objects_deleted: u64,
+    pub objects_failed: u64,
 }
 
 /// A tag as retention sees it.
@@ -517,6 +536,72 @@ impl CollectorStore {
                                 storage_state: state,
                             },
                             _ => Garbage::Blob { id, key },
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
+    /// Records a finished pass and forgets all but the newest `keep`.
+    pub async fn record_pass(&self, pass: &GcPassRecord, keep: u32) -> MetadataResult<()> {
+        let pass = pass.clone();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.db
+            .write(async move |conn| {
+                conn.execute(
+                    "INSERT INTO gc_passes (id, finished_at, duration_ms, expired_tags, manifests, blob_links, \
+                     blobs, uploads, bytes_freed, objects_deleted, objects_failed) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    &[
+                        Value::Text(&id),
+                        pass.finished_at.into(),
+                        count(pass.duration_ms).into(),
+                        count(pass.expired_tags).into(),
+                        count(pass.manifests).into(),
+                        count(pass.blob_links).into(),
+                        count(pass.blobs).into(),
+                        count(pass.uploads).into(),
+                        count(pass.bytes_freed).into(),
+                        count(pass.objects_deleted).into(),
+                        count(pass.objects_failed).into(),
+                    ],
+                )
+                .await?;
+                conn.execute(
+                    "DELETE FROM gc_passes WHERE id NOT IN \
+                     (SELECT id FROM gc_passes ORDER BY finished_at DESC, id DESC LIMIT $1)",
+                    &[i64::from(keep).into()],
+                )
+                .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The newest `limit` passes recorded, newest first.
+    pub async fn recent_passes(&self, limit: u32) -> MetadataResult<Vec<GcPassRecord>> {
+        self.db
+            .read(async move |conn| {
+                conn.query(
+                    "SELECT finished_at, duration_ms, expired_tags, manifests, blob_links, blobs, uploads, \
+                     bytes_freed, objects_deleted, objects_failed FROM gc_passes \
+                     ORDER BY finished_at DESC, id DESC LIMIT $1",
+                    &[i64::from(limit).into()],
+                    |row| {
+                        Ok(GcPassRecord {
+                            finished_at: row.get(0)?,
+                            duration_ms: size(row.get(1)?),
+                            expired_tags: size(row.get(2)?),
+                            manifests: size(row.get(3)?),
+                            blob_links: size(row.get(4)?),
+                            blobs: size(row.get(5)?),
+                            uploads: size(row.get(6)?),
+                            bytes_freed: size(row.get(7)?),
+                            objects_deleted: size(row.get(8)?),
+                            objects_failed: size(row.get(9)?),
                         })
                     },
                 )

@@ -24,8 +24,9 @@
 //! | `blobs.rs` | `blobs`, `repository_blobs` |
 //! | `manifests.rs` | `manifests`, `manifest_blobs`, `manifest_references`, `tags`; referrers |
 //! | `accounts.rs` | `namespaces`, `users`, `organizations`, `organization_members`, `access_tokens`, `refresh_tokens`, `signing_keys` |
+//! | `sessions.rs` | `sessions` (web UI sign-ins, on `AccountStore`) |
 //! | `policy.rs` | `public_paths`, `immutable_tags`, `namespace_quotas`, `retention_policies` |
-//! | `collector.rs` | the `gc_*` review queues, `storage_garbage` |
+//! | `collector.rs` | the `gc_*` review queues, `storage_garbage`, `gc_passes` |
 //!
 //! Migrations are in `migrations/{sqlite,postgres}`, one set per engine.
 
@@ -37,6 +38,7 @@ mod error;
 mod manifests;
 mod policy;
 mod repositories;
+mod sessions;
 mod settings;
 mod uploads;
 
@@ -48,6 +50,7 @@ pub use error::{MetadataError, MetadataResult};
 pub use manifests::*;
 pub use policy::*;
 pub use repositories::*;
+pub use sessions::*;
 pub use settings::{DatabaseConfig, DatabaseSettings};
 pub use uploads::*;
 

@@ -133,6 +133,7 @@ impl From<LoginError> for UiError {
                 UiError::Invalid("incorrect user name or password".into())
             }
             LoginError::RateLimited(seconds) => UiError::RateLimited(seconds),
+            LoginError::AccessTokenNotForPeople => UiError::Invalid(error.to_string()),
             LoginError::Metadata(e) => e.into(),
         }
     }

@@ -8,8 +8,8 @@
 //! buttons, confirmation dialogs and live search.
 //!
 //! Like `http`, it is a face of the registry: it calls `registry`, `auth`,
-//! `policy` and `admin` (whose commands carry the same rights checks as
-//! `/api/v1`), never a store. Its errors become pages in `error.rs`, the one
+//! `policy`, `admin` (whose commands carry the same rights checks as
+//! `/api/v1`) and `gc` (its last passes), never a store. Its errors become pages in `error.rs`, the one
 //! place that happens for HTML. Every page response carries its own
 //! security headers (`security_headers`): a strict CSP with no inline
 //! script or style, no framing, `nosniff`, no referrer, no caching of pages
@@ -18,23 +18,27 @@
 mod assets;
 mod error;
 mod format;
+mod guard;
 mod input;
 mod pages;
 mod paths;
+mod settings;
 mod viewer;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::admin::Admin;
 use crate::auth::Auth;
+use crate::gc::Collector;
 use crate::policy::Policies;
 use crate::registry::Registry;
 pub use error::UiError;
+pub use settings::UiSettings;
 pub use viewer::Viewer;
 
 /// What every page handler may use.
@@ -45,6 +49,8 @@ pub struct UiState {
     pub auth: Option<Arc<Auth>>,
     pub admin: Arc<Admin>,
     pub policies: Policies,
+    /// The collector, for its last passes on the administration page.
+    pub gc: Arc<Collector>,
     /// The registry as clients reach it (`registry.example:5000`), for pull
     /// commands; from `public_url` when set, else from the request's `Host`.
     pub public_url: Option<String>,
@@ -74,12 +80,41 @@ pub fn router(state: UiState) -> Router {
     Router::new()
         .route("/", get(pages::home::show))
         .route(
+            "/sign-in",
+            get(pages::session::show).post(pages::session::sign_in),
+        )
+        .route("/sign-out", post(pages::session::sign_out))
+        .route("/account", get(pages::account::show))
+        .route("/account/password", post(pages::account::change_password))
+        .route("/account/tokens", post(pages::account::create_token))
+        .route(
+            "/account/tokens/{id}/revoke",
+            post(pages::account::revoke_token),
+        )
+        .route("/account/orgs", post(pages::account::create_organization))
+        .route("/admin", get(pages::admin::show))
+        .route("/admin/users", post(pages::admin::create_user))
+        .route(
+            "/admin/users/{user}/delete",
+            get(pages::admin::confirm_delete).post(pages::admin::delete_user),
+        )
+        .route("/orgs/{org}", get(pages::orgs::show))
+        .route("/orgs/{org}/members", post(pages::orgs::set_member))
+        .route(
+            "/orgs/{org}/members/{user}/remove",
+            post(pages::orgs::remove_member),
+        )
+        .route(
             "/r/{*path}",
             get(pages::repository_page).post(pages::repository_page),
         )
         .merge(assets::router())
         // Forms are small; nothing a page posts comes near this.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::same_origin_writes,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -113,4 +148,14 @@ fn render(template: &impl askama::Template) -> Result<Response, UiError> {
         .render()
         .map_err(|e| UiError::Internal(e.to_string()))?;
     Ok(Html(html).into_response())
+}
+
+/// The answer to a form that worked (Post/Redirect/Get): `303 See Other`
+/// to the page to show next, a local path.
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }

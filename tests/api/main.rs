@@ -4,6 +4,7 @@
 
 mod harness;
 mod support;
+mod ui_support;
 
 mod auth;
 mod base;
@@ -25,4 +26,7 @@ mod s3_storage;
 mod soak;
 mod tag_rules;
 mod tls;
+mod ui_account;
+mod ui_admin;
+mod ui_sessions;
 mod uploads;

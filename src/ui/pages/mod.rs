@@ -2,10 +2,14 @@
 //! viewer and the request, call the layers below, fill a view struct,
 //! render. `/r/...` URLs reach theirs through [`repository_page`].
 
+pub mod account;
+pub mod admin;
 pub mod home;
 pub mod layout;
 pub mod manage;
+pub mod orgs;
 pub mod repository;
+pub mod session;
 
 use axum::extract::{Request, State};
 use axum::http::Method;
