@@ -22,6 +22,8 @@
 //! figures a change to the push path should move, steadier on a noisy VM
 //! than the rate. `small-images-as-docker` sends each blob as `docker push`
 //! does (POST, PATCH with the body, PUT) instead of POST and PUT.
+//! `pages` measures the web UI's pages beside the API requests that return
+//! the same rows (`support/pages.rs`).
 //! `BERTH_BENCH_BIN` runs another build of Berth instead
 //! (a copy of an earlier `target/release/berth`), to alternate two builds.
 
@@ -37,6 +39,8 @@ use tokio::process::{Child, Command};
 
 #[path = "support/bare.rs"]
 mod bare;
+#[path = "support/pages.rs"]
+mod pages;
 
 const ADMIN_PASSWORD: &str = "bench-admin-password";
 const CHUNK: usize = 16 * 1024 * 1024;
@@ -153,10 +157,16 @@ async fn wait_ready(base: &str) {
 /// Berth with its defaults; `fsync = false` leaves flushing blobs to disk
 /// to the kernel, as the reference registry does.
 async fn start_berth(fsync: bool) -> Target {
+    start_berth_with(fsync, &[], if fsync { "berth" } else { "berth, no fsync" }).await
+}
+
+/// Berth with `env` added to its environment (another database, say).
+async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static str) -> Target {
     let dir = tempfile::tempdir().unwrap();
     let binary = std::env::var("BERTH_BENCH_BIN");
     let mut child = Command::new(binary.as_deref().unwrap_or(env!("CARGO_BIN_EXE_berth")))
         .arg("serve")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(dir.path())
         // The flat names from before settings had sections: every build
         // reads them (newer ones with a warning), so `BERTH_BENCH_BIN` can
@@ -190,6 +200,7 @@ async fn start_berth(fsync: bool) -> Target {
         "repository:bench/huge:pull,push",
         "repository:bench/small:pull,push",
         "repository:bench/tags:pull,push",
+        "repository:bench/seed:pull,push",
     ];
     let mut query: Vec<(&str, &str)> = vec![("service", "berth")];
     query.extend(scopes.iter().map(|s| ("scope", *s)));
@@ -204,7 +215,7 @@ async fn start_berth(fsync: bool) -> Target {
         .await
         .unwrap();
     Target {
-        name: if fsync { "berth" } else { "berth, no fsync" },
+        name,
         base,
         token: Some(token["token"].as_str().unwrap().to_string()),
         child,
@@ -1026,10 +1037,14 @@ fn main() {
     runtime.block_on(async {
         let fsync = std::env::var("BERTH_BENCH_FSYNC").map_or(true, |v| v != "false");
         if let Ok(profile) = std::env::var("BERTH_BENCH_PROFILE") {
+            if profile == "pages" {
+                pages::profile(env_usize("BERTH_BENCH_ROUNDS", 3).max(1)).await;
+                return;
+            }
             let how = match profile.as_str() {
                 "small-images" => BlobPush::Monolithic,
                 "small-images-as-docker" => BlobPush::AsDocker,
-                _ => panic!("BERTH_BENCH_PROFILE is small-images or small-images-as-docker"),
+                _ => panic!("BERTH_BENCH_PROFILE is small-images, small-images-as-docker or pages"),
             };
             let berth = Arc::new(start_berth(fsync).await);
             profile_small_images(&berth, env_usize("BERTH_BENCH_ROUNDS", 10).max(1), how).await;

@@ -98,6 +98,14 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
     ));
     let collector = gc.clone().spawn();
     let registry = Arc::new(Registry::new(stores.registry.clone(), blobs));
+    // Manifests stored before summaries were recorded (or whose config could
+    // not be read at push) are filled in the background, in every instance.
+    let filling = registry.clone();
+    tokio::spawn(async move {
+        if let Err(error) = filling.fill_pending_summaries().await {
+            tracing::warn!(%error, "cannot record image summaries; the next start tries again");
+        }
+    });
     let pages = ui::router(UiState {
         registry: registry.clone(),
         auth: auth.clone(),

@@ -215,6 +215,7 @@ impl From<RegistryError> for ApiError {
                 .detail(json!({"digest": digest.as_str()})),
             E::ManifestUnknown => ApiError::new(ErrorCode::ManifestUnknown),
             E::RepositoryUnknown => ApiError::new(ErrorCode::NameUnknown),
+            E::CursorInvalid => ApiError::new(ErrorCode::InvalidRequest).message(message),
             E::Denied(_) => ApiError::new(ErrorCode::Denied).message(message),
             // 403 as the spec's table pairs it with DENIED: clients know
             // only its codes, and print the message, which says what to do.

@@ -15,9 +15,10 @@ use super::db::{Conn, Finish, Lock, Value, placeholders};
 use super::policy::immutable_tag_rules;
 use super::repositories::{TagsVersion, ensure_repository};
 use super::{MetadataResult, RegistryStore, parse_digest, size, unix_now};
+use crate::oci::image::ImageSummary;
 use crate::oci::manifest::ParsedManifest;
 use crate::oci::pattern::{TagRule, first_covered};
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::oci::{Digest, Reference, RepositoryName, Tag};
 
 /// Values per `IN (...)` list or multi-row insert: far below either
 /// engine's limit on bound parameters (SQLite's is 32,766, PostgreSQL's 65,535).
@@ -36,6 +37,50 @@ pub struct NewManifest {
     pub digest: Digest,
     pub payload: Bytes,
     pub parsed: ParsedManifest,
+    pub facts: ImageFacts,
+}
+
+/// Whether an image's config has been read into its row (`summary_state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SummaryState {
+    /// Not yet: the background fill reads it.
+    #[default]
+    Pending = 0,
+    Recorded = 1,
+    /// Nothing to record: an index, an artifact, a config too large or unreadable.
+    Nothing = 2,
+}
+
+/// What pages show of a manifest without reading blob storage, recorded with it.
+#[derive(Debug, Clone, Default)]
+pub struct ImageFacts {
+    pub state: SummaryState,
+    pub summary: Option<ImageSummary>,
+    /// Config and layers, for an image.
+    pub content_size: Option<u64>,
+}
+
+/// An [`ImageFacts`]' summary as the columns that hold it.
+pub(super) struct SummaryColumns<'a> {
+    pub os: Option<&'a str>,
+    pub architecture: Option<&'a str>,
+    pub variant: Option<&'a str>,
+    pub created: Option<i64>,
+    pub json: Option<String>,
+}
+
+impl ImageFacts {
+    pub(super) fn columns(&self) -> SummaryColumns<'_> {
+        let summary = self.summary.as_ref();
+        let platform = summary.and_then(|s| s.platform.as_ref());
+        SummaryColumns {
+            os: platform.map(|p| p.os.as_str()),
+            architecture: platform.map(|p| p.architecture.as_str()),
+            variant: platform.and_then(|p| p.variant.as_deref()),
+            created: summary.and_then(|s| s.created),
+            json: summary.and_then(|s| serde_json::to_string(&s.config).ok()),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -66,6 +111,23 @@ pub enum DeleteOutcome {
 
 /// How many of the manifests that still use something a refused delete names.
 pub(super) const NAMED_USERS: i64 = 3;
+
+/// What deleting a manifest, or one of its tags, would touch: what a page
+/// shows before it asks to confirm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionPreview {
+    pub digest: Digest,
+    /// The manifest's tags in byte order, the first [`PREVIEW_TAGS`].
+    pub tags: Vec<String>,
+    /// How many tags it has in all.
+    pub tag_count: u64,
+    /// Indexes of the repository that list it (the first few, by digest):
+    /// while there are any, deleting it by digest is refused.
+    pub listed_by: Vec<Digest>,
+}
+
+/// How many of a manifest's tags a [`DeletionPreview`] names.
+pub const PREVIEW_TAGS: i64 = 100;
 
 /// A manifest whose `subject` is the digest asked about.
 #[derive(Debug, Clone)]
@@ -172,11 +234,13 @@ async fn put_manifest(
         )));
     }
     let now = unix_now();
+    let summary = manifest.facts.columns();
     // The no-op update makes RETURNING yield the id of an existing row too.
     let manifest_id: i64 = conn
         .scalar(
-            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, payload, created_at, \
+                 image_os, image_architecture, image_variant, image_created, image_summary, content_size, summary_state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = manifests.media_type RETURNING id",
             &[
                 repository_id.into(),
@@ -187,6 +251,13 @@ async fn put_manifest(
                 parsed.annotations.as_deref().into(),
                 Value::Bytes(&manifest.payload),
                 now.into(),
+                summary.os.into(),
+                summary.architecture.into(),
+                summary.variant.into(),
+                summary.created.into(),
+                summary.json.as_deref().into(),
+                manifest.facts.content_size.map(|s| s as i64).into(),
+                (manifest.facts.state as i64).into(),
             ],
         )
         .await?;
@@ -333,6 +404,62 @@ async fn delete_tag(
     Ok(DeleteOutcome::Deleted)
 }
 
+async fn deletion_preview(
+    conn: &mut Conn<'_>,
+    repository: &str,
+    reference: &Reference,
+) -> MetadataResult<Option<DeletionPreview>> {
+    let id_and_digest = |row: &super::db::Row<'_>| Ok((row.get::<i64>(0)?, row.get::<String>(1)?));
+    let found = match reference {
+        Reference::Digest(digest) => {
+            conn.query_optional(
+                "SELECT m.id, m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                 WHERE r.name = $1 AND m.digest = $2",
+                &[repository.into(), digest.as_str().into()],
+                id_and_digest,
+            )
+            .await?
+        }
+        Reference::Tag(tag) => {
+            conn.query_optional(
+                "SELECT m.id, m.digest FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                 JOIN manifests m ON m.id = t.manifest_id WHERE r.name = $1 AND t.name = $2",
+                &[repository.into(), tag.as_str().into()],
+                id_and_digest,
+            )
+            .await?
+        }
+    };
+    let Some((id, digest)) = found else {
+        return Ok(None);
+    };
+    // The count is taken before the limit, so one statement gives both.
+    let tags: Vec<(String, i64)> = conn
+        .query(
+            "SELECT name, COUNT(*) OVER () FROM tags WHERE manifest_id = $1 ORDER BY name LIMIT $2",
+            &[id.into(), PREVIEW_TAGS.into()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .await?;
+    let tag_count = tags.first().map_or(0, |(_, count)| size(*count));
+    let listed_by: Vec<String> = conn
+        .scalars(
+            "SELECT p.digest FROM manifest_references mr JOIN manifests p ON p.id = mr.parent_id \
+             WHERE mr.child_id = $1 ORDER BY p.digest LIMIT $2",
+            &[id.into(), NAMED_USERS.into()],
+        )
+        .await?;
+    Ok(Some(DeletionPreview {
+        digest: parse_digest(digest)?,
+        tags: tags.into_iter().map(|(name, _)| name).collect(),
+        tag_count,
+        listed_by: listed_by
+            .into_iter()
+            .map(parse_digest)
+            .collect::<Result<_, _>>()?,
+    }))
+}
+
 fn stored_manifest(row: &super::db::Row<'_>) -> MetadataResult<StoredManifest> {
     Ok(StoredManifest {
         digest: parse_digest(row.get(0)?)?,
@@ -408,6 +535,20 @@ impl RegistryStore {
         let (repository, digest) = (repository.to_string(), digest.to_string());
         self.db
             .write(async move |conn| delete_manifest(conn, &repository, &digest).await)
+            .await
+    }
+
+    /// What deleting `reference` (a tag, or a manifest by digest) would
+    /// touch; `None` when there is no such tag or manifest. Only a
+    /// preview: the delete checks everything again in its transaction.
+    pub async fn deletion_preview(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> MetadataResult<Option<DeletionPreview>> {
+        let (repository, reference) = (repository.to_string(), reference.clone());
+        self.db
+            .read(async move |conn| deletion_preview(conn, &repository, &reference).await)
             .await
     }
 

@@ -26,12 +26,14 @@
 //! | `accounts.rs` | `namespaces`, `users`, `organizations`, `organization_members`, `access_tokens`, `refresh_tokens`, `signing_keys` |
 //! | `sessions.rs` | `sessions` (web UI sign-ins, on `AccountStore`) |
 //! | `policy.rs` | `public_paths`, `immutable_tags`, `namespace_quotas`, `retention_policies` |
+//! | `browse.rs` | reads of `repositories`, `tags`, `manifests` for pages; image summaries |
 //! | `collector.rs` | the `gc_*` review queues, `storage_garbage`, `gc_passes` |
 //!
 //! Migrations are in `migrations/{sqlite,postgres}`, one set per engine.
 
 mod accounts;
 mod blobs;
+mod browse;
 mod collector;
 pub(crate) mod db;
 mod error;
@@ -44,6 +46,7 @@ mod uploads;
 
 pub use accounts::*;
 pub use blobs::*;
+pub use browse::*;
 pub use collector::*;
 pub use db::PoolStats;
 pub use error::{MetadataError, MetadataResult};

@@ -18,6 +18,11 @@ const DOCKER_SCHEMA1: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ];
 
+/// Whether a stored manifest's media type is an index or manifest list.
+pub fn is_index_type(media_type: &str) -> bool {
+    matches!(media_type, OCI_INDEX | DOCKER_MANIFEST_LIST)
+}
+
 /// The largest manifest accepted; the spec asks registries to take at least 4 MiB.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 

@@ -6,6 +6,7 @@
 
 pub mod digest;
 pub mod error_code;
+pub mod image;
 pub mod manifest;
 pub mod media_type;
 pub mod name;

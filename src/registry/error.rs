@@ -34,6 +34,9 @@ pub enum RegistryError {
     ManifestUnknown,
     #[error("repository unknown")]
     RepositoryUnknown,
+    /// A page cursor this registry did not hand out.
+    #[error("`cursor` is not one this registry handed out: start from the first page")]
+    CursorInvalid,
     /// Still used by `referenced_by` (the first few of the manifests that
     /// use `digest`); `message` says what to delete first.
     #[error("{message}")]

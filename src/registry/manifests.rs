@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Registry, RegistryError, RegistryResult};
 use crate::metadata::{
-    DeleteOutcome, NewManifest, Page, PutManifestOutcome, Referrer, StoredManifest,
+    DeleteOutcome, DeletionPreview, NewManifest, Page, PutManifestOutcome, Referrer, StoredManifest,
 };
 use crate::oci::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag};
@@ -109,10 +109,12 @@ impl Registry {
         }
         tags.dedup();
         let subject = parsed.subject.clone();
+        let facts = self.image_facts(repository, parsed.kind, &body).await;
         let new = NewManifest {
             digest: digest.clone(),
             payload: body,
             parsed,
+            facts,
         };
         match self.metadata.put_manifest(repository, new, &tags).await? {
             PutManifestOutcome::Stored => Ok(PushedManifest {
@@ -159,6 +161,19 @@ impl Registry {
                 "tag `{tag}` is immutable in {repository} by {rule}: it cannot be deleted"
             ))),
         }
+    }
+
+    /// What deleting `reference` would touch (the manifest's tags, the
+    /// indexes that list it), for a page to show before it asks to confirm.
+    pub async fn deletion_preview(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> RegistryResult<DeletionPreview> {
+        self.metadata
+            .deletion_preview(repository, reference)
+            .await?
+            .ok_or(RegistryError::ManifestUnknown)
     }
 
     /// A page of the repository's tags in byte order, from the per-instance

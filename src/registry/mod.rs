@@ -7,8 +7,10 @@
 //! storage lacks.
 
 mod blobs;
+mod browse;
 mod error;
 mod manifests;
+mod summaries;
 mod tag_lists;
 mod uploads;
 
@@ -18,6 +20,10 @@ use crate::metadata::{PoolStats, RegistryStore};
 use crate::storage::BlobStore;
 
 pub use blobs::{BlobBody, BlobStat};
+pub use browse::{
+    BrowsePage, ImageEntry, IndexChild, MAX_BROWSE_PAGE, ManifestDetail, ManifestSummary,
+    ReferrerSummary, RepositorySort, RepositorySummary, TagSort, TagSummary,
+};
 pub use error::RegistryError;
 pub use manifests::{ListPage, PushedManifest};
 pub use uploads::{ChunkBody, UploadState};

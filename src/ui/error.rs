@@ -102,6 +102,7 @@ impl From<RegistryError> for UiError {
                 UiError::NotFound("no such repository or manifest".into())
             }
             RegistryError::Denied(message) => UiError::Forbidden(message),
+            e @ RegistryError::CursorInvalid => UiError::Invalid(e.to_string()),
             RegistryError::InUse { message, .. } => UiError::Conflict(message),
             e => UiError::Internal(e.to_string()),
         }

@@ -104,6 +104,8 @@ pub fn router(state: UiState) -> Router {
             "/orgs/{org}/members/{user}/remove",
             post(pages::orgs::remove_member),
         )
+        .route("/n/{namespace}", get(pages::namespace::show))
+        .route("/n/{namespace}/{action}", post(pages::namespace::act))
         .route(
             "/r/{*path}",
             get(pages::repository_page).post(pages::repository_page),
@@ -158,4 +160,33 @@ fn see_other(location: &str) -> Response {
         response.headers_mut().insert(header::LOCATION, value);
     }
     response
+}
+
+/// The registry as clients name it in `docker pull HOST/NAME:TAG`: the host
+/// and port of `public_url` when set, else the request's `Host` if it is a
+/// plain `host[:port]` (anything else is not shown in a command to copy).
+fn registry_host(state: &UiState, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = state
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        && let Some(host) = url.host_str()
+    {
+        return match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host.len() <= 255
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("localhost")
+        .to_string()
 }

@@ -11,6 +11,8 @@
 //! | `/r/<name>/-/settings` | management (visibility, immutable tags, retention) |
 //! | `/r/<name>/-/delete` | confirm (`GET`) and delete (`POST`) a tag or manifest |
 //! | `/r/<name>/-/<action>` | other management forms (`POST`) |
+//! | `/n/<namespace>` | a namespace's settings and quota |
+//! | `/n/<namespace>/<action>` | its management forms (`POST`) |
 
 use crate::oci::{Digest, RepositoryName, Tag};
 
@@ -78,9 +80,19 @@ pub fn delete(name: &str) -> String {
     format!("/r/{name}/-/delete")
 }
 
+/// Where a repository's management forms post: this, then the action.
+pub fn actions(name: &str) -> String {
+    format!("/r/{name}/-/")
+}
+
 /// A namespace's settings page (quota, visibility, rules for all of it).
 pub fn namespace(namespace: &str) -> String {
     format!("/n/{namespace}")
+}
+
+/// Where a namespace's forms post: this, then the action.
+pub fn namespace_actions(namespace: &str) -> String {
+    format!("/n/{namespace}/")
 }
 
 #[cfg(test)]

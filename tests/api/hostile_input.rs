@@ -178,6 +178,7 @@ async fn unservable_stored_media_types_are_served_as_bytes(app: TestApp) {
             digest: sha256(&manifest).parse().unwrap(),
             payload: manifest.clone().into(),
             parsed,
+            facts: Default::default(),
         };
         metadata
             .registry

@@ -28,5 +28,7 @@ mod tag_rules;
 mod tls;
 mod ui_account;
 mod ui_admin;
+mod ui_browse;
+mod ui_manage;
 mod ui_sessions;
 mod uploads;

@@ -78,6 +78,7 @@ fn manifest(body: Vec<u8>, media_type: &str) -> NewManifest {
         digest: digest_of(&body),
         parsed: berth::oci::manifest::parse(&body, Some(media_type)).unwrap(),
         payload: Bytes::from(body),
+        facts: Default::default(),
     }
 }
 

@@ -295,27 +295,6 @@ struct TokenCreatedPage {
     login: String,
 }
 
-/// The registry as `docker login` names it: `public_url`'s host, else the
-/// host this page was reached at.
-pub(super) fn registry_host(state: &UiState, headers: &HeaderMap) -> String {
-    if let Some(url) = state
-        .public_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        && let Some(host) = url.host_str()
-    {
-        return match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_string(),
-        };
-    }
-    headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_string()
-}
-
 /// Creates an access token from the form's scopes: patterns such as
 /// `repository:team/*:pull,push`, and a repository (or `*` pattern) with
 /// the actions ticked. Its secret is on the page this answers with.
@@ -417,7 +396,7 @@ pub async fn create_token(
         layout: Layout::for_viewer(&viewer),
         login: format!(
             "docker login -u {user} --password-stdin {}",
-            registry_host(&state, &headers)
+            super::super::registry_host(&state, &headers)
         ),
         id: text("id"),
         description: text("description"),

@@ -5,10 +5,17 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::super::format::size;
 use super::super::input::UiQuery;
 use super::super::{UiError, UiState, Viewer, paths, render};
 use super::layout::Layout;
 use super::repository::When;
+use crate::metadata::unix_now;
+use crate::policy::visibility::is_public;
+use crate::registry::RepositorySort;
+
+/// Rows per page.
+const PAGE_ROWS: u32 = 50;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct HomeQuery {
@@ -43,40 +50,55 @@ pub async fn show(
     viewer: Viewer,
     UiQuery(query): UiQuery<HomeQuery>,
 ) -> Result<Response, UiError> {
-    let sort = match query.sort.as_deref() {
-        Some("name") => "name",
-        _ => "recent",
+    let (sort, order) = match query.sort.as_deref() {
+        Some("name") => ("name", RepositorySort::Name),
+        _ => ("recent", RepositorySort::Recent),
     };
-    let _ = &query.cursor;
+    let search = query.q.trim().to_string();
+    let cursor = query.cursor.as_deref();
     let page = match (&state.auth, viewer.open) {
         (Some(auth), false) => {
             let visible = auth.pull_check(viewer.principal.clone()).await?;
             state
                 .registry
-                .list_visible_repositories(Some(100), None, &visible)
+                .browse_repositories(&search, order, cursor, Some(PAGE_ROWS), &visible)
                 .await?
         }
-        _ => state.registry.list_repositories(Some(100), None).await?,
+        _ => {
+            state
+                .registry
+                .browse_repositories(&search, order, cursor, Some(PAGE_ROWS), &|_| true)
+                .await?
+        }
     };
+    let public_paths = state.policies.public_paths().await?;
+    let now = unix_now();
     let rows = page
-        .names
+        .items
         .into_iter()
-        .filter(|name| name.contains(&query.q))
-        .map(|name| RepositoryRow {
-            url: paths::repository(&name),
-            name,
-            public: false,
-            platforms: Vec::new(),
-            tag_count: 0,
-            size: String::new(),
-            pushed: None,
+        .map(|repository| RepositoryRow {
+            url: paths::repository(&repository.name),
+            public: is_public(&repository.name, &public_paths),
+            platforms: repository.platforms.iter().map(|p| p.to_string()).collect(),
+            tag_count: repository.tag_count,
+            size: size(repository.size),
+            pushed: repository.last_pushed_at.map(|at| When::at(at, now)),
+            name: repository.name,
         })
         .collect();
+    let next_page = page.next.map(|cursor| {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", &search)
+            .append_pair("sort", sort)
+            .append_pair("cursor", &cursor)
+            .finish();
+        format!("/?{query}")
+    });
     render(&Home {
         layout: Layout::for_viewer(&viewer),
-        query: query.q,
+        query: search,
         sort,
         rows,
-        next_page: None,
+        next_page,
     })
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod home;
 pub mod layout;
 pub mod manage;
+pub mod namespace;
 pub mod orgs;
 pub mod repository;
 pub mod session;
@@ -29,18 +30,19 @@ pub async fn repository_page(
         return Err(UiError::NotFound("there is no such page".into()));
     };
     let method = request.method().clone();
+    let host = super::registry_host(&state, request.headers());
     match (method, view) {
         (Method::GET, RepositoryView::Tags) => {
-            repository::tags(&state, &viewer, &name, request.uri()).await
+            repository::tags(&state, &viewer, &name, &host, request.uri()).await
         }
         (Method::GET, RepositoryView::Untagged) => {
             repository::untagged(&state, &viewer, &name, request.uri()).await
         }
         (Method::GET, RepositoryView::Tag(tag)) => {
-            repository::tag(&state, &viewer, &name, &tag).await
+            repository::tag(&state, &viewer, &name, &host, &tag).await
         }
         (Method::GET, RepositoryView::Manifest(digest)) => {
-            repository::manifest(&state, &viewer, &name, &digest).await
+            repository::manifest(&state, &viewer, &name, &host, &digest).await
         }
         (Method::GET, RepositoryView::Settings) => {
             manage::settings(&state, &viewer, &name, request.uri()).await
