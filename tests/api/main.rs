@@ -10,6 +10,7 @@ mod auth;
 mod base;
 mod blob_stores;
 mod blobs;
+mod browser;
 mod cli;
 mod conformance;
 mod gc;
