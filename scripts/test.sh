@@ -6,8 +6,10 @@
 #
 # Idempotent. Installs missing Debian packages, starts PostgreSQL, dockerd
 # and SeaweedFS if they are not running (all are left running afterwards), makes sure the
-# `berth` PostgreSQL role exists, then runs cargo fmt --check, cargo clippy
-# and cargo test. Exits non-zero if any step fails.
+# `berth` PostgreSQL role exists, installs the browser tests' npm packages
+# (when node_modules is missing or older than package-lock.json), then runs
+# cargo fmt --check, cargo clippy and cargo test. Browser screenshots go to
+# target/browser-artifacts/<test>/. Exits non-zero if any step fails.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +18,11 @@ DOCKERD_LOG="$LOG_DIR/berth-dockerd.log"
 DOCKERD_WAIT_SECS="${BERTH_DOCKERD_WAIT_SECS:-60}"
 PG_WAIT_SECS="${BERTH_PG_WAIT_SECS:-60}"
 PG_PORT=5432
-REQUIRED_PACKAGES=(postgresql docker.io skopeo podman gcc libc6-dev python3-venv curl)
+REQUIRED_PACKAGES=(postgresql docker.io skopeo podman gcc libc6-dev python3-venv curl chromium nodejs npm)
+# A package whose command is already on PATH counts as present: a Node.js
+# from elsewhere (NodeSource's nodejs bundles npm and conflicts with Debian's).
+declare -A PACKAGE_COMMANDS=([nodejs]=node [npm]=npm)
+BROWSER_TESTS_DIR="$REPO_ROOT/tests/browser"
 
 banner() {
     printf '\n==================== %s ====================\n' "$*"
@@ -52,6 +58,9 @@ as_postgres() {
 banner "Debian packages"
 missing=()
 for pkg in "${REQUIRED_PACKAGES[@]}"; do
+    if [[ -n "${PACKAGE_COMMANDS[$pkg]:-}" ]] && command -v "${PACKAGE_COMMANDS[$pkg]}" >/dev/null 2>&1; then
+        continue
+    fi
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
         missing+=("$pkg")
     fi
@@ -215,6 +224,22 @@ export BERTH_TEST_POSTGRES_URL="postgres://berth:berth@127.0.0.1:${PG_PORT}/post
 export BERTH_TEST_REQUIRE_DOCKER=1
 info "BERTH_TEST_POSTGRES_URL=$BERTH_TEST_POSTGRES_URL"
 info "BERTH_TEST_REQUIRE_DOCKER=$BERTH_TEST_REQUIRE_DOCKER"
+
+# ---------------------------------------------------------------- browser tests
+# tests/api/browser.rs drives Debian's chromium with playwright-core and
+# axe-core from tests/browser/node_modules (pinned by package-lock.json).
+banner "Browser tests (npm)"
+if [[ ! -d "$BROWSER_TESTS_DIR/node_modules" || "$BROWSER_TESTS_DIR/package-lock.json" -nt "$BROWSER_TESTS_DIR/node_modules" ]]; then
+    info "npm ci in $BROWSER_TESTS_DIR"
+    (cd "$BROWSER_TESTS_DIR" && npm ci --no-audit --no-fund)
+    # npm ci may leave the directory's time older than the lockfile's.
+    touch "$BROWSER_TESTS_DIR/node_modules"
+else
+    info "node_modules up to date with package-lock.json"
+fi
+export BERTH_TEST_CHROMIUM=/usr/bin/chromium
+[[ -x "$BERTH_TEST_CHROMIUM" ]] || die "no chromium at $BERTH_TEST_CHROMIUM"
+info "BERTH_TEST_CHROMIUM=$BERTH_TEST_CHROMIUM ($("$BERTH_TEST_CHROMIUM" --version 2>/dev/null || echo '?'))"
 
 cd "$REPO_ROOT"
 failed=()

@@ -11,6 +11,7 @@ mod base;
 mod blob_stores;
 mod blobs;
 mod browse;
+mod browser;
 mod cli;
 mod conformance;
 mod gc;
