@@ -15,6 +15,9 @@ use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag};
 
 /// The most names one page of tags or repositories holds, whatever `n` asks.
 pub const MAX_PAGE: u32 = 10_000;
+/// The fewest candidate names read per statement while filling a page of
+/// the catalog a caller filters by visibility.
+const CATALOG_SCAN_BATCH: u32 = 200;
 
 #[derive(Debug, Clone)]
 pub struct PushedManifest {
@@ -246,10 +249,13 @@ impl Registry {
         if page_size == 0 {
             return Ok(list_page(Page { names, more: false }, 0));
         }
+        // Enough rows for the page when most are visible, without reading a
+        // whole MAX_PAGE for a page of 50; more batches when they are not.
+        let batch = (page_size + 1).clamp(CATALOG_SCAN_BATCH, MAX_PAGE);
         loop {
             let page = self
                 .metadata
-                .list_repositories(cursor.as_deref(), MAX_PAGE)
+                .list_repositories(cursor.as_deref(), batch)
                 .await?;
             cursor = page.names.last().cloned();
             names.extend(page.names.into_iter().filter(|name| visible(name)));
