@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use super::db::{Conn, Value, placeholders};
 use super::{ImageFacts, MetadataResult, RegistryStore, size};
 use crate::oci::image::Platform;
+use crate::oci::manifest::is_index_type;
 
 /// Ids per `IN (...)` list.
 const IN_LIST: usize = 500;
@@ -488,10 +489,12 @@ async fn manifest_record(
             &[record.listing.id.into()],
         )
         .await?;
-    record.children = children_of(conn, &[record.listing.id])
-        .await?
-        .remove(&record.listing.id)
-        .unwrap_or_default();
+    if is_index_type(&record.listing.media_type) {
+        record.children = children_of(conn, &[record.listing.id])
+            .await?
+            .remove(&record.listing.id)
+            .unwrap_or_default();
+    }
     Ok(Some(record))
 }
 
@@ -554,7 +557,12 @@ impl RegistryStore {
         self.db
             .read(async move |conn| {
                 let tags = list_tags(conn, repository_id, &search, order, &after, limit).await?;
-                let mut ids: Vec<i64> = tags.iter().map(|t| t.manifest.id).collect();
+                // Only an index has children: no statement for a page of images.
+                let mut ids: Vec<i64> = tags
+                    .iter()
+                    .filter(|t| is_index_type(&t.manifest.media_type))
+                    .map(|t| t.manifest.id)
+                    .collect();
                 ids.sort_unstable();
                 ids.dedup();
                 let children = children_of(conn, &ids).await?;
@@ -575,7 +583,11 @@ impl RegistryStore {
         self.db
             .read(async move |conn| {
                 let manifests = list_untagged(conn, repository_id, after, limit).await?;
-                let ids: Vec<i64> = manifests.iter().map(|m| m.id).collect();
+                let ids: Vec<i64> = manifests
+                    .iter()
+                    .filter(|m| is_index_type(&m.media_type))
+                    .map(|m| m.id)
+                    .collect();
                 let children = children_of(conn, &ids).await?;
                 Ok((manifests, children))
             })
