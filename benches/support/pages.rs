@@ -53,7 +53,14 @@ pub async fn profile(rounds: usize) {
         let berth = Arc::new(start_berth_with(true, &env, "berth").await);
         let http = reqwest::Client::new();
         seed(&berth, &http, repositories).await;
-        let admin_token = token(&berth, &[]).await;
+        let admin_token = token(
+            &berth,
+            &[
+                "registry:catalog:*".to_string(),
+                "repository:bench/tags:pull".to_string(),
+            ],
+        )
+        .await;
         let workloads: [(&str, String, bool); 4] = [
             (
                 "repositories page, 50 of {n}",
