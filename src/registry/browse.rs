@@ -13,7 +13,7 @@ use crate::metadata::{
     ManifestListing, ManifestRecord, RepositoryAfter, RepositoryOrder, TagAfter, TagListing,
     TagOrder,
 };
-use crate::oci::image::{ConfigSummary, Descriptor, Platform, descriptors};
+use crate::oci::image::{ConfigSummary, Descriptor, IMAGE_CONFIG_TYPES, Platform, descriptors};
 use crate::oci::manifest::is_index_type;
 use crate::oci::{Reference, RepositoryName, Tag};
 
@@ -471,7 +471,11 @@ impl Registry {
         Ok(ManifestDetail {
             digest: record.listing.digest,
             media_type: record.listing.media_type,
-            artifact_type: record.artifact_type,
+            // The referrers API falls back to the config's media type; for
+            // an image that is no artifact type a reader should see.
+            artifact_type: record
+                .artifact_type
+                .filter(|t| !IMAGE_CONFIG_TYPES.contains(&t.as_str())),
             pushed_at: record.listing.pushed_at,
             size,
             tags: record.tags,

@@ -369,6 +369,8 @@ async fn a_manifest_shows_its_config_layers_and_platforms(mut app: TestApp) {
     )
     .await;
     assert_eq!(image["digest"], amd.as_str());
+    // An image is no artifact, whatever the referrers API falls back to.
+    assert_eq!(image["artifact_type"], Value::Null);
     assert_eq!(image["platform"]["architecture"], "amd64");
     assert_eq!(image["platform"]["os"], "linux");
     // 2026-11-30T10:00:00Z, from the config.
