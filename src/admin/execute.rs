@@ -18,6 +18,7 @@ use crate::auth::{Role, secret};
 use crate::metadata::{
     AccessTokenRecord, Claimant, Created, MemberOutcome, RetentionPolicy, unix_now,
 };
+use crate::oci::name::namespace_of;
 use crate::oci::pattern::TagRule;
 
 const MIN_PASSWORD_LENGTH: usize = 8;
@@ -95,7 +96,7 @@ impl Admin {
             Command::SetVisibility { path, public } => {
                 self.set_visibility(actor, &path, public).await
             }
-            Command::ListImmutableTags => self.immutable_tags().await,
+            Command::ListImmutableTags => self.immutable_tags(actor).await,
             Command::SetImmutableTags {
                 path,
                 pattern,
@@ -109,7 +110,7 @@ impl Admin {
             Command::SetQuota { namespace, limit } => {
                 self.set_quota(actor, &namespace, limit).await
             }
-            Command::ListRetention => self.retention_policies().await,
+            Command::ListRetention => self.retention_policies(actor).await,
             Command::SetRetention(policy) => self.set_retention(actor, &policy).await,
             Command::RemoveRetention { path } => self.remove_retention(actor, &path).await,
         }
@@ -459,8 +460,11 @@ impl Admin {
         Ok(Outcome::changed(format!("`{path}` is now {visibility}")))
     }
 
-    async fn immutable_tags(&self) -> AdminResult<Outcome> {
-        let rules = self.policies.immutable_tags().await?;
+    /// The rules of the namespaces the actor may see: another user's rules
+    /// would name their repositories.
+    async fn immutable_tags(&self, actor: &Actor) -> AdminResult<Outcome> {
+        let mut rules = self.policies.immutable_tags().await?;
+        rules.retain(|rule| may_see_namespace(actor, namespace_of(&rule.path)));
         let lines = rules
             .iter()
             .map(|r| format!("{}\t{}\timmutable", r.path, r.pattern))
@@ -544,8 +548,10 @@ impl Admin {
         )))
     }
 
-    async fn retention_policies(&self) -> AdminResult<Outcome> {
-        let policies = self.policies.retention_policies().await?;
+    /// The policies of the namespaces the actor may see.
+    async fn retention_policies(&self, actor: &Actor) -> AdminResult<Outcome> {
+        let mut policies = self.policies.retention_policies().await?;
+        policies.retain(|policy| may_see_namespace(actor, namespace_of(&policy.path)));
         let lines = policies
             .iter()
             .map(|policy| {

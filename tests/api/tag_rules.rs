@@ -54,6 +54,17 @@ async fn immutable_tags_cannot_move_or_go(mut app: TestApp) {
         listed["immutable_tags"],
         json!([{"path": "alice", "pattern": "v*"}])
     );
+    // Another user's rules are not theirs to read: they name repositories.
+    let strangers = app
+        .client
+        .get(app.url("/api/v1/immutable-tags"))
+        .basic_auth("bob", Some("bob-password"))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    assert_eq!(strangers["immutable_tags"], json!([]));
 
     app.bearer = Some(
         token(
