@@ -54,10 +54,23 @@ pub struct UiState {
     /// The registry as clients reach it (`registry.example:5000`), for pull
     /// commands; from `public_url` when set, else from the request's `Host`.
     pub public_url: Option<String>,
-    /// Served over TLS: the session cookie is `Secure`.
+    /// Served over TLS (see [`UiState::secure_cookies`]).
     pub tls: bool,
     /// What the administration page says the server runs on.
     pub server: ServerFacts,
+}
+
+impl UiState {
+    /// Whether cookies are `Secure`: Berth serves TLS itself, or it is
+    /// reached as `https://` through a proxy that does (`public_url`), where
+    /// a cookie sent over a stray `http://` request would be given away.
+    pub fn secure_cookies(&self) -> bool {
+        self.tls
+            || self
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://"))
+    }
 }
 
 /// Facts about this instance shown to administrators.

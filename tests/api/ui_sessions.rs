@@ -383,6 +383,23 @@ async fn under_tls_the_cookies_are_secure() {
     assert!(web.page("/").await.contains("Signed in as"));
 }
 
+/// Behind a proxy that serves `https://` (`public_url`), Berth itself
+/// speaks plain HTTP, but the browser is on TLS: the cookies are `Secure`
+/// so a stray `http://` request never carries them.
+#[tokio::test]
+async fn behind_an_https_proxy_the_cookies_are_secure() {
+    let app = TestApp::start_with(Backend::Sqlite, |config| {
+        config.auth.enabled = true;
+        config.auth.admin_password = Some(ADMIN_PASSWORD.into());
+        config.public_url = Some("https://registry.example".into());
+    })
+    .await;
+    assert!(app.base.starts_with("http://"), "{}", app.base);
+    let form = WebClient::new(&app).get("/sign-in").await;
+    assert_eq!(form.status(), StatusCode::OK);
+    assert_private_cookie(&set_cookie(&form, "berth_sign_in"), true);
+}
+
 #[tokio::test]
 async fn with_authentication_off_there_is_no_sign_in() {
     let app = TestApp::start(Backend::Sqlite).await;

@@ -113,7 +113,7 @@ pub async fn show(
     if existing.is_none() {
         response.headers_mut().append(
             header::SET_COOKIE,
-            cookie_header(SIGN_IN_COOKIE, csrf, None, state.tls),
+            cookie_header(SIGN_IN_COOKIE, csrf, None, state.secure_cookies()),
         );
     }
     Ok(response)
@@ -157,12 +157,12 @@ pub async fn sign_in(
                     SESSION_COOKIE,
                     signed_in.secret,
                     Some(signed_in.expires_at - unix_now()),
-                    state.tls,
+                    state.secure_cookies(),
                 ),
             );
             cookies.append(
                 header::SET_COOKIE,
-                clearing_cookie(SIGN_IN_COOKIE, state.tls),
+                clearing_cookie(SIGN_IN_COOKIE, state.secure_cookies()),
             );
             Ok(response)
         }
@@ -200,7 +200,7 @@ pub async fn sign_out(
     let mut response = see_other("/");
     response.headers_mut().append(
         header::SET_COOKIE,
-        clearing_cookie(SESSION_COOKIE, state.tls),
+        clearing_cookie(SESSION_COOKIE, state.secure_cookies()),
     );
     Ok(response)
 }
