@@ -1,8 +1,6 @@
 //! [`Admin::execute`]: every command, for one caller, with the rights it
 //! needs checked before anything is read or changed.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::command::{Command, NewToken, NewUser};
@@ -364,6 +362,20 @@ impl Admin {
             secret::random_string(32)
         );
         let created_at = unix_now();
+        let expires_at = match new.expires {
+            None => None,
+            Some(lifetime) => Some(
+                i64::try_from(lifetime.as_secs())
+                    .ok()
+                    .and_then(|seconds| created_at.checked_add(seconds))
+                    .ok_or_else(|| {
+                        AdminError::Invalid(
+                            "that expiry is too far away; leave it out for a token that does not expire"
+                                .into(),
+                        )
+                    })?,
+            ),
+        };
         let record = AccessTokenRecord {
             id: format!("tok_{}", secret::random_string(9)),
             user_name: user.clone(),
@@ -371,9 +383,7 @@ impl Admin {
             secret_hash: secret::secret_hash(&secret),
             scopes: patterns.join(" "),
             created_at,
-            expires_at: new
-                .expires
-                .map(|d: Duration| created_at + d.as_secs() as i64),
+            expires_at,
             revoked_at: None,
         };
         self.accounts.create_access_token(&record).await?;

@@ -31,6 +31,22 @@ pub struct Session {
 }
 
 impl Auth {
+    /// A person's password, as signing in and changing a password ask for
+    /// it: never an access token, which a script holds (and which can be
+    /// made from a session, so taking one for the password would let a
+    /// borrowed session take the account). Through the failed-login limits.
+    pub async fn check_password(
+        &self,
+        user: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Principal, LoginError> {
+        if password.starts_with(secret::ACCESS_TOKEN_PREFIX) {
+            return Err(LoginError::AccessTokenNotForPeople);
+        }
+        self.login_password(user, password, address).await
+    }
+
     /// Signs `user` in with their password. An access token is refused
     /// (sessions are for people, tokens for machines), without counting as
     /// a failure: nothing about it was checked.
@@ -40,10 +56,7 @@ impl Auth {
         password: &str,
         address: Option<IpAddr>,
     ) -> Result<SignedIn, LoginError> {
-        if password.starts_with(secret::ACCESS_TOKEN_PREFIX) {
-            return Err(LoginError::AccessTokenNotForPeople);
-        }
-        let principal = self.login_password(user, password, address).await?;
+        let principal = self.check_password(user, password, address).await?;
         let name = principal.name.clone().unwrap_or_default();
         let (secret, csrf) = (secret::random_string(32), secret::random_string(32));
         let created_at = unix_now();

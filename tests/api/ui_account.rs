@@ -169,6 +169,50 @@ async fn a_password_change_checks_the_current_password_and_signs_out(app: TestAp
         let page = response.text().await.unwrap();
         assert!(page.contains(message), "{message}: {page}");
     }
+    // An access token is not the password, though it logs in to the
+    // registry: a borrowed session could make one and take the account.
+    let made = app
+        .client
+        .post(app.url("/api/v1/tokens"))
+        .basic_auth("alice", Some("alice-password"))
+        .json(&serde_json::json!({"scopes": ["repository:alice/web:pull"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let secret = made.json_value().await["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let with_token = web
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", &secret),
+                ("new", "a-new-password"),
+                ("repeat", "a-new-password"),
+            ],
+        )
+        .await;
+    assert_eq!(with_token.status(), StatusCode::UNAUTHORIZED);
+    let page = with_token.text().await.unwrap();
+    assert!(page.contains("the current password is incorrect"), "{page}");
+    // A token made to expire past the end of time is refused, not wrapped.
+    let forever = web
+        .post_form(
+            "/account/tokens",
+            &[
+                ("csrf", &csrf),
+                ("repository", "alice/web"),
+                ("actions", "pull"),
+                ("expires", "9223372036000000000s"),
+            ],
+        )
+        .await;
+    assert_eq!(forever.status(), StatusCode::BAD_REQUEST);
+    let page = forever.text().await.unwrap();
+    assert!(page.contains("too far away"), "{page}");
     // Still signed in after the refusals.
     web.page("/account").await;
 

@@ -3,13 +3,13 @@
 //! the rights are `/api/v1`'s; a new token's secret is shown once, on the
 //! page that answers the form that created it, and never again.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::super::format;
+use super::super::input::{BadPath, UiPath};
 use super::super::input::{UiForm, UiQuery};
 use super::super::viewer::{ClientAddress, SESSION_COOKIE, clearing_cookie};
 use super::super::{UiError, UiState, Viewer, render, see_other};
@@ -223,7 +223,7 @@ pub async fn change_password(
         let error = "the new password and its repetition differ".to_string();
         return refused(&state, &viewer, &user, StatusCode::BAD_REQUEST, error, None).await;
     }
-    match auth.login_password(&user, &form.current, address).await {
+    match auth.check_password(&user, &form.current, address).await {
         Ok(_) => {}
         Err(LoginError::BadCredentials | LoginError::AccessTokenNotForPeople) => {
             let error = "the current password is incorrect".to_string();
@@ -277,7 +277,7 @@ pub async fn change_password(
     let mut response = see_other("/sign-in?done=password-changed&next=/account");
     response.headers_mut().append(
         header::SET_COOKIE,
-        clearing_cookie(SESSION_COOKIE, state.tls),
+        clearing_cookie(SESSION_COOKIE, state.secure_cookies()),
     );
     Ok(response)
 }
@@ -419,11 +419,11 @@ pub struct CsrfForm {
 pub async fn revoke_token(
     State(state): State<UiState>,
     viewer: Viewer,
-    id: Result<Path<String>, PathRejection>,
+    id: Result<UiPath<String>, BadPath>,
     UiForm(form): UiForm<CsrfForm>,
 ) -> Result<Response, UiError> {
     viewer.check_csrf(&form.csrf)?;
-    let Path(id) = id.map_err(|_| UiError::NotFound("no such token".into()))?;
+    let UiPath(id) = id.map_err(|_| UiError::NotFound("no such token".into()))?;
     viewer.signed_in()?;
     state
         .admin
