@@ -149,7 +149,7 @@ pub fn may_manage(actor: &Actor, path: &str) -> bool {
 }
 
 /// Whether the actor may see a namespace's quota: its owner, members and administrators.
-fn may_see_namespace(actor: &Actor, namespace: &str) -> bool {
+pub fn may_see_namespace(actor: &Actor, namespace: &str) -> bool {
     match actor {
         Actor::System => true,
         Actor::User(p) => {

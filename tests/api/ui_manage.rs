@@ -486,9 +486,23 @@ async fn making_a_repository_public_on_its_page_lets_anyone_pull(mut app: TestAp
         anonymous_pull(&app, "alice/db", "1").await,
         StatusCode::UNAUTHORIZED
     );
-    // Anyone may now read its settings, with no form.
+    // Anyone may now read its visibility, with no form, but not the
+    // namespace's rules, which are its members' business (as on /api/v1).
+    let rule = api(
+        &app,
+        ALICE,
+        Method::PUT,
+        "/api/v1/immutable-tags/alice?pattern=release-*",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(rule.status(), StatusCode::NO_CONTENT);
     let visitor = WebClient::new(&app).page("/r/alice/web/-/settings").await;
     assert!(!visitor.contains("set-visibility"), "{visitor}");
+    assert!(!visitor.contains("release-*"), "{visitor}");
+    let member = web.page("/r/alice/web/-/settings").await;
+    assert!(member.contains("release-*"), "{member}");
 
     // The whole namespace, from its page: the repository's says what makes it so.
     let made = post(

@@ -19,7 +19,7 @@ use super::super::{UiError, UiState, Viewer, format, paths, render, see_other};
 use super::layout::Layout;
 use super::repository::RepositoryHeader;
 use crate::admin::{self, Command, NewRetention};
-use crate::oci::name::lies_within;
+use crate::oci::name::{lies_within, namespace_of};
 use crate::oci::pattern::{TagRule, first_covered};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
 use crate::policy::retention::governing;
@@ -352,6 +352,10 @@ impl PolicyView {
         shown: impl Fn(&str) -> bool,
     ) -> Result<PolicyView, UiError> {
         let public_via = state.policies.public_via(path).await?;
+        // Rules and policies are the namespace's business, as on `/api/v1`:
+        // someone who may only pull a public repository sees none.
+        let member = admin::may_see_namespace(&viewer.actor(), namespace_of(path));
+        let shown = |p: &str| member && shown(p);
         let rules = state
             .policies
             .immutable_tags()
