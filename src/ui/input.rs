@@ -2,8 +2,9 @@
 //! `oci::text` before it is deserialised, and anything unreadable answered
 //! as a 400 page rather than axum's plain text.
 
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -20,6 +21,41 @@ fn check_pairs(encoded: &[u8]) -> Result<(), UiError> {
         }
     }
     Ok(())
+}
+
+/// A page's path parameters (a user, an organization, a token id), each
+/// checked like a query value: a NUL or a control character never reaches
+/// a query (PostgreSQL refuses a NUL in text, which would be a 500).
+pub struct UiPath<T>(pub T);
+
+/// Path parameters no page has; a handler says which thing is missing.
+#[derive(Debug)]
+pub struct BadPath;
+
+impl IntoResponse for BadPath {
+    fn into_response(self) -> Response {
+        UiError::NotFound("there is no such page".into()).into_response()
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for UiPath<T> {
+    type Rejection = BadPath;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, BadPath> {
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| BadPath)?;
+        if raw
+            .iter()
+            .any(|(_, value)| refusal(value, MAX_TEXT_LEN).is_some())
+        {
+            return Err(BadPath);
+        }
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| UiPath(value))
+            .map_err(|_| BadPath)
+    }
 }
 
 /// A page's query string.

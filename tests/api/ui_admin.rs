@@ -141,6 +141,15 @@ async fn users_are_created_and_deleted_after_a_confirmation(app: TestApp) {
         admin.get("/admin/users/nobody/delete").await.status(),
         StatusCode::NOT_FOUND
     );
+    // A NUL never reaches a query (PostgreSQL would refuse it with a 500).
+    assert_eq!(
+        admin.get("/admin/users/a%00b/delete").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let nul = admin
+        .post_form("/admin/users/a%00b/delete", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(nul.status(), StatusCode::NOT_FOUND);
     let deleted = admin
         .post_form("/admin/users/bob/delete", &[("csrf", &csrf)])
         .await;

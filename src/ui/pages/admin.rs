@@ -4,13 +4,13 @@
 //! the collector's last passes and what freed, and what this instance runs
 //! on.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::super::format;
+use super::super::input::{BadPath, UiPath};
 use super::super::input::{UiForm, UiQuery};
 use super::super::{UiError, UiState, Viewer, render, see_other};
 use super::account::{shown, signed_in};
@@ -216,8 +216,8 @@ struct ConfirmDelete {
     name: String,
 }
 
-fn user_name(path: Result<Path<String>, PathRejection>) -> Result<String, UiError> {
-    path.map(|Path(name)| name)
+fn user_name(path: Result<UiPath<String>, BadPath>) -> Result<String, UiError> {
+    path.map(|UiPath(name)| name)
         .map_err(|_| UiError::NotFound("there is no such user".into()))
 }
 
@@ -226,7 +226,7 @@ fn user_name(path: Result<Path<String>, PathRejection>) -> Result<String, UiErro
 pub async fn confirm_delete(
     State(state): State<UiState>,
     viewer: Viewer,
-    name: Result<Path<String>, PathRejection>,
+    name: Result<UiPath<String>, BadPath>,
 ) -> Result<Response, UiError> {
     let name = user_name(name)?;
     if let Err(refusal) = administrator(&viewer, &format!("/admin/users/{name}/delete")) {
@@ -259,7 +259,7 @@ pub struct DeleteForm {
 pub async fn delete_user(
     State(state): State<UiState>,
     viewer: Viewer,
-    name: Result<Path<String>, PathRejection>,
+    name: Result<UiPath<String>, BadPath>,
     UiForm(form): UiForm<DeleteForm>,
 ) -> Result<Response, UiError> {
     viewer.check_csrf(&form.csrf)?;

@@ -6,11 +6,11 @@
 //! policy forms, administrators also the quota's; `Admin::execute` checks
 //! each change again as the viewer.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::super::input::{BadPath, UiPath};
 use super::super::input::{UiForm, UiQuery};
 use super::super::{UiError, UiState, Viewer, format, paths, render, see_other};
 use super::account::shown;
@@ -113,10 +113,10 @@ fn sign_in_first(viewer: &Viewer, namespace: &str) -> Option<Response> {
 pub async fn show(
     State(state): State<UiState>,
     viewer: Viewer,
-    namespace: Result<Path<String>, PathRejection>,
+    namespace: Result<UiPath<String>, BadPath>,
     UiQuery(query): UiQuery<DoneQuery>,
 ) -> Result<Response, UiError> {
-    let Path(namespace) = namespace.map_err(|_| no_such_namespace())?;
+    let UiPath(namespace) = namespace.map_err(|_| no_such_namespace())?;
     if let Some(redirect) = sign_in_first(&viewer, &namespace) {
         return Ok(redirect);
     }
@@ -158,11 +158,11 @@ fn namespace_command(
 pub async fn act(
     State(state): State<UiState>,
     viewer: Viewer,
-    names: Result<Path<(String, String)>, PathRejection>,
+    names: Result<UiPath<(String, String)>, BadPath>,
     UiForm(form): UiForm<PolicyForm>,
 ) -> Result<Response, UiError> {
     viewer.check_csrf(&form.csrf)?;
-    let Path((namespace, action)) = names.map_err(|_| no_such_namespace())?;
+    let UiPath((namespace, action)) = names.map_err(|_| no_such_namespace())?;
     // A namespace the viewer may not see has nothing to change.
     page(&state, &viewer, &namespace).await?;
     let result = match namespace_command(&namespace, &action, &form) {

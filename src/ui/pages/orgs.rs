@@ -4,12 +4,12 @@
 //! members, each an `admin::Command` run as the viewer, which checks the
 //! right again whatever the page showed.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::super::input::{BadPath, UiPath};
 use super::super::input::{UiForm, UiQuery};
 use super::super::{UiError, UiState, Viewer, render, see_other};
 use super::account::{shown, signed_in};
@@ -134,10 +134,10 @@ async fn page(
 pub async fn show(
     State(state): State<UiState>,
     viewer: Viewer,
-    name: Result<Path<String>, PathRejection>,
+    name: Result<UiPath<String>, BadPath>,
     UiQuery(query): UiQuery<OrganizationQuery>,
 ) -> Result<Response, UiError> {
-    let Path(name) = name.map_err(|_| no_such_organization())?;
+    let UiPath(name) = name.map_err(|_| no_such_organization())?;
     if let Err(redirect) = signed_in(&viewer, &format!("/orgs/{name}")) {
         return Ok(*redirect);
     }
@@ -176,12 +176,12 @@ async fn refused(
 pub async fn set_member(
     State(state): State<UiState>,
     viewer: Viewer,
-    name: Result<Path<String>, PathRejection>,
+    name: Result<UiPath<String>, BadPath>,
     UiForm(form): UiForm<MemberForm>,
 ) -> Result<Response, UiError> {
     viewer.check_csrf(&form.csrf)?;
     viewer.signed_in()?;
-    let Path(organization) = name.map_err(|_| no_such_organization())?;
+    let UiPath(organization) = name.map_err(|_| no_such_organization())?;
     let command = Command::SetMember {
         organization: organization.clone(),
         user: form.user.trim().to_string(),
@@ -202,12 +202,12 @@ pub struct RemoveForm {
 pub async fn remove_member(
     State(state): State<UiState>,
     viewer: Viewer,
-    names: Result<Path<(String, String)>, PathRejection>,
+    names: Result<UiPath<(String, String)>, BadPath>,
     UiForm(form): UiForm<RemoveForm>,
 ) -> Result<Response, UiError> {
     viewer.check_csrf(&form.csrf)?;
     viewer.signed_in()?;
-    let Path((organization, user)) = names.map_err(|_| no_such_organization())?;
+    let UiPath((organization, user)) = names.map_err(|_| no_such_organization())?;
     // Leaving an organization leaves its page too.
     let next = if viewer.name() == Some(user.as_str()) {
         "/account".to_string()
