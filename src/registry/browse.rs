@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::{Registry, RegistryError, RegistryResult};
 use crate::metadata::{
-    ManifestListing, ManifestRecord, RepositoryAfter, RepositoryOrder, TagAfter, TagListing,
-    TagOrder,
+    ManifestListing, ManifestRecord, RepositoryAfter, RepositoryListing, RepositoryOrder, TagAfter,
+    TagListing, TagOrder,
 };
 use crate::oci::image::{ConfigSummary, Descriptor, IMAGE_CONFIG_TYPES, Platform, descriptors};
 use crate::oci::manifest::is_index_type;
@@ -24,6 +24,9 @@ pub const MAX_BROWSE_PAGE: u32 = 1000;
 
 /// Candidates read per statement while filling a page of repositories.
 const SCAN_BATCH: u32 = 500;
+
+/// Statements one page of repositories may make before it is answered short.
+const MAX_SCAN_BATCHES: u32 = 10;
 
 /// A page of rows; `next` is the cursor of the following page, if any.
 #[derive(Debug, Clone, Serialize)]
@@ -240,6 +243,8 @@ impl Registry {
         let limit = page_size(limit, 50) as usize;
         let mut after = repository_cursor(order, cursor)?;
         let mut rows = Vec::new();
+        let mut scanned = 0u32;
+        let mut cut_short = false;
         loop {
             let batch = self
                 .metadata
@@ -260,10 +265,28 @@ impl Registry {
                     },
                 };
             }
+            scanned += 1;
             rows.extend(batch.into_iter().filter(|row| visible(&row.name)));
             if rows.len() > limit || exhausted {
                 break;
             }
+            if scanned == MAX_SCAN_BATCHES {
+                // A caller who may see few of many repositories gets a
+                // short page and a cursor where the scan stopped, so no
+                // request (an anonymous one least) reads every row.
+                cut_short = true;
+                break;
+            }
+        }
+        if cut_short {
+            let next = match &after {
+                RepositoryAfter::Name(name) => Some(format!("n:{name}")),
+                RepositoryAfter::Recent { pushed_at, name } => {
+                    Some(format!("r:{pushed_at}:{name}"))
+                }
+                RepositoryAfter::Start => None,
+            };
+            return self.summarize_repositories(rows, next).await;
         }
         let more = rows.len() > limit;
         rows.truncate(limit);
@@ -281,6 +304,15 @@ impl Registry {
         } else {
             None
         };
+        self.summarize_repositories(rows, next).await
+    }
+
+    /// A page of `rows` with their tag counts, sizes and platforms.
+    async fn summarize_repositories(
+        &self,
+        rows: Vec<RepositoryListing>,
+        next: Option<String>,
+    ) -> RegistryResult<BrowsePage<RepositorySummary>> {
         let mut stats = self
             .metadata
             .repository_stats(rows.iter().map(|r| r.id).collect())
