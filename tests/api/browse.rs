@@ -526,6 +526,71 @@ async fn forget_summaries(app: &TestApp) {
     }
 }
 
+/// A caller who may see few of many repositories is answered a short page
+/// and a cursor where the scan stopped, never a scan of every row: here an
+/// anonymous visitor, 5,200 private repositories and one public one after them.
+#[tokio::test]
+async fn a_page_of_few_visible_repositories_among_many_stops_its_scan() {
+    let mut app = TestApp::start_secured(Backend::Sqlite).await;
+    push_as_admin(&mut app, "zz/public", "1").await;
+    make_public(&app, "zz/public").await;
+    let path = app
+        .config
+        .database_url
+        .strip_prefix("sqlite:")
+        .unwrap()
+        .to_string();
+    let connection = rusqlite::Connection::open(path).unwrap();
+    connection
+        .execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 5199) \
+             INSERT INTO repositories (name, created_at) SELECT printf('admin/r%05d', i), 1 FROM n; \
+             INSERT INTO manifests (repository_id, digest, media_type, payload, created_at, summary_state) \
+             SELECT r.id, m.digest, m.media_type, m.payload, 1, 2 FROM repositories r, \
+             (SELECT * FROM manifests LIMIT 1) m WHERE r.name LIKE 'admin/r%';",
+        )
+        .unwrap();
+
+    let first = get_json(
+        &app,
+        "/api/v1/repositories?sort=name",
+        Credentials::Anonymous,
+    )
+    .await;
+    assert_eq!(names(&first), Vec::<&str>::new(), "{first}");
+    let cursor = first["next"]
+        .as_str()
+        .expect("a cursor where the scan stopped");
+    let second = get_json(
+        &app,
+        &format!(
+            "/api/v1/repositories?sort=name&cursor={}",
+            urlencode(cursor)
+        ),
+        Credentials::Anonymous,
+    )
+    .await;
+    assert_eq!(names(&second), ["zz/public"]);
+    assert_eq!(second["next"], Value::Null);
+    // The admin sees a full page at once.
+    let admin = get_json(
+        &app,
+        "/api/v1/repositories?sort=name&n=3",
+        Credentials::Basic(ADMIN.0, ADMIN.1),
+    )
+    .await;
+    assert_eq!(
+        names(&admin),
+        ["admin/r00000", "admin/r00001", "admin/r00002"]
+    );
+    // The page says so, and links on.
+    let home = crate::ui_support::WebClient::new(&app)
+        .page("/?sort=name")
+        .await;
+    assert!(home.contains("the next page looks further"), "{home}");
+    assert!(home.contains("Next page"), "{home}");
+}
+
 #[tokio::test]
 async fn summaries_of_stored_manifests_are_filled_in_the_background_on_sqlite() {
     summaries_of_stored_manifests_are_filled_in_the_background(Backend::Sqlite).await;
