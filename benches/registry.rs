@@ -7,8 +7,9 @@
 //! for each server: a figure that does not depend on the client, which
 //! shares the machine's two cores, and that moves less from run to run.
 //!
-//! The large blob's rows are also run on a bare server (`support/bare.rs`)
-//! that only receives and hashes, or sends from memory, and its figures are
+//! The large blob's rows, blob `HEAD` and manifest `GET` are also run on a
+//! bare server (`support/bare.rs`) that only receives and hashes, or sends
+//! from memory, and its figures are
 //! printed as the ceiling: how fast any server can go on this machine with
 //! this client, and so which ratios against the reference are within reach.
 //!
@@ -649,6 +650,14 @@ impl Servers {
         servers
     }
 
+    /// Berth as it ships, the reference and the bare server, for the small
+    /// requests the bare server answers from memory (its figure is their ceiling).
+    fn compared_and_bare(&self) -> Vec<Arc<Target>> {
+        let mut servers = self.compared();
+        servers.extend(self.bare.clone());
+        servers
+    }
+
     /// Berth as it ships and the reference, for the rows that do not touch
     /// blob storage, where flushing makes no difference.
     fn compared(&self) -> Vec<Arc<Target>> {
@@ -773,6 +782,7 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
         .map(|r| variant(large, 0x80 | r as u8))
         .collect();
     let (all, compared) = (servers.all(), servers.compared());
+    let small_rows = servers.compared_and_bare();
     let large_rows = servers.all_and_bare();
     // Server CPU per operation of the large-blob rows, printed after the rates.
     let mut cpu_rows = Vec::new();
@@ -837,7 +847,7 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
     rows.push(Row::new(
         "blob HEAD, 32 connections",
         "req/s",
-        in_turns(&compared, rounds, |target, _| {
+        in_turns(&small_rows, rounds, |target, _| {
             rate(target, reqwest::Method::HEAD, config_path.clone())
         })
         .await,
@@ -845,7 +855,7 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
     rows.push(Row::new(
         "manifest GET by tag, 32 connections",
         "req/s",
-        in_turns(&compared, rounds, |target, _| {
+        in_turns(&small_rows, rounds, |target, _| {
             rate(
                 target,
                 reqwest::Method::GET,
@@ -1021,7 +1031,10 @@ fn main() {
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(bare::serve(large_blob())).unwrap();
+        let (config, _, manifest) = image(1000);
+        runtime
+            .block_on(bare::serve(large_blob(), config, manifest.into()))
+            .unwrap();
         return;
     }
     // `cargo bench` passes `--bench`; `cargo test --all-targets` builds and

@@ -7,7 +7,10 @@
 //!
 //! It speaks just enough HTTP/1.1 for the benchmark's client: `GET /v2/`,
 //! upload sessions (`POST`, `PATCH`, `PUT ?digest=`, checked against the
-//! hash), and `GET` of the one blob it was started with, sent from memory.
+//! hash), `GET` of the one blob it was started with, sent from memory, and
+//! for the small-request rows' ceiling, `HEAD` of the small image's config
+//! and `GET` of its manifest, answered from memory with the headers a
+//! registry sends (`Docker-Content-Digest`, `Content-Type`, length).
 
 use std::collections::HashMap;
 use std::io;
@@ -30,17 +33,26 @@ struct State {
     /// Open upload sessions' running hashes, by session id.
     uploads: Mutex<HashMap<u64, Sha256>>,
     next_upload: AtomicU64,
+    /// The small image's config (for `HEAD`) and manifest (for `GET`), and their digests.
+    config: Bytes,
+    config_digest: String,
+    manifest: Bytes,
+    manifest_digest: String,
 }
 
 /// Serves on 127.0.0.1 at a free port until killed. The benchmark finds the
 /// port from /proc, as it does Berth's.
-pub async fn serve(blob: Bytes) -> io::Result<()> {
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
+pub async fn serve(blob: Bytes, config: Bytes, manifest: Bytes) -> io::Result<()> {
+    let digest_of = |bytes: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
     let state = Arc::new(State {
+        digest: digest_of(&blob),
         blob,
-        digest,
         uploads: Mutex::default(),
         next_upload: AtomicU64::new(1),
+        config_digest: digest_of(&config),
+        config,
+        manifest_digest: digest_of(&manifest),
+        manifest,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     loop {
@@ -197,6 +209,32 @@ async fn respond(
             );
             stream.write_all(head.as_bytes()).await?;
             return stream.write_all(&state.blob).await;
+        }
+        ("HEAD", _)
+            if head
+                .path
+                .ends_with(&format!("/blobs/{}", state.config_digest)) =>
+        {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+             Docker-Content-Digest: {}\r\nContent-Length: {}\r\n\r\n",
+                state.config_digest,
+                state.config.len()
+            )
+        }
+        ("GET", _) if head.path.contains("/manifests/") => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nDocker-Content-Digest: {}\r\n\
+                 Content-Length: {}\r\n\r\n",
+                super::MANIFEST_TYPE,
+                state.manifest_digest,
+                state.manifest.len()
+            );
+            // One write, as a server that builds its response in memory does.
+            let mut response = Vec::with_capacity(head.len() + state.manifest.len());
+            response.extend_from_slice(head.as_bytes());
+            response.extend_from_slice(&state.manifest);
+            return stream.write_all(&response).await;
         }
         ("POST", _) if head.path.ends_with("/blobs/uploads/") => {
             let id = state.next_upload.fetch_add(1, Ordering::Relaxed);
