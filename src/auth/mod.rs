@@ -256,7 +256,7 @@ impl Auth {
             if let Some(wait) = self.limiter.retry_after(None, address) {
                 return Err(LoginError::RateLimited(wait));
             }
-            let principal = self.access_token_principal(user, password).await?;
+            let principal = self.access_token_principal(Some(user), password).await?;
             if principal.is_none() {
                 self.limiter.record_failure(None, address);
             }
@@ -295,19 +295,10 @@ impl Auth {
         if let Some(wait) = self.limiter.retry_after(None, address) {
             return Err(LoginError::RateLimited(wait));
         }
-        let token = if secret.starts_with(secret::ACCESS_TOKEN_PREFIX) {
-            self.accounts
-                .access_token_by_secret(&secret::secret_hash(secret))
-                .await?
+        let principal = if secret.starts_with(secret::ACCESS_TOKEN_PREFIX) {
+            self.access_token_principal(None, secret).await?
         } else {
             None
-        };
-        let principal = match token {
-            Some(token) => {
-                self.access_token_principal(&token.user_name, secret)
-                    .await?
-            }
-            None => None,
         };
         if principal.is_none() {
             self.limiter.record_failure(None, address);
@@ -315,9 +306,11 @@ impl Auth {
         principal.ok_or(LoginError::BadCredentials)
     }
 
+    /// The user an access token stands for, if it is live and (when
+    /// `user` is given, as Basic credentials name one) that user's.
     async fn access_token_principal(
         &self,
-        user: &str,
+        user: Option<&str>,
         secret: &str,
     ) -> Result<Option<Principal>, MetadataError> {
         let Some(token) = self
@@ -328,7 +321,8 @@ impl Auth {
             return Ok(None);
         };
         let expired = token.expires_at.is_some_and(|at| at <= unix_now());
-        if token.revoked_at.is_some() || expired || token.user_name != user {
+        let someone_else = user.is_some_and(|user| token.user_name != user);
+        if token.revoked_at.is_some() || expired || someone_else {
             return Ok(None);
         }
         self.principal(&token.user_name, Some(&token.id)).await
@@ -408,6 +402,19 @@ impl Auth {
             principal
                 .repository_actions(repository, &public)
                 .contains(Actions::PULL)
+        })
+    }
+
+    /// [`Auth::pull_check`] where authentication may be off (`auth` is
+    /// `None`) or the caller unrestricted (`principal` is `None`): then
+    /// every repository passes.
+    pub async fn pull_test(
+        auth: Option<&Auth>,
+        principal: Option<&Principal>,
+    ) -> Result<Box<dyn Fn(&str) -> bool + Send + Sync>, MetadataError> {
+        Ok(match (auth, principal) {
+            (Some(auth), Some(principal)) => Box::new(auth.pull_check(principal.clone()).await?),
+            _ => Box::new(|_: &str| true),
         })
     }
 

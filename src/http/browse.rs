@@ -25,7 +25,7 @@ use super::error::ApiError;
 use super::headers::header_str;
 use super::input::{ApiPath, ApiQuery};
 use super::token::basic_credentials;
-use crate::auth::Principal;
+use crate::auth::{Auth, Principal};
 use crate::oci::{ErrorCode, Reference, RepositoryName};
 use crate::registry::{BrowsePage, RepositorySort, RepositorySummary, TagSort};
 
@@ -75,14 +75,12 @@ impl FromRequestParts<AppState> for Reader {
 }
 
 impl Reader {
-    /// Whether the reader may pull `repository`, by rights and visibility now.
-    async fn may_pull(&self, state: &AppState, repository: &str) -> Result<bool, ApiError> {
-        match (&self.0, &state.auth) {
-            (Some(principal), Some(auth)) => {
-                Ok(auth.pull_check(principal.clone()).await?(repository))
-            }
-            _ => Ok(true),
-        }
+    /// Which repositories the reader may pull, by rights and visibility now.
+    async fn pull_test(
+        &self,
+        state: &AppState,
+    ) -> Result<Box<dyn Fn(&str) -> bool + Send + Sync>, ApiError> {
+        Ok(Auth::pull_test(state.auth.as_deref(), self.0.as_ref()).await?)
     }
 }
 
@@ -171,21 +169,11 @@ pub async fn repositories(
     let order = repository_order(query.sort.as_deref())?;
     let search = query.q.trim();
     let cursor = query.cursor.as_deref();
-    let listed = match (&reader.0, &state.auth) {
-        (Some(principal), Some(auth)) => {
-            let visible = auth.pull_check(principal.clone()).await?;
-            state
-                .registry
-                .browse_repositories(search, order, cursor, query.n, &visible)
-                .await?
-        }
-        _ => {
-            state
-                .registry
-                .browse_repositories(search, order, cursor, query.n, &|_| true)
-                .await?
-        }
-    };
+    let visible = reader.pull_test(&state).await?;
+    let listed = state
+        .registry
+        .browse_repositories(search, order, cursor, query.n, &*visible)
+        .await?;
     let public = public_test(&state).await?;
     let listed = BrowsePage {
         items: listed
@@ -211,10 +199,8 @@ pub async fn repositories(
 async fn public_test(
     state: &AppState,
 ) -> Result<Box<dyn Fn(&str) -> bool + Send + Sync>, ApiError> {
-    Ok(match &state.auth {
-        Some(auth) => Box::new(auth.pull_check(Principal::default()).await?),
-        None => Box::new(|_: &str| true),
-    })
+    let anonymous = Principal::default();
+    Ok(Auth::pull_test(state.auth.as_deref(), Some(&anonymous)).await?)
 }
 
 /// What a path under `/api/v1/repositories/` names.
@@ -260,7 +246,7 @@ pub async fn repository(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let (name, target) = parse_target(&path)?;
-    if !reader.may_pull(&state, name.as_str()).await? {
+    if !reader.pull_test(&state).await?(name.as_str()) {
         return Err(ApiError::new(ErrorCode::NameUnknown));
     }
     let registry = &state.registry;

@@ -172,16 +172,19 @@ async fn repository_listing(
             "SELECT r.id, r.name, r.last_pushed_at FROM repositories r WHERE r.name = $1 \
              AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)",
             &[Value::Text(name)],
-            |row| {
-                Ok(RepositoryListing {
-                    id: row.get(0)?,
-                    name: row.get(1)?,
-                    last_pushed_at: row.get(2)?,
-                })
-            },
+            repository_row,
         )
         .await?;
     Ok(rows.into_iter().next())
+}
+
+/// A row of `SELECT r.id, r.name, r.last_pushed_at`.
+fn repository_row(row: &super::db::Row<'_>) -> MetadataResult<RepositoryListing> {
+    Ok(RepositoryListing {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        last_pushed_at: row.get(2)?,
+    })
 }
 
 async fn list_repositories(
@@ -193,13 +196,6 @@ async fn list_repositories(
 ) -> MetadataResult<Vec<RepositoryListing>> {
     let pattern = contains_pattern(&search.to_ascii_lowercase());
     let holds_manifest = "EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)";
-    let each = |row: &super::db::Row<'_>| {
-        Ok(RepositoryListing {
-            id: row.get(0)?,
-            name: row.get(1)?,
-            last_pushed_at: row.get(2)?,
-        })
-    };
     match order {
         RepositoryOrder::Name => {
             let after = match after {
@@ -218,7 +214,7 @@ async fn list_repositories(
                     Value::Text(&pattern),
                     i64::from(limit).into(),
                 ],
-                each,
+                repository_row,
             )
             .await
         }
@@ -242,7 +238,7 @@ async fn list_repositories(
                     Value::Text(&pattern),
                     i64::from(limit).into(),
                 ],
-                each,
+                repository_row,
             )
             .await
         }

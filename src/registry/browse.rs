@@ -171,6 +171,26 @@ fn repository_cursor(
     }
 }
 
+/// Where a page of repositories that ended at `row` resumes.
+fn repository_after(order: RepositoryOrder, row: &RepositoryListing) -> RepositoryAfter {
+    match order {
+        RepositoryOrder::Name => RepositoryAfter::Name(row.name.clone()),
+        RepositoryOrder::Recent => RepositoryAfter::Recent {
+            pushed_at: row.last_pushed_at.unwrap_or(i64::MIN),
+            name: row.name.clone(),
+        },
+    }
+}
+
+/// The cursor [`repository_cursor`] reads back as `after`; none at the start.
+fn repository_cursor_text(after: &RepositoryAfter) -> Option<String> {
+    match after {
+        RepositoryAfter::Start => None,
+        RepositoryAfter::Name(name) => Some(format!("n:{name}")),
+        RepositoryAfter::Recent { pushed_at, name } => Some(format!("r:{pushed_at}:{name}")),
+    }
+}
+
 fn tag_cursor(order: TagOrder, cursor: Option<&str>) -> RegistryResult<TagAfter> {
     let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
         return Ok(TagAfter::Start);
@@ -244,7 +264,7 @@ impl Registry {
         let mut after = repository_cursor(order, cursor)?;
         let mut rows = Vec::new();
         let mut scanned = 0u32;
-        let mut cut_short = false;
+        let mut scan_stopped = false;
         loop {
             let batch = self
                 .metadata
@@ -257,13 +277,7 @@ impl Registry {
                 .await?;
             let exhausted = batch.len() < SCAN_BATCH.max(limit as u32 + 1) as usize;
             if let Some(last) = batch.last() {
-                after = match order {
-                    RepositoryOrder::Name => RepositoryAfter::Name(last.name.clone()),
-                    RepositoryOrder::Recent => RepositoryAfter::Recent {
-                        pushed_at: last.last_pushed_at.unwrap_or(i64::MIN),
-                        name: last.name.clone(),
-                    },
-                };
+                after = repository_after(order, last);
             }
             scanned += 1;
             rows.extend(batch.into_iter().filter(|row| visible(&row.name)));
@@ -274,36 +288,19 @@ impl Registry {
                 // A caller who may see few of many repositories gets a
                 // short page and a cursor where the scan stopped, so no
                 // request (an anonymous one least) reads every row.
-                cut_short = true;
+                scan_stopped = true;
                 break;
             }
         }
-        if cut_short {
-            let next = match &after {
-                RepositoryAfter::Name(name) => Some(format!("n:{name}")),
-                RepositoryAfter::Recent { pushed_at, name } => {
-                    Some(format!("r:{pushed_at}:{name}"))
-                }
-                RepositoryAfter::Start => None,
-            };
-            return self.summarize_repositories(rows, next).await;
-        }
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next = if more {
-            rows.last().map(|last| match order {
-                RepositoryOrder::Name => format!("n:{}", last.name),
-                RepositoryOrder::Recent => {
-                    format!(
-                        "r:{}:{}",
-                        last.last_pushed_at.unwrap_or(i64::MIN),
-                        last.name
-                    )
-                }
-            })
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| repository_after(order, last))
+        } else if scan_stopped {
+            Some(after)
         } else {
             None
         };
+        let next = next.as_ref().and_then(repository_cursor_text);
         self.summarize_repositories(rows, next).await
     }
 
@@ -343,19 +340,8 @@ impl Registry {
             .repository_listing(repository.as_str())
             .await?
             .ok_or(RegistryError::RepositoryUnknown)?;
-        let stats = self
-            .metadata
-            .repository_stats(vec![row.id])
-            .await?
-            .remove(&row.id)
-            .unwrap_or_default();
-        Ok(RepositorySummary {
-            name: row.name,
-            last_pushed_at: row.last_pushed_at,
-            tag_count: stats.tag_count,
-            size: stats.size,
-            platforms: stats.platforms,
-        })
+        let mut page = self.summarize_repositories(vec![row], None).await?;
+        page.items.pop().ok_or(RegistryError::RepositoryUnknown)
     }
 
     async fn existing_repository(&self, repository: &RepositoryName) -> RegistryResult<i64> {

@@ -10,6 +10,7 @@ use super::super::input::UiQuery;
 use super::super::{UiError, UiState, Viewer, paths, render};
 use super::layout::Layout;
 use super::repository::When;
+use crate::auth::Auth;
 use crate::metadata::unix_now;
 use crate::policy::visibility::is_public;
 use crate::registry::RepositorySort;
@@ -56,21 +57,12 @@ pub async fn show(
     };
     let search = query.q.trim().to_string();
     let cursor = query.cursor.as_deref();
-    let page = match (&state.auth, viewer.open) {
-        (Some(auth), false) => {
-            let visible = auth.pull_check(viewer.principal.clone()).await?;
-            state
-                .registry
-                .browse_repositories(&search, order, cursor, Some(PAGE_ROWS), &visible)
-                .await?
-        }
-        _ => {
-            state
-                .registry
-                .browse_repositories(&search, order, cursor, Some(PAGE_ROWS), &|_| true)
-                .await?
-        }
-    };
+    let viewer_rights = (!viewer.open).then_some(&viewer.principal);
+    let visible = Auth::pull_test(state.auth.as_deref(), viewer_rights).await?;
+    let page = state
+        .registry
+        .browse_repositories(&search, order, cursor, Some(PAGE_ROWS), &*visible)
+        .await?;
     let public_paths = state.policies.public_paths().await?;
     let now = unix_now();
     let rows = page
