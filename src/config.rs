@@ -31,6 +31,7 @@ use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, AuthSettings};
+use crate::events::{AuditSettings, EventSettings, EventsConfig, WebhookSettings};
 use crate::gc::GcConfig;
 use crate::listener::HttpConfig;
 use crate::metadata::DatabaseSettings;
@@ -64,6 +65,10 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub ui: UiSettings,
     pub log: LogSettings,
+    pub events: EventSettings,
+    /// The `[[webhooks]]` endpoints, which hear every namespace.
+    pub webhooks: Vec<WebhookSettings>,
+    pub audit: AuditSettings,
 }
 
 impl Default for Settings {
@@ -82,6 +87,9 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             ui: UiSettings::default(),
             log: LogSettings::default(),
+            events: EventSettings::default(),
+            webhooks: Vec::new(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -160,6 +168,7 @@ pub struct Config {
     pub http: HttpConfig,
     /// `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
+    pub events: EventsConfig,
     /// Said while loading (old names still in use), for the caller to log
     /// once logging is set up.
     pub warnings: Vec<String>,
@@ -181,6 +190,7 @@ impl std::fmt::Debug for Config {
             .field("gc", &self.gc)
             .field("http", &self.http)
             .field("tls", &self.tls)
+            .field("events", &self.events)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("warnings", &self.warnings)
             .finish()
@@ -324,6 +334,16 @@ impl Settings {
         let gc = self.gc.check().map_err(in_section("gc"))?;
         let http = self.http.check().map_err(in_section("http"))?;
         let tls = self.tls.check().map_err(in_section("tls"))?;
+        let events = EventsConfig {
+            settings: self.events.check().map_err(in_section("events"))?,
+            webhooks: self
+                .webhooks
+                .iter()
+                .map(|w| w.check())
+                .collect::<Result<_, _>>()
+                .map_err(in_section("webhooks"))?,
+            audit: self.audit.clone().check().map_err(in_section("audit"))?,
+        };
         let mut warnings = Vec::new();
         if tls.is_some()
             && let Some(url) = public_url.as_deref().filter(|u| u.starts_with("http://"))
@@ -346,6 +366,7 @@ impl Settings {
             gc,
             http,
             tls,
+            events,
             warnings,
         })
     }
@@ -821,7 +842,8 @@ mod tests {
         assert_eq!(
             sections,
             [
-                "auth", "database", "gc", "http", "log", "s3", "storage", "tls", "ui"
+                "audit", "auth", "database", "events", "gc", "http", "log", "s3", "storage", "tls",
+                "ui"
             ]
         );
 

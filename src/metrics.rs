@@ -50,6 +50,9 @@ pub struct Metrics {
     gc_collected: Family<KindLabels, Counter>,
     gc_bytes: Counter,
     gc_passes: Counter,
+    webhook_events: Family<KindLabels, Counter>,
+    webhook_latency: Histogram,
+    webhook_deliveries: Family<PoolLabels, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -124,7 +127,28 @@ impl Metrics {
             "Garbage collection passes run",
             gc_passes.clone(),
         );
+        let webhook_events = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts of this instance, by outcome (delivered, failed, dead)",
+            webhook_events.clone(),
+        );
+        let webhook_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "webhook_delivery_duration_seconds",
+            "Time a webhook receiver took to answer",
+            webhook_latency.clone(),
+        );
+        let webhook_deliveries = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries waiting (queued) or given up on (dead), in the whole registry",
+            webhook_deliveries.clone(),
+        );
         Self {
+            webhook_events,
+            webhook_latency,
+            webhook_deliveries,
             gc_collected,
             gc_bytes,
             gc_passes,
@@ -148,6 +172,23 @@ impl Metrics {
         }
         self.gc_bytes.inc_by(freed_bytes);
         self.gc_passes.inc();
+    }
+
+    /// One webhook attempt: `delivered`, `failed` (to be retried) or `dead`.
+    pub fn record_webhook(&self, outcome: &'static str, seconds: f64) {
+        self.webhook_events
+            .get_or_create(&KindLabels { kind: outcome })
+            .inc();
+        self.webhook_latency.observe(seconds);
+    }
+
+    /// Deliveries queued and dead, as last counted.
+    pub fn set_webhook_backlog(&self, queued: u64, dead: u64) {
+        for (state, count) in [("queued", queued), ("dead", dead)] {
+            self.webhook_deliveries
+                .get_or_create(&PoolLabels { state })
+                .set(count as i64);
+        }
     }
 
     /// The text exposition, with the gauges set to what the caller read

@@ -36,6 +36,7 @@ struct Opened {
     /// Closed at shutdown.
     metadata: Metadata,
     collector: Option<tokio::task::JoinHandle<()>>,
+    events: tokio::task::JoinHandle<()>,
 }
 
 /// The configured blob store (no metrics), for `berth gc`.
@@ -66,7 +67,11 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
             tracing::warn!(operation, %error, "blob store operation failed");
         }));
     let policies = Policies::new(stores.policy.clone());
-    let admin = Arc::new(Admin::new(stores.accounts.clone(), policies.clone()));
+    let admin = Arc::new(Admin::new(
+        stores.accounts.clone(),
+        policies.clone(),
+        stores.events.clone(),
+    ));
     let auth = if config.auth.enabled {
         if let Some(password) = admin
             .bootstrap(config.auth.admin_password.as_deref())
@@ -79,9 +84,14 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
             );
         }
         Some(Arc::new(
-            Auth::open(stores.accounts.clone(), policies.clone(), &config.auth)
-                .await
-                .context("cannot load token signing keys")?,
+            Auth::open(
+                stores.accounts.clone(),
+                stores.events.clone(),
+                policies.clone(),
+                &config.auth,
+            )
+            .await
+            .context("cannot load token signing keys")?,
         ))
     } else {
         tracing::warn!(
@@ -97,7 +107,26 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
         Some(metrics.clone()),
     ));
     let collector = gc.clone().spawn();
-    let registry = Arc::new(Registry::new(stores.registry.clone(), blobs));
+    let registry = Arc::new(Registry::new(
+        stores.registry.clone(),
+        stores.events.clone(),
+        blobs,
+    ));
+    let source = crate::events::Source {
+        public_url: config.public_url.clone(),
+        addr: config.listen.to_string(),
+        instance_id: uuid::Uuid::new_v4().to_string(),
+    };
+    let events = crate::events::Events::new(
+        stores.events.clone(),
+        config.events.clone(),
+        source,
+        metrics.clone(),
+        registry.pull_events(),
+    )?
+    .start()
+    .await
+    .context("cannot record the webhook endpoints of the configuration")?;
     // Manifests stored before summaries were recorded (or whose config could
     // not be read at push) are filled in the background, in every instance.
     let filling = registry.clone();
@@ -139,6 +168,7 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
         router: router(state).merge(pages),
         metadata: stores,
         collector,
+        events,
     })
 }
 
@@ -168,6 +198,7 @@ pub async fn serve(
         router: app,
         metadata,
         collector,
+        events,
     } = open(config).await?;
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = serve_on(app, listener, connections, async move {
@@ -192,6 +223,7 @@ pub async fn serve(
     if let Some(collector) = collector {
         collector.abort();
     }
+    events.abort();
     metadata.close().await;
     result
 }

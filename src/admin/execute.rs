@@ -14,7 +14,8 @@ use super::{
 use crate::auth::scope::ScopePattern;
 use crate::auth::{Role, secret};
 use crate::metadata::{
-    AccessTokenRecord, Claimant, Created, MemberOutcome, RetentionPolicy, unix_now,
+    AccessTokenRecord, AuditOutcome, Claimant, Created, MemberOutcome, Origin, RetentionPolicy,
+    unix_now,
 };
 use crate::oci::name::namespace_of;
 use crate::oci::pattern::TagRule;
@@ -67,8 +68,32 @@ fn check_password(password: &str) -> AdminResult<()> {
 }
 
 impl Admin {
-    /// Runs `command` for `actor`.
-    pub async fn execute(&self, actor: &Actor, command: Command) -> AdminResult<Outcome> {
+    /// Runs `command` for `actor`, who sent it as `origin` says; a change,
+    /// or a change refused for want of a right, goes into the audit log.
+    pub async fn execute(
+        &self,
+        origin: &Origin,
+        actor: &Actor,
+        command: Command,
+    ) -> AdminResult<Outcome> {
+        let audit = command.audit();
+        let result = self.run(origin, actor, command).await;
+        let outcome = match &result {
+            Ok(_) => Some(AuditOutcome::Ok),
+            Err(AdminError::Forbidden(_)) => Some(AuditOutcome::Denied),
+            // Nothing changed and no right was missing.
+            Err(_) => None,
+        };
+        if let (Some(mut entry), Some(outcome)) = (audit, outcome) {
+            entry.outcome = outcome;
+            if let Err(e) = self.events.record_audit(origin.clone(), entry).await {
+                tracing::warn!(error = %e, "could not write to the audit log");
+            }
+        }
+        result
+    }
+
+    async fn run(&self, origin: &Origin, actor: &Actor, command: Command) -> AdminResult<Outcome> {
         match command {
             Command::Whoami => Ok(whoami(actor)),
             Command::AddUser(new) => self.add_user(actor, new).await,
@@ -111,6 +136,25 @@ impl Admin {
             Command::ListRetention => self.retention_policies(actor).await,
             Command::SetRetention(policy) => self.set_retention(actor, &policy).await,
             Command::RemoveRetention { path } => self.remove_retention(actor, &path).await,
+            Command::ListWebhooks { namespace } => self.webhooks(actor, namespace.as_deref()).await,
+            Command::AddWebhook(new) => self.add_webhook(actor, new).await,
+            Command::RemoveWebhook { namespace, name } => {
+                self.remove_webhook(actor, &namespace, &name).await
+            }
+            Command::WebhookDeliveries {
+                namespace,
+                name,
+                dead_only,
+            } => self.deliveries(actor, &namespace, &name, dead_only).await,
+            Command::TestWebhook { namespace, name } => {
+                self.test_webhook(origin, actor, &namespace, &name).await
+            }
+            Command::Redeliver {
+                namespace,
+                name,
+                delivery,
+            } => self.redeliver(actor, &namespace, &name, delivery).await,
+            Command::ReadAudit(query) => self.read_audit(actor, query).await,
         }
     }
 

@@ -7,20 +7,26 @@
 //! Each answer is an [`Outcome`], rendered as text for the terminal and as
 //! JSON for HTTP.
 //!
-//! Called by `cli` and `http`; calls `auth` (principals, secrets, scope
-//! patterns), `policy`, `metadata`'s account store and `oci` (names).
+//! Called by `cli`, `http` and `ui`; calls `auth` (principals, secrets,
+//! scope patterns), `policy`, `events` (the check of an endpoint's
+//! settings), `metadata`'s account and event stores and `oci` (names).
+//! Every change it makes, and every one it refuses for want of a right, is
+//! a line in the audit log (`webhooks.rs` also reads it).
 
 mod command;
 mod execute;
 mod outcome;
+mod webhooks;
 
-pub use command::{Command, NewRetention, NewToken, NewUser, parse_lifetime};
+pub use command::{
+    AuditQuery, Command, NewRetention, NewToken, NewUser, NewWebhook, parse_lifetime,
+};
 pub use outcome::{
     CreatedToken, Kind, MemberView, OrganizationView, Outcome, TokenView, UserView, VisibilityView,
 };
 
 use crate::auth::{Principal, Role};
-use crate::metadata::{AccountStore, MetadataError};
+use crate::metadata::{AccountStore, EventStore, MetadataError};
 use crate::policy::{Policies, PolicyError};
 
 /// Who asks for an administrative operation.
@@ -61,11 +67,17 @@ pub type AdminResult<T> = Result<T, AdminError>;
 pub struct Admin {
     accounts: AccountStore,
     policies: Policies,
+    /// The audit log, and the webhook endpoints and their deliveries.
+    events: EventStore,
 }
 
 impl Admin {
-    pub fn new(accounts: AccountStore, policies: Policies) -> Self {
-        Self { accounts, policies }
+    pub fn new(accounts: AccountStore, policies: Policies, events: EventStore) -> Self {
+        Self {
+            accounts,
+            policies,
+            events,
+        }
     }
 }
 

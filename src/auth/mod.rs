@@ -20,7 +20,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metadata::{AccountStore, MetadataError, RefreshTokenRecord, unix_now};
+use crate::metadata::{
+    AccountStore, AuditEntry, AuditOutcome, EventStore, MetadataError, RefreshTokenRecord, unix_now,
+};
+use crate::origin::{AuthMethod, Origin};
 use crate::policy::{Policies, visibility::is_public};
 use keys::{KeyError, KeyRing};
 use limiter::{Limits, LoginLimiter};
@@ -185,6 +188,8 @@ pub enum AuthError {
 
 pub struct Auth {
     accounts: AccountStore,
+    /// Where logins are recorded (the audit log).
+    events: EventStore,
     policies: Policies,
     issuer: TokenIssuer,
     limiter: LoginLimiter,
@@ -196,6 +201,7 @@ impl Auth {
     /// Loads (or on first start creates) the signing keys.
     pub async fn open(
         accounts: AccountStore,
+        events: EventStore,
         policies: Policies,
         config: &AuthConfig,
     ) -> Result<Auth, AuthError> {
@@ -212,6 +218,7 @@ impl Auth {
             refresh_tokens: config.refresh_tokens,
             session_lifetime: config.session_lifetime,
             accounts,
+            events,
             policies,
         })
     }
@@ -227,7 +234,41 @@ impl Auth {
     /// A user name and a password, or an access token given as the password.
     /// Failures are limited per user name at `address` and per `address`
     /// (see [`limiter`]).
+    ///
+    /// Each success and each wrong password is a line in the audit log; a
+    /// login refused by the limits is not (a stranger could otherwise turn
+    /// every refused guess into a database write).
     pub async fn login_password(
+        &self,
+        user: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Principal, LoginError> {
+        let result = self.check_login(user, password, address).await;
+        let (outcome, principal) = match &result {
+            Ok(principal) => (AuditOutcome::Ok, Some(principal)),
+            Err(LoginError::BadCredentials) => (AuditOutcome::Failed, None),
+            Err(_) => return result,
+        };
+        let origin = Origin {
+            actor: could_be_user_name(user).then(|| user.to_string()),
+            auth: if password.starts_with(secret::ACCESS_TOKEN_PREFIX) {
+                AuthMethod::AccessToken
+            } else {
+                AuthMethod::Password
+            },
+            access_token: principal.and_then(|p| p.access_token.clone()),
+            addr: address.map(|a| a.to_string()),
+            ..Origin::default()
+        };
+        let entry = AuditEntry::new("login", outcome);
+        if let Err(e) = self.events.record_audit(origin, entry).await {
+            tracing::warn!(error = %e, "could not write to the audit log");
+        }
+        result
+    }
+
+    async fn check_login(
         &self,
         user: &str,
         password: &str,

@@ -6,7 +6,9 @@ use std::io::{BufRead, IsTerminal};
 
 use clap::Subcommand;
 
-use crate::admin::{Command, NewRetention, NewToken, NewUser, parse_lifetime};
+use crate::admin::{
+    AuditQuery, Command, NewRetention, NewToken, NewUser, NewWebhook, parse_lifetime,
+};
 use crate::policy::parse_size;
 
 #[derive(Subcommand)]
@@ -271,5 +273,167 @@ impl RetentionCommand {
             RetentionCommand::Remove { path } => Command::RemoveRetention { path },
             RetentionCommand::List => Command::ListRetention,
         }
+    }
+}
+
+/// The namespace argument of `berth webhook`: `-` names the config file's endpoints.
+fn webhook_namespace(namespace: String) -> String {
+    if namespace == "-" {
+        String::new()
+    } else {
+        namespace
+    }
+}
+
+#[derive(Subcommand)]
+pub enum WebhookCommand {
+    /// List the endpoints of a namespace (`-`: the config file's), or all.
+    List { namespace: Option<String> },
+    /// Add an endpoint to a namespace; prints its secret when one is made.
+    Add {
+        namespace: String,
+        name: String,
+        url: String,
+        /// The signing secret; one is made (and printed once) when absent.
+        #[arg(long)]
+        secret: Option<String>,
+        /// `reference` (the reference registry's envelope) or `cloudevents`.
+        #[arg(long, default_value = "reference")]
+        format: String,
+        /// Repository pattern such as team/* (repeatable); all when absent.
+        #[arg(long = "repository")]
+        repositories: Vec<String>,
+        /// push, delete, mount, pull, create, or Berth's names (repeatable).
+        #[arg(long = "action")]
+        actions: Vec<String>,
+        #[arg(long = "ignore-media-type")]
+        ignore_media_types: Vec<String>,
+        /// Such as 5s.
+        #[arg(long)]
+        timeout: Option<String>,
+    },
+    /// Remove an endpoint.
+    Remove { namespace: String, name: String },
+    /// The last deliveries to an endpoint.
+    Deliveries {
+        namespace: String,
+        name: String,
+        /// Only the dead-letter list.
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Queue a test event for an endpoint.
+    Test { namespace: String, name: String },
+    /// Queue a dead delivery again.
+    Redeliver {
+        namespace: String,
+        name: String,
+        delivery: i64,
+    },
+}
+
+impl WebhookCommand {
+    pub fn into_command(self) -> anyhow::Result<Command> {
+        Ok(match self {
+            WebhookCommand::List { namespace } => Command::ListWebhooks {
+                namespace: namespace.map(webhook_namespace),
+            },
+            WebhookCommand::Add {
+                namespace,
+                name,
+                url,
+                secret,
+                format,
+                repositories,
+                actions,
+                ignore_media_types,
+                timeout,
+            } => Command::AddWebhook(NewWebhook {
+                namespace: webhook_namespace(namespace),
+                name,
+                url,
+                secret,
+                format: match format.as_str() {
+                    "reference" => crate::metadata::EventFormat::Reference,
+                    "cloudevents" => crate::metadata::EventFormat::Cloudevents,
+                    other => {
+                        anyhow::bail!("`{other}` is not a format: use reference or cloudevents")
+                    }
+                },
+                repositories,
+                actions,
+                ignore_media_types,
+                headers: Default::default(),
+                timeout: timeout
+                    .map(|t| parse_lifetime(&t))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            }),
+            WebhookCommand::Remove { namespace, name } => Command::RemoveWebhook {
+                namespace: webhook_namespace(namespace),
+                name,
+            },
+            WebhookCommand::Deliveries {
+                namespace,
+                name,
+                dead,
+            } => Command::WebhookDeliveries {
+                namespace: webhook_namespace(namespace),
+                name,
+                dead_only: dead,
+            },
+            WebhookCommand::Test { namespace, name } => Command::TestWebhook {
+                namespace: webhook_namespace(namespace),
+                name,
+            },
+            WebhookCommand::Redeliver {
+                namespace,
+                name,
+                delivery,
+            } => Command::Redeliver {
+                namespace: webhook_namespace(namespace),
+                name,
+                delivery,
+            },
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long)]
+    namespace: Option<String>,
+    #[arg(long)]
+    repository: Option<String>,
+    /// Such as manifest.pushed, login, user.created.
+    #[arg(long)]
+    action: Option<String>,
+    /// An RFC 3339 time or Unix seconds.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    /// Rows older than this id (the `next` of the page before).
+    #[arg(long)]
+    before: Option<i64>,
+    /// How many rows (at most 500).
+    #[arg(long, default_value_t = 100)]
+    n: u32,
+}
+
+impl AuditArgs {
+    pub fn into_command(self) -> Command {
+        Command::ReadAudit(AuditQuery {
+            actor: self.actor,
+            namespace: self.namespace,
+            repository: self.repository,
+            action: self.action,
+            since: self.since,
+            until: self.until,
+            before: self.before,
+            n: Some(self.n),
+        })
     }
 }

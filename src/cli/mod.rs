@@ -20,7 +20,8 @@ use clap::{Parser, Subcommand};
 use crate::admin::{Actor, Admin};
 use crate::config::{Config, LogFormat, Overrides, redact_url};
 use commands::{
-    OrgCommand, QuotaCommand, RepoCommand, RetentionCommand, TagCommand, TokenCommand, UserCommand,
+    AuditArgs, OrgCommand, QuotaCommand, RepoCommand, RetentionCommand, TagCommand, TokenCommand,
+    UserCommand, WebhookCommand,
 };
 
 #[derive(Parser)]
@@ -81,6 +82,11 @@ enum TopCommand {
     /// Manage retention policies (applied by every garbage-collection pass).
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Manage webhook endpoints of a namespace, and see their deliveries.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Read the audit log, newest first.
+    Audit(AuditArgs),
     /// Make certificates for serving HTTPS.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -243,12 +249,17 @@ async fn administer(config: Config, command: TopCommand) -> anyhow::Result<()> {
         TopCommand::Tag(command) => command.into_command(),
         TopCommand::Quota(command) => command.into_command()?,
         TopCommand::Retention(command) => command.into_command(),
+        TopCommand::Webhook(command) => command.into_command()?,
+        TopCommand::Audit(args) => args.into_command(),
     };
     let admin = Admin::new(
         metadata.accounts.clone(),
         crate::policy::Policies::new(metadata.policy.clone()),
+        metadata.events.clone(),
     );
-    let outcome = admin.execute(&Actor::System, command).await?;
+    let outcome = admin
+        .execute(&crate::origin::Origin::system(), &Actor::System, command)
+        .await?;
     if let Some(note) = outcome.note() {
         eprintln!("{note}");
     }

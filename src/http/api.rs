@@ -23,8 +23,11 @@ use super::AppState;
 use super::error::ApiError;
 use super::input::{ApiJson, ApiPath, ApiQuery};
 use super::token::basic_credentials;
-use crate::admin::{Actor, Command, Kind, NewRetention, NewToken, NewUser, Outcome};
+use crate::admin::{
+    Actor, AuditQuery, Command, Kind, NewRetention, NewToken, NewUser, NewWebhook, Outcome,
+};
 use crate::oci::ErrorCode;
+use crate::origin::Origin;
 use crate::policy::parse_size;
 
 pub fn router() -> Router<AppState> {
@@ -56,6 +59,40 @@ pub fn router() -> Router<AppState> {
             "/immutable-tags/{*path}",
             put(add_immutable_tags).delete(remove_immutable_tags),
         )
+        .route("/audit", get(read_audit))
+        .route("/webhooks", get(list_all_webhooks))
+        .route(
+            "/webhooks/{name}/deliveries",
+            get(config_webhook_deliveries),
+        )
+        .route(
+            "/webhooks/{name}/test",
+            axum::routing::post(test_config_webhook),
+        )
+        .route(
+            "/webhooks/{name}/deliveries/{id}/redeliver",
+            axum::routing::post(redeliver_config_webhook),
+        )
+        .route(
+            "/namespaces/{namespace}/webhooks",
+            get(list_webhooks).post(add_webhook),
+        )
+        .route(
+            "/namespaces/{namespace}/webhooks/{name}",
+            delete(remove_webhook),
+        )
+        .route(
+            "/namespaces/{namespace}/webhooks/{name}/deliveries",
+            get(webhook_deliveries),
+        )
+        .route(
+            "/namespaces/{namespace}/webhooks/{name}/test",
+            axum::routing::post(test_webhook),
+        )
+        .route(
+            "/namespaces/{namespace}/webhooks/{name}/deliveries/{id}/redeliver",
+            axum::routing::post(redeliver),
+        )
         .route("/repositories", get(super::browse::repositories))
         .route("/repositories/{*path}", get(super::browse::repository))
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
@@ -64,14 +101,15 @@ pub fn router() -> Router<AppState> {
 
 /// The authenticated caller of an `/api/v1/` request; a handler that takes
 /// one cannot forget to authenticate.
-pub struct Caller(Actor);
+pub struct Caller(Actor, Origin);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let origin = Origin::of_request(&parts.method, &parts.headers, &parts.extensions);
         let Some(auth) = &state.auth else {
-            return Ok(Caller(Actor::System));
+            return Ok(Caller(Actor::System, origin));
         };
         let Some((user, password)) = basic_credentials(&parts.headers) else {
             return Err(ApiError::new(ErrorCode::Unauthorized)
@@ -86,7 +124,8 @@ impl FromRequestParts<AppState> for Caller {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(a)| a.ip());
         let principal = auth.login_password(&user, &password, address).await?;
-        Ok(Caller(Actor::User(principal)))
+        let origin = super::origin::with_principal(origin, &principal);
+        Ok(Caller(Actor::User(principal), origin))
     }
 }
 
@@ -94,10 +133,10 @@ impl FromRequestParts<AppState> for Caller {
 /// change, 201 and the new thing, or 200 and what was asked for.
 async fn run(
     state: &AppState,
-    Caller(actor): Caller,
+    Caller(actor, origin): Caller,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let outcome: Outcome = state.admin.execute(&actor, command).await?;
+    let outcome: Outcome = state.admin.execute(&origin, &actor, command).await?;
     let status = match outcome.kind() {
         Kind::Changed => return Ok(StatusCode::NO_CONTENT.into_response()),
         Kind::Created => StatusCode::CREATED,
@@ -343,4 +382,122 @@ async fn remove_retention(
     ApiPath(path): ApiPath<String>,
 ) -> ApiResult {
     run(&state, caller, Command::RemoveRetention { path }).await
+}
+
+async fn read_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> ApiResult {
+    run(&state, caller, Command::ReadAudit(query)).await
+}
+
+async fn list_all_webhooks(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    run(&state, caller, Command::ListWebhooks { namespace: None }).await
+}
+
+async fn list_webhooks(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(namespace): ApiPath<String>,
+) -> ApiResult {
+    let namespace = Some(namespace);
+    run(&state, caller, Command::ListWebhooks { namespace }).await
+}
+
+async fn add_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(namespace): ApiPath<String>,
+    ApiJson(new): ApiJson<NewWebhook>,
+) -> ApiResult {
+    let new = NewWebhook { namespace, ..new };
+    run(&state, caller, Command::AddWebhook(new)).await
+}
+
+async fn remove_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
+) -> ApiResult {
+    run(&state, caller, Command::RemoveWebhook { namespace, name }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesQuery {
+    /// Only the dead-letter list.
+    #[serde(default)]
+    dead: bool,
+}
+
+async fn webhook_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<DeliveriesQuery>,
+) -> ApiResult {
+    let command = Command::WebhookDeliveries {
+        namespace,
+        name,
+        dead_only: query.dead,
+    };
+    run(&state, caller, command).await
+}
+
+async fn config_webhook_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DeliveriesQuery>,
+) -> ApiResult {
+    let command = Command::WebhookDeliveries {
+        namespace: String::new(),
+        name,
+        dead_only: query.dead,
+    };
+    run(&state, caller, command).await
+}
+
+async fn test_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
+) -> ApiResult {
+    run(&state, caller, Command::TestWebhook { namespace, name }).await
+}
+
+async fn test_config_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult {
+    let namespace = String::new();
+    run(&state, caller, Command::TestWebhook { namespace, name }).await
+}
+
+async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((namespace, name, delivery)): ApiPath<(String, String, i64)>,
+) -> ApiResult {
+    let command = Command::Redeliver {
+        namespace,
+        name,
+        delivery,
+    };
+    run(&state, caller, command).await
+}
+
+async fn redeliver_config_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((name, delivery)): ApiPath<(String, i64)>,
+) -> ApiResult {
+    let command = Command::Redeliver {
+        namespace: String::new(),
+        name,
+        delivery,
+    };
+    run(&state, caller, command).await
 }

@@ -110,19 +110,34 @@ pub async fn authorize(
     headers: &HeaderMap,
     needed: &[Scope],
 ) -> Result<Option<Claims>, ApiError> {
+    authorize_or_refuse(state, headers, needed)
+        .await
+        .map_err(|(error, _)| error)
+}
+
+/// [`authorize`], with the valid token's claims when the refusal was for
+/// want of a scope (so the refusal can be recorded against its holder).
+pub async fn authorize_or_refuse(
+    state: &AppState,
+    headers: &HeaderMap,
+    needed: &[Scope],
+) -> Result<Option<Claims>, (ApiError, Option<Claims>)> {
     let Some(auth) = &state.auth else {
         return Ok(None);
     };
     let Some(token) = bearer(headers) else {
-        return Err(challenge(state, headers, needed, None));
+        return Err((challenge(state, headers, needed, None), None));
     };
     let claims = match auth.verify(token).await {
         Ok(claims) => claims,
         Err(crate::auth::token::TokenError::Invalid(reason)) => {
             tracing::debug!(%reason, "token refused");
-            return Err(challenge(state, headers, needed, Some("invalid_token")));
+            return Err((
+                challenge(state, headers, needed, Some("invalid_token")),
+                None,
+            ));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err((e.into(), None)),
     };
     if needed
         .iter()
@@ -130,12 +145,8 @@ pub async fn authorize(
     {
         Ok(Some(claims))
     } else {
-        Err(challenge(
-            state,
-            headers,
-            needed,
-            Some("insufficient_scope"),
-        ))
+        let error = challenge(state, headers, needed, Some("insufficient_scope"));
+        Err((error, Some(claims)))
     }
 }
 

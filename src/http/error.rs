@@ -61,6 +61,16 @@ impl ApiError {
         self
     }
 
+    /// The spec's code, for the callers that record refusals.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The message the client is given.
+    pub fn message_text(&self) -> &str {
+        &self.message
+    }
+
     /// A server-side failure: logged in full here, reported to the client without detail.
     pub(super) fn internal(code: ErrorCode, error: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %error, "request failed");

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use super::error::ApiError;
 use super::headers::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG, content_length, query_values};
 use super::{ApiResult, AppState, parse_digest, parse_tag};
+use crate::metadata::Origin;
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, served_media_type};
 use crate::oci::name::ReferenceError;
 use crate::oci::{ErrorCode, Reference, RepositoryName};
@@ -28,12 +29,17 @@ fn parse_reference(raw: &str, bad_tag: ErrorCode) -> Result<Reference, ApiError>
 
 pub async fn get_manifest(
     state: &AppState,
+    origin: &Origin,
     name: &RepositoryName,
     reference: &str,
     request: Request,
 ) -> ApiResult {
     let reference = parse_reference(reference, ErrorCode::ManifestUnknown)?;
-    let manifest = state.registry.get_manifest(name, &reference).await?;
+    let pulled_by = (request.method() == Method::GET).then_some(origin);
+    let manifest = state
+        .registry
+        .get_manifest(name, &reference, pulled_by)
+        .await?;
     let headers = [
         (
             header::CONTENT_TYPE,
@@ -52,6 +58,7 @@ pub async fn get_manifest(
 
 pub async fn put_manifest(
     state: &AppState,
+    origin: &Origin,
     name: &RepositoryName,
     reference: &str,
     request: Request,
@@ -79,7 +86,14 @@ pub async fn put_manifest(
         .map_err(|_| too_large())?;
     let pushed = state
         .registry
-        .put_manifest(name, &reference, media_type.as_deref(), body, extra_tags)
+        .put_manifest(
+            origin,
+            name,
+            &reference,
+            media_type.as_deref(),
+            body,
+            extra_tags,
+        )
         .await?;
     let mut response = (
         StatusCode::CREATED,
@@ -115,11 +129,15 @@ pub async fn put_manifest(
 
 pub async fn delete_manifest(
     state: &AppState,
+    origin: &Origin,
     name: &RepositoryName,
     reference: &str,
 ) -> ApiResult {
     let reference = parse_reference(reference, ErrorCode::ManifestUnknown)?;
-    state.registry.delete_manifest(name, &reference).await?;
+    state
+        .registry
+        .delete_manifest(origin, name, &reference)
+        .await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

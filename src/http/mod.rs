@@ -17,6 +17,7 @@ mod headers;
 mod input;
 mod manifests;
 mod observe;
+mod origin;
 mod referrers;
 mod route;
 mod token;
@@ -203,7 +204,19 @@ async fn route_request(
     };
     let method = request.method().clone();
     let needed = auth::required_scopes(&route, &method);
-    let claims = auth::authorize(state, request.headers(), &needed).await?;
+    let from = crate::origin::Origin::of_request(&method, request.headers(), request.extensions());
+    let claims = match auth::authorize_or_refuse(state, request.headers(), &needed).await {
+        Ok(claims) => claims,
+        Err((error, Some(claims))) => {
+            // A caller who proved who they are but lacks the scope: that
+            // refusal is worth a line in the audit log; a bare challenge is not.
+            let origin = origin::with_claims(from, Some(&claims));
+            audit_refusal(state, origin, &route, &method, &error).await;
+            return Err(error);
+        }
+        Err((error, None)) => return Err(error),
+    };
+    let origin = origin::with_claims(from, claims.as_ref());
     *subject = claims.as_ref().map(|c| {
         if c.sub.is_empty() {
             "anonymous".to_string()
@@ -211,9 +224,59 @@ async fn route_request(
             c.sub.clone()
         }
     });
+    let answer = route_to_handler(
+        state,
+        &origin,
+        route.clone(),
+        &method,
+        claims.as_ref(),
+        &needed,
+        request,
+    )
+    .await;
+    if let Err(error) = &answer
+        && error.code() == ErrorCode::Denied
+    {
+        audit_refusal(state, origin, &route, &method, error).await;
+    }
+    answer
+}
+
+/// Records a request refused by a rule (an immutable tag, a quota) or for
+/// want of a scope.
+async fn audit_refusal(
+    state: &AppState,
+    origin: crate::metadata::Origin,
+    route: &Route<'_>,
+    method: &Method,
+    error: &ApiError,
+) {
+    let (action, repository) = route.audit_action(method);
+    let mut entry = crate::metadata::AuditEntry::new(action, crate::metadata::AuditOutcome::Denied)
+        .detail(serde_json::json!({"code": error.code().code(), "message": error.message_text()}));
+    if let Some(repository) = repository {
+        entry = entry.repository(repository);
+    }
+    state.registry.audit(origin, entry).await;
+}
+
+/// The handler for the route and method, with the caller's `claims` (which
+/// passed the `needed` scopes) and `origin`.
+async fn route_to_handler(
+    state: &AppState,
+    origin: &crate::metadata::Origin,
+    route: Route<'_>,
+    method: &Method,
+    claims: Option<&crate::auth::token::Claims>,
+    needed: &[crate::auth::scope::Scope],
+    request: Request,
+) -> ApiResult {
+    let method = method.clone();
     match route {
         Route::Catalog => match method {
-            Method::GET | Method::HEAD => catalog::list_repositories(state, claims, request).await,
+            Method::GET | Method::HEAD => {
+                catalog::list_repositories(state, claims.cloned(), request).await
+            }
             _ => method_not_allowed("GET,HEAD"),
         },
         Route::Tags { name } => {
@@ -227,10 +290,12 @@ async fn route_request(
             let name = parse_name(name)?;
             match method {
                 Method::GET | Method::HEAD => {
-                    manifests::get_manifest(state, &name, reference, request).await
+                    manifests::get_manifest(state, origin, &name, reference, request).await
                 }
-                Method::PUT => manifests::put_manifest(state, &name, reference, request).await,
-                Method::DELETE => manifests::delete_manifest(state, &name, reference).await,
+                Method::PUT => {
+                    manifests::put_manifest(state, origin, &name, reference, request).await
+                }
+                Method::DELETE => manifests::delete_manifest(state, origin, &name, reference).await,
                 _ => method_not_allowed("GET,HEAD,PUT,DELETE"),
             }
         }
@@ -255,7 +320,7 @@ async fn route_request(
             let name = parse_name(name)?;
             match method {
                 Method::POST => {
-                    uploads::start_upload(state, &name, claims.as_ref(), &needed, request).await
+                    uploads::start_upload(state, origin, &name, claims, needed, request).await
                 }
                 _ => method_not_allowed("POST"),
             }

@@ -19,6 +19,8 @@ use tracing::Instrument;
 use super::AppState;
 use super::route::{self, Route};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::origin::RequestId;
+use axum::http::HeaderValue;
 
 /// Who made the request, as the handler established it (for the log line).
 #[derive(Debug, Clone)]
@@ -87,6 +89,7 @@ struct Finished {
     method: String,
     path: String,
     route: &'static str,
+    request_id: String,
     status: u16,
     subject: Option<String>,
     received: Arc<AtomicU64>,
@@ -131,13 +134,16 @@ impl Drop for Finished {
             sent = self.sent,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             subject = self.subject.as_deref().unwrap_or("-"),
+            request_id = %self.request_id,
             "request"
         );
     }
 }
 
-pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let request_id = RequestId::from_headers(request.headers());
+    request.extensions_mut().insert(request_id.clone());
     let method = request.method().to_string();
     // The path only: query strings are not logged.
     let path = request.uri().path().to_string();
@@ -154,8 +160,12 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     });
     let span = tracing::info_span!("request", method = %method, route);
     let response = next.run(request).instrument(span).await;
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+        parts.headers.insert("x-request-id", value);
+    }
     let mut finished = Finished {
+        request_id: request_id.0,
         metrics: state.metrics.clone(),
         started,
         method,

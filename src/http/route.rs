@@ -13,6 +13,38 @@ pub enum Route<'a> {
     Blob { name: &'a str, digest: &'a str },
 }
 
+impl Route<'_> {
+    /// What a request on this route does, as the audit log names a refusal
+    /// of it, and the repository it names when that is a valid name.
+    pub fn audit_action(&self, method: &axum::http::Method) -> (&'static str, Option<&str>) {
+        use axum::http::Method;
+        let (action, name) = match self {
+            Route::Catalog => ("catalog.read", None),
+            Route::Tags { name } => ("tags.read", Some(*name)),
+            Route::Referrers { name, .. } => ("referrers.read", Some(*name)),
+            Route::Manifest { name, .. } => (
+                match *method {
+                    Method::PUT => "manifest.push",
+                    Method::DELETE => "manifest.delete",
+                    _ => "manifest.pull",
+                },
+                Some(*name),
+            ),
+            Route::Blob { name, .. } => (
+                if *method == Method::DELETE {
+                    "blob.delete"
+                } else {
+                    "blob.pull"
+                },
+                Some(*name),
+            ),
+            Route::UploadStart { name } | Route::Upload { name, .. } => ("blob.push", Some(*name)),
+        };
+        let name = name.filter(|n| n.parse::<crate::oci::RepositoryName>().is_ok());
+        (action, name)
+    }
+}
+
 /// `path` is the part after `/v2/`, exactly as sent (not percent-decoded, so
 /// an encoded slash can never smuggle a path segment into a name).
 pub fn parse(path: &str) -> Option<Route<'_>> {

@@ -92,6 +92,7 @@ fn created_response(state: &AppState, name: &RepositoryName, blob: &BlobStat) ->
 /// route's `needed` scopes.
 pub async fn start_upload(
     state: &AppState,
+    origin: &crate::metadata::Origin,
     name: &RepositoryName,
     claims: Option<&Claims>,
     needed: &[Scope],
@@ -114,12 +115,15 @@ pub async fn start_upload(
         // instead, as the spec asks.
         let mounted = match source {
             MountSource::Repository(from) => {
-                state.registry.mount_blob(name, &digest, &from).await?
+                state
+                    .registry
+                    .mount_blob(origin, name, &digest, &from)
+                    .await?
             }
             MountSource::AnyReadable(readable) => {
                 state
                     .registry
-                    .mount_blob_from_any(name, &digest, readable.as_ref())
+                    .mount_blob_from_any(origin, name, &digest, readable.as_ref())
                     .await?
             }
             MountSource::Nowhere => None,

@@ -5,6 +5,7 @@
 
 use super::collector::{queue_blob_review, queue_link_review};
 use super::db::{Conn, Finish, Lock, Value};
+use super::events::{EventAction, NewEvent, Origin, record_change};
 use super::manifests::{DeleteOutcome, NAMED_USERS};
 use super::policy::{QuotaExceeded, check_quota};
 use super::repositories::{ensure_repository, repository_id};
@@ -119,6 +120,7 @@ async fn commit_blob(conn: &mut Conn<'_>, blob: &NewBlob) -> MetadataResult<Fini
 
 async fn mount_blob(
     conn: &mut Conn<'_>,
+    origin: &Origin,
     repository: &str,
     from: &str,
     digest: &str,
@@ -143,6 +145,14 @@ async fn mount_blob(
     }
     let repository_id = ensure_repository(conn, repository).await?;
     link_blob(conn, repository_id, digest).await?;
+    let event = NewEvent {
+        digest: Some(digest),
+        size: Some(blob_size),
+        media_type: Some("application/octet-stream"),
+        from_repository: Some(from),
+        ..NewEvent::new(EventAction::BlobMounted, repository)
+    };
+    record_change(conn, origin, &event).await?;
     Ok(Finish::Commit(Mounted::Linked(blob_size)))
 }
 
@@ -244,14 +254,21 @@ impl RegistryStore {
     /// mount), within the namespace's quota. Idempotent.
     pub async fn mount_blob(
         &self,
+        origin: &Origin,
         repository: &RepositoryName,
         from: &RepositoryName,
         digest: &Digest,
     ) -> MetadataResult<Mounted> {
-        let (repository, from, digest) =
-            (repository.to_string(), from.to_string(), digest.to_string());
+        let (origin, repository, from, digest) = (
+            origin.clone(),
+            repository.to_string(),
+            from.to_string(),
+            digest.to_string(),
+        );
         self.db
-            .transaction(async move |conn| mount_blob(conn, &repository, &from, &digest).await)
+            .transaction(async move |conn| {
+                mount_blob(conn, &origin, &repository, &from, &digest).await
+            })
             .await
     }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::collector::{queue_dependents, queue_manifest_review};
 use super::db::{Conn, Finish, Lock, Value, placeholders};
+use super::events::{EventAction, NewEvent, Origin, record_change};
 use super::policy::immutable_tag_rules;
 use super::repositories::{TagsVersion, ensure_repository};
 use super::{MetadataResult, RegistryStore, parse_digest, size, unix_now};
@@ -194,11 +195,21 @@ async fn insert_edges(
 
 async fn put_manifest(
     conn: &mut Conn<'_>,
+    origin: &Origin,
     repository: &str,
     manifest: &NewManifest,
     tags: &[String],
 ) -> MetadataResult<Finish<PutManifestOutcome>> {
     let repository_id = ensure_repository(conn, repository).await?;
+    // A repository appears (in the catalog, to users) with its first
+    // manifest; blobs uploaded before it made its row without showing it.
+    let created = conn
+        .optional_scalar::<i64>(
+            "SELECT id FROM manifests WHERE repository_id = $1 LIMIT 1",
+            &[repository_id.into()],
+        )
+        .await?
+        .is_none();
     let parsed = &manifest.parsed;
     // Every reference is looked up in one statement per [`IN_LIST`] names,
     // not one per layer: on PostgreSQL each statement is a round trip while
@@ -282,6 +293,20 @@ async fn put_manifest(
     if tags.is_empty() {
         queue_manifest_review(conn, repository_id, manifest.digest.as_str()).await?;
     }
+    if created {
+        let event = NewEvent::new(EventAction::RepositoryCreated, repository);
+        record_change(conn, origin, &event).await?;
+    }
+    let pushed = |action, tag| NewEvent {
+        digest: Some(manifest.digest.as_str()),
+        media_type: Some(&parsed.media_type),
+        size: Some(manifest.payload.len() as u64),
+        tag,
+        ..NewEvent::new(action, repository)
+    };
+    if tags.is_empty() {
+        record_change(conn, origin, &pushed(EventAction::ManifestPushed, None)).await?;
+    }
     let mut rules = None;
     for tag in tags {
         let previous: Option<String> = conn
@@ -291,6 +316,7 @@ async fn put_manifest(
                 &[repository_id.into(), Value::Text(tag), manifest_id.into()],
             )
             .await?;
+        let moved = previous.is_some();
         if let Some(previous) = previous {
             // Read once, only when a tag moves.
             if rules.is_none() {
@@ -314,12 +340,19 @@ async fn put_manifest(
             &[repository_id.into(), Value::Text(tag), manifest_id.into(), now.into()],
         )
         .await?;
+        let action = if moved {
+            EventAction::TagMoved
+        } else {
+            EventAction::ManifestPushed
+        };
+        record_change(conn, origin, &pushed(action, Some(tag))).await?;
     }
     Ok(Finish::Commit(PutManifestOutcome::Stored))
 }
 
 async fn delete_manifest(
     conn: &mut Conn<'_>,
+    origin: &Origin,
     repository: &str,
     digest: &str,
 ) -> MetadataResult<DeleteOutcome> {
@@ -368,11 +401,17 @@ async fn delete_manifest(
     queue_dependents(conn, repository_id, id, digest).await?;
     conn.execute("DELETE FROM manifests WHERE id = $1", &[id.into()])
         .await?;
+    let event = NewEvent {
+        digest: Some(digest),
+        ..NewEvent::new(EventAction::ManifestDeleted, repository)
+    };
+    record_change(conn, origin, &event).await?;
     Ok(DeleteOutcome::Deleted)
 }
 
 async fn delete_tag(
     conn: &mut Conn<'_>,
+    origin: &Origin,
     repository: &str,
     tag: &str,
 ) -> MetadataResult<DeleteOutcome> {
@@ -401,6 +440,12 @@ async fn delete_tag(
     )
     .await?;
     queue_manifest_review(conn, repository_id, &digest).await?;
+    let event = NewEvent {
+        digest: Some(&digest),
+        tag: Some(tag),
+        ..NewEvent::new(EventAction::TagDeleted, repository)
+    };
+    record_change(conn, origin, &event).await?;
     Ok(DeleteOutcome::Deleted)
 }
 
@@ -475,14 +520,17 @@ impl RegistryStore {
     /// immutable tag would move.
     pub async fn put_manifest(
         &self,
+        origin: &Origin,
         repository: &RepositoryName,
         manifest: NewManifest,
         tags: &[Tag],
     ) -> MetadataResult<PutManifestOutcome> {
-        let repository = repository.to_string();
+        let (origin, repository) = (origin.clone(), repository.to_string());
         let tags: Vec<String> = tags.iter().map(|t| t.as_str().to_string()).collect();
         self.db
-            .transaction(async move |conn| put_manifest(conn, &repository, &manifest, &tags).await)
+            .transaction(async move |conn| {
+                put_manifest(conn, &origin, &repository, &manifest, &tags).await
+            })
             .await
     }
 
@@ -529,12 +577,14 @@ impl RegistryStore {
     /// the repository still lists it as a child or one of its tags is immutable.
     pub async fn delete_manifest(
         &self,
+        origin: &Origin,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> MetadataResult<DeleteOutcome> {
-        let (repository, digest) = (repository.to_string(), digest.to_string());
+        let (origin, repository, digest) =
+            (origin.clone(), repository.to_string(), digest.to_string());
         self.db
-            .write(async move |conn| delete_manifest(conn, &repository, &digest).await)
+            .write(async move |conn| delete_manifest(conn, &origin, &repository, &digest).await)
             .await
     }
 
@@ -555,12 +605,13 @@ impl RegistryStore {
     /// Deletes one tag, unless it is immutable; the manifest stays.
     pub async fn delete_tag(
         &self,
+        origin: &Origin,
         repository: &RepositoryName,
         tag: &Tag,
     ) -> MetadataResult<DeleteOutcome> {
-        let (repository, tag) = (repository.to_string(), tag.to_string());
+        let (origin, repository, tag) = (origin.clone(), repository.to_string(), tag.to_string());
         self.db
-            .write(async move |conn| delete_tag(conn, &repository, &tag).await)
+            .write(async move |conn| delete_tag(conn, &origin, &repository, &tag).await)
             .await
     }
 

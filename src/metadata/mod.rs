@@ -28,6 +28,7 @@
 //! | `policy.rs` | `public_paths`, `immutable_tags`, `namespace_quotas`, `retention_policies` |
 //! | `browse.rs` | reads of `repositories`, `tags`, `manifests` for pages; image summaries |
 //! | `collector.rs` | the `gc_*` review queues, `storage_garbage`, `gc_passes` |
+//! | `events.rs` | `events` (the outbox), `webhook_endpoints`, `webhook_deliveries`, `audit_log` (on `EventStore`) |
 //!
 //! Migrations are in `migrations/{sqlite,postgres}`, one set per engine.
 
@@ -37,6 +38,7 @@ mod browse;
 mod collector;
 pub(crate) mod db;
 mod error;
+mod events;
 mod manifests;
 mod policy;
 mod repositories;
@@ -50,6 +52,7 @@ pub use browse::*;
 pub use collector::*;
 pub use db::PoolStats;
 pub use error::{MetadataError, MetadataResult};
+pub use events::*;
 pub use manifests::*;
 pub use policy::*;
 pub use repositories::*;
@@ -84,6 +87,7 @@ pub struct Metadata {
     pub accounts: AccountStore,
     pub policy: PolicyStore,
     pub collector: CollectorStore,
+    pub events: EventStore,
     db: Db,
 }
 
@@ -96,6 +100,7 @@ pub async fn connect(url: &str, max_connections: u32) -> MetadataResult<Metadata
         accounts: AccountStore { db: db.clone() },
         policy: PolicyStore { db: db.clone() },
         collector: CollectorStore { db: db.clone() },
+        events: EventStore { db: db.clone() },
         db,
     })
 }

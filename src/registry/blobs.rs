@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{Registry, RegistryError, RegistryResult};
-use crate::metadata::{DeleteOutcome, LinkedBlob, Mounted};
+use crate::metadata::{DeleteOutcome, LinkedBlob, Mounted, Origin};
 use crate::oci::range::{ByteRange, RangeRequest, parse_download_range};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::{ByteStream, StorageError};
@@ -114,11 +114,16 @@ impl Registry {
     /// provide it; the caller then falls back to a normal upload.
     pub async fn mount_blob(
         &self,
+        origin: &Origin,
         repository: &RepositoryName,
         digest: &Digest,
         from: &RepositoryName,
     ) -> RegistryResult<Option<BlobStat>> {
-        match self.metadata.mount_blob(repository, from, digest).await? {
+        match self
+            .metadata
+            .mount_blob(origin, repository, from, digest)
+            .await?
+        {
             Mounted::Linked(size) => Ok(Some(BlobStat {
                 digest: digest.clone(),
                 size,
@@ -148,6 +153,7 @@ impl Registry {
     /// upload. Reads the holders a page at a time, as the catalog does.
     pub async fn mount_blob_from_any(
         &self,
+        origin: &Origin,
         repository: &RepositoryName,
         digest: &Digest,
         readable: &(dyn Fn(&str) -> bool + Send + Sync),
@@ -164,7 +170,7 @@ impl Registry {
                     continue;
                 };
                 // `None`: unlinked from there meanwhile; try the next.
-                if let Some(blob) = self.mount_blob(repository, digest, &source).await? {
+                if let Some(blob) = self.mount_blob(origin, repository, digest, &source).await? {
                     return Ok(Some(blob));
                 }
             }

@@ -3,12 +3,14 @@
 //! which the metadata store checks in the same transaction that stores them.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
 use super::{Registry, RegistryError, RegistryResult};
 use crate::metadata::{
-    DeleteOutcome, DeletionPreview, NewManifest, Page, PutManifestOutcome, Referrer, StoredManifest,
+    DeleteOutcome, DeletionPreview, EventAction, NewEventOwned, NewManifest, Origin, Page,
+    PutManifestOutcome, Referrer, StoredManifest,
 };
 use crate::oci::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag};
@@ -83,6 +85,7 @@ impl Registry {
     /// the body) and any `extra_tags` (the `?tag=` query of a push by digest).
     pub async fn put_manifest(
         &self,
+        origin: &Origin,
         repository: &RepositoryName,
         reference: &Reference,
         content_type: Option<&str>,
@@ -119,7 +122,11 @@ impl Registry {
             parsed,
             facts,
         };
-        match self.metadata.put_manifest(repository, new, &tags).await? {
+        match self
+            .metadata
+            .put_manifest(origin, repository, new, &tags)
+            .await?
+        {
             PutManifestOutcome::Stored => Ok(PushedManifest {
                 digest,
                 subject,
@@ -134,27 +141,51 @@ impl Registry {
         }
     }
 
+    /// A manifest by tag or digest. With `pulled_by`, the read is a pull
+    /// (a `GET`), recorded as an event while an endpoint asks for pulls.
     pub async fn get_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
+        pulled_by: Option<&Origin>,
     ) -> RegistryResult<StoredManifest> {
         let found = match reference {
             Reference::Digest(d) => self.metadata.manifest_by_digest(repository, d).await?,
             Reference::Tag(t) => self.metadata.manifest_by_tag(repository, t).await?,
         };
-        found.ok_or(RegistryError::ManifestUnknown)
+        let manifest = found.ok_or(RegistryError::ManifestUnknown)?;
+        if let Some(origin) = pulled_by
+            && self.pull_events.load(Ordering::Relaxed)
+        {
+            let event = NewEventOwned {
+                action: EventAction::ManifestPulled,
+                repository: repository.to_string(),
+                digest: Some(manifest.digest.to_string()),
+                media_type: Some(manifest.media_type.clone()),
+                size: Some(manifest.payload.len() as u64),
+                tag: match reference {
+                    Reference::Tag(t) => Some(t.to_string()),
+                    Reference::Digest(_) => None,
+                },
+            };
+            // A pull is served even when it cannot be recorded.
+            if let Err(e) = self.events.record_event(origin.clone(), event).await {
+                tracing::warn!(error = %e, repository = %repository, "could not record a pull event");
+            }
+        }
+        Ok(manifest)
     }
 
     /// By digest: deletes the manifest and its tags. By tag: deletes the tag only.
     pub async fn delete_manifest(
         &self,
+        origin: &Origin,
         repository: &RepositoryName,
         reference: &Reference,
     ) -> RegistryResult<()> {
         let outcome = match reference {
-            Reference::Digest(d) => self.metadata.delete_manifest(repository, d).await?,
-            Reference::Tag(t) => self.metadata.delete_tag(repository, t).await?,
+            Reference::Digest(d) => self.metadata.delete_manifest(origin, repository, d).await?,
+            Reference::Tag(t) => self.metadata.delete_tag(origin, repository, t).await?,
         };
         match outcome {
             DeleteOutcome::Deleted => Ok(()),

@@ -15,8 +15,9 @@ mod tag_lists;
 mod uploads;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use crate::metadata::{PoolStats, RegistryStore};
+use crate::metadata::{AuditEntry, EventStore, Origin, PoolStats, RegistryStore};
 use crate::storage::BlobStore;
 
 pub use blobs::{BlobBody, BlobStat};
@@ -32,18 +33,38 @@ pub type RegistryResult<T> = Result<T, RegistryError>;
 
 pub struct Registry {
     metadata: RegistryStore,
+    /// Where pulls are recorded as events, when [`Registry::pull_events`] says so.
+    events: EventStore,
+    /// Set (by `events`) while some webhook endpoint asks for pulls: they
+    /// are too many to record for nobody.
+    pull_events: Arc<AtomicBool>,
     blobs: Arc<dyn BlobStore>,
     upload_locks: uploads::UploadLocks,
     tag_lists: tag_lists::TagLists,
 }
 
 impl Registry {
-    pub fn new(metadata: RegistryStore, blobs: Arc<dyn BlobStore>) -> Self {
+    pub fn new(metadata: RegistryStore, events: EventStore, blobs: Arc<dyn BlobStore>) -> Self {
         Self {
             metadata,
+            events,
+            pull_events: Arc::default(),
             blobs,
             upload_locks: uploads::UploadLocks::default(),
             tag_lists: tag_lists::TagLists::default(),
+        }
+    }
+
+    /// The switch that makes manifest pulls events, for `events` to set.
+    pub fn pull_events(&self) -> Arc<AtomicBool> {
+        self.pull_events.clone()
+    }
+
+    /// Appends to the audit log what happened outside a content change (a
+    /// refusal); a failure to write it is logged, never the request's.
+    pub async fn audit(&self, origin: Origin, entry: AuditEntry) {
+        if let Err(e) = self.events.record_audit(origin, entry).await {
+            tracing::warn!(error = %e, "could not write to the audit log");
         }
     }
 

@@ -13,6 +13,7 @@ use cookie::{Cookie, SameSite};
 use super::{UiError, UiState};
 use crate::admin::Actor;
 use crate::auth::Principal;
+use crate::origin::{AuthMethod, Origin};
 
 /// The visitor of a page.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +26,8 @@ pub struct Viewer {
     /// Authentication is switched off (`auth.mode = "none"`): everyone may
     /// do everything, as on the registry API.
     pub open: bool,
+    /// This request as the audit log and events record it, with the viewer as its actor.
+    pub origin: Origin,
 }
 
 impl Viewer {
@@ -68,24 +71,34 @@ impl FromRequestParts<UiState> for Viewer {
     type Rejection = UiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &UiState) -> Result<Self, UiError> {
+        let origin = Origin::of_request(&parts.method, &parts.headers, &parts.extensions);
+        let anonymous = Viewer {
+            origin: origin.clone(),
+            ..Viewer::default()
+        };
         let Some(auth) = &state.auth else {
             return Ok(Viewer {
                 open: true,
-                ..Viewer::default()
+                ..anonymous
             });
         };
         // An unknown, expired or signed-out cookie is simply no one: the
         // page shows what an anonymous visitor may see.
         let Some(secret) = cookie_value(&parts.headers, SESSION_COOKIE) else {
-            return Ok(Viewer::default());
+            return Ok(anonymous);
         };
         Ok(match auth.session(&secret).await? {
             Some(session) => Viewer {
+                origin: Origin {
+                    actor: session.principal.name.clone(),
+                    auth: AuthMethod::Session,
+                    ..origin
+                },
                 principal: session.principal,
                 csrf: session.csrf,
                 open: false,
             },
-            None => Viewer::default(),
+            None => anonymous,
         })
     }
 }

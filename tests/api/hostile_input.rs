@@ -182,7 +182,12 @@ async fn unservable_stored_media_types_are_served_as_bytes(app: TestApp) {
         };
         metadata
             .registry
-            .put_manifest(&"alice/app".parse().unwrap(), new, &[tag.parse().unwrap()])
+            .put_manifest(
+                &berth::metadata::Origin::system(),
+                &"alice/app".parse().unwrap(),
+                new,
+                &[tag.parse().unwrap()],
+            )
             .await
             .unwrap();
         for method in [Method::GET, Method::HEAD] {

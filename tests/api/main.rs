@@ -34,3 +34,4 @@ mod ui_browse;
 mod ui_manage;
 mod ui_sessions;
 mod uploads;
+mod webhooks;

@@ -92,7 +92,12 @@ async fn push_image(metadata: &Metadata, repository: &str, seed: &str, tags: &[&
     let tags: Vec<Tag> = tags.iter().map(|t| tag(t)).collect();
     let outcome = metadata
         .registry
-        .put_manifest(&name(repository), new, &tags)
+        .put_manifest(
+            &berth::metadata::Origin::system(),
+            &name(repository),
+            new,
+            &tags,
+        )
         .await
         .unwrap();
     assert_eq!(outcome, PutManifestOutcome::Stored);
@@ -241,6 +246,7 @@ async fn quotas_count_each_blob_once_and_refuse_what_would_exceed_them(metadata:
     let mounted = metadata
         .registry
         .mount_blob(
+            &berth::metadata::Origin::system(),
             &name("team/app"),
             &name("other/app"),
             &digest_of(b"seven77"),
@@ -253,6 +259,7 @@ async fn quotas_count_each_blob_once_and_refuse_what_would_exceed_them(metadata:
         metadata
             .registry
             .mount_blob(
+                &berth::metadata::Origin::system(),
                 &name("team/app"),
                 &name("other/app"),
                 &digest_of(b"seven77")
@@ -265,6 +272,7 @@ async fn quotas_count_each_blob_once_and_refuse_what_would_exceed_them(metadata:
         metadata
             .registry
             .mount_blob(
+                &berth::metadata::Origin::system(),
                 &name("team/app"),
                 &name("nowhere/app"),
                 &digest_of(b"seven77")
@@ -280,6 +288,7 @@ async fn a_manifest_is_stored_only_when_everything_it_names_is_there(metadata: M
     record_blob(&metadata, "team/app", b"config").await;
     let missing = store
         .put_manifest(
+            &berth::metadata::Origin::system(),
             &name("team/app"),
             image(b"config", b"absent layer"),
             &[tag("v1")],
@@ -331,7 +340,12 @@ async fn a_manifest_is_stored_only_when_everything_it_names_is_there(metadata: M
     let absent = digest_of(b"no such manifest");
     assert_eq!(
         store
-            .put_manifest(&name("team/app"), index(&[&child, &absent]), &[])
+            .put_manifest(
+                &berth::metadata::Origin::system(),
+                &name("team/app"),
+                index(&[&child, &absent]),
+                &[]
+            )
             .await
             .unwrap(),
         PutManifestOutcome::MissingReference(absent)
@@ -340,7 +354,12 @@ async fn a_manifest_is_stored_only_when_everything_it_names_is_there(metadata: M
     let parent_digest = parent.digest.clone();
     assert_eq!(
         store
-            .put_manifest(&name("team/app"), parent, &[tag("multi")])
+            .put_manifest(
+                &berth::metadata::Origin::system(),
+                &name("team/app"),
+                parent,
+                &[tag("multi")]
+            )
             .await
             .unwrap(),
         PutManifestOutcome::Stored
@@ -348,14 +367,22 @@ async fn a_manifest_is_stored_only_when_everything_it_names_is_there(metadata: M
     // A child an index lists cannot go; the index can, and then the child.
     assert_eq!(
         store
-            .delete_manifest(&name("team/app"), &child)
+            .delete_manifest(
+                &berth::metadata::Origin::system(),
+                &name("team/app"),
+                &child
+            )
             .await
             .unwrap(),
         DeleteOutcome::ReferencedBy(vec![parent_digest.clone()])
     );
     assert_eq!(
         store
-            .delete_manifest(&name("team/app"), &parent_digest)
+            .delete_manifest(
+                &berth::metadata::Origin::system(),
+                &name("team/app"),
+                &parent_digest
+            )
             .await
             .unwrap(),
         DeleteOutcome::Deleted
@@ -369,14 +396,22 @@ async fn a_manifest_is_stored_only_when_everything_it_names_is_there(metadata: M
     );
     assert_eq!(
         store
-            .delete_manifest(&name("team/app"), &child)
+            .delete_manifest(
+                &berth::metadata::Origin::system(),
+                &name("team/app"),
+                &child
+            )
             .await
             .unwrap(),
         DeleteOutcome::Deleted
     );
     assert_eq!(
         store
-            .delete_manifest(&name("team/app"), &child)
+            .delete_manifest(
+                &berth::metadata::Origin::system(),
+                &name("team/app"),
+                &child
+            )
             .await
             .unwrap(),
         DeleteOutcome::NotFound
@@ -420,7 +455,12 @@ async fn tags_move_and_immutable_ones_never_do(metadata: Metadata) {
     let again = image(b"config two", b"layer two");
     assert_eq!(
         store
-            .put_manifest(&repo, again, &[tag("latest"), tag("v1")])
+            .put_manifest(
+                &berth::metadata::Origin::system(),
+                &repo,
+                again,
+                &[tag("latest"), tag("v1")]
+            )
             .await
             .unwrap(),
         PutManifestOutcome::ImmutableTag {
@@ -440,25 +480,42 @@ async fn tags_move_and_immutable_ones_never_do(metadata: Metadata) {
     // The same content again is not a move.
     assert_eq!(
         store
-            .put_manifest(&repo, image(b"config one", b"layer one"), &[tag("v1")])
+            .put_manifest(
+                &berth::metadata::Origin::system(),
+                &repo,
+                image(b"config one", b"layer one"),
+                &[tag("v1")]
+            )
             .await
             .unwrap(),
         PutManifestOutcome::Stored
     );
     assert_eq!(
-        store.delete_tag(&repo, &tag("v1")).await.unwrap(),
+        store
+            .delete_tag(&berth::metadata::Origin::system(), &repo, &tag("v1"))
+            .await
+            .unwrap(),
         protected()
     );
     assert_eq!(
-        store.delete_manifest(&repo, &first).await.unwrap(),
+        store
+            .delete_manifest(&berth::metadata::Origin::system(), &repo, &first)
+            .await
+            .unwrap(),
         protected()
     );
     assert_eq!(
-        store.delete_tag(&repo, &tag("latest")).await.unwrap(),
+        store
+            .delete_tag(&berth::metadata::Origin::system(), &repo, &tag("latest"))
+            .await
+            .unwrap(),
         DeleteOutcome::Deleted
     );
     assert_eq!(
-        store.delete_tag(&repo, &tag("latest")).await.unwrap(),
+        store
+            .delete_tag(&berth::metadata::Origin::system(), &repo, &tag("latest"))
+            .await
+            .unwrap(),
         DeleteOutcome::NotFound
     );
     let removed = store.tags_version(&repo).await.unwrap().unwrap();
@@ -542,7 +599,10 @@ async fn the_catalog_and_referrers_list_in_order(metadata: Metadata) {
         .to_string();
         let new = manifest(body.into_bytes(), OCI_MANIFEST);
         referrers.push(new.digest.clone());
-        store.put_manifest(&name("a/app"), new, &[]).await.unwrap();
+        store
+            .put_manifest(&berth::metadata::Origin::system(), &name("a/app"), new, &[])
+            .await
+            .unwrap();
     }
     referrers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     let all = store

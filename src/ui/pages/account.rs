@@ -123,6 +123,7 @@ async fn account_page(
         state
             .admin
             .execute(
+                &viewer.origin,
                 &viewer.actor(),
                 Command::ListTokens {
                     user: Some(user.to_string()),
@@ -259,7 +260,11 @@ pub async fn change_password(
         user: user.clone(),
         password: form.new,
     };
-    match state.admin.execute(&viewer.actor(), command).await {
+    match state
+        .admin
+        .execute(&viewer.origin, &viewer.actor(), command)
+        .await
+    {
         Ok(_) => {}
         Err(AdminError::Invalid(message)) => {
             return refused(
@@ -372,7 +377,11 @@ pub async fn create_token(
         expires,
         description: draft.description.clone(),
     });
-    let created = match state.admin.execute(&viewer.actor(), command).await {
+    let created = match state
+        .admin
+        .execute(&viewer.origin, &viewer.actor(), command)
+        .await
+    {
         Ok(outcome) => shown(outcome),
         Err(AdminError::Invalid(message)) => {
             return refused(
@@ -427,7 +436,7 @@ pub async fn revoke_token(
     viewer.signed_in()?;
     state
         .admin
-        .execute(&viewer.actor(), Command::RevokeToken { id })
+        .execute(&viewer.origin, &viewer.actor(), Command::RevokeToken { id })
         .await?;
     Ok(see_other("/account?done=token-revoked#tokens"))
 }
@@ -449,7 +458,11 @@ pub async fn create_organization(
     let user = viewer.signed_in()?.to_string();
     let name = form.name.trim().to_string();
     let command = Command::CreateOrganization { name: name.clone() };
-    match state.admin.execute(&viewer.actor(), command).await {
+    match state
+        .admin
+        .execute(&viewer.origin, &viewer.actor(), command)
+        .await
+    {
         Ok(_) => Ok(see_other(&format!(
             "/orgs/{name}?done=organization-created"
         ))),

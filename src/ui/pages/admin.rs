@@ -105,7 +105,7 @@ async fn page(
     let listed = shown(
         state
             .admin
-            .execute(&viewer.actor(), Command::ListUsers)
+            .execute(&viewer.origin, &viewer.actor(), Command::ListUsers)
             .await?,
     );
     let listed: Vec<ListedUser> = serde_json::from_value(listed["users"].clone())
@@ -198,7 +198,11 @@ pub async fn create_user(
         password: form.password,
         admin: !form.admin.is_empty(),
     });
-    let (status, message) = match state.admin.execute(&viewer.actor(), command).await {
+    let (status, message) = match state
+        .admin
+        .execute(&viewer.origin, &viewer.actor(), command)
+        .await
+    {
         Ok(_) => return Ok(see_other("/admin?done=user-created")),
         Err(AdminError::Invalid(message)) => (StatusCode::BAD_REQUEST, message),
         Err(AdminError::Conflict(message)) => (StatusCode::CONFLICT, message),
@@ -235,7 +239,7 @@ pub async fn confirm_delete(
     let users = shown(
         state
             .admin
-            .execute(&viewer.actor(), Command::ListUsers)
+            .execute(&viewer.origin, &viewer.actor(), Command::ListUsers)
             .await?,
     );
     let exists = users["users"]
@@ -273,7 +277,11 @@ pub async fn delete_user(
     }
     state
         .admin
-        .execute(&viewer.actor(), Command::RemoveUser { user: name })
+        .execute(
+            &viewer.origin,
+            &viewer.actor(),
+            Command::RemoveUser { user: name },
+        )
         .await?;
     Ok(see_other("/admin?done=user-deleted#users"))
 }

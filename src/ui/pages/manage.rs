@@ -211,7 +211,10 @@ pub async fn delete(
     viewer.check_csrf(&form.csrf)?;
     let reference = form.reference()?;
     deleter(state, viewer, name).await?;
-    state.registry.delete_manifest(name, &reference).await?;
+    state
+        .registry
+        .delete_manifest(&viewer.origin, name, &reference)
+        .await?;
     let done = match reference {
         Reference::Tag(_) => "tag-deleted",
         Reference::Digest(_) => "manifest-deleted",
@@ -536,7 +539,7 @@ pub fn refusal_status(error: &UiError) -> Option<StatusCode> {
 pub async fn execute(state: &UiState, viewer: &Viewer, command: Command) -> Result<(), UiError> {
     state
         .admin
-        .execute(&viewer.actor(), command)
+        .execute(&viewer.origin, &viewer.actor(), command)
         .await
         .map(drop)
         .map_err(UiError::from)

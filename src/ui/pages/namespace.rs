@@ -84,7 +84,11 @@ async fn page(state: &UiState, viewer: &Viewer, namespace: &str) -> Result<Names
     let command = Command::ShowQuota {
         namespace: namespace.to_string(),
     };
-    let quota = match state.admin.execute(&viewer.actor(), command).await {
+    let quota = match state
+        .admin
+        .execute(&viewer.origin, &viewer.actor(), command)
+        .await
+    {
         Ok(outcome) => serde_json::from_value::<ShownQuota>(shown(outcome))
             .map_err(|e| UiError::Internal(format!("quota view: {e}")))?,
         Err(AdminError::Forbidden(_)) => return Err(no_such_namespace()),

@@ -89,7 +89,7 @@ async fn organization(
     let listed = shown(
         state
             .admin
-            .execute(&viewer.actor(), Command::ListOrganizations)
+            .execute(&viewer.origin, &viewer.actor(), Command::ListOrganizations)
             .await?,
     );
     let organizations: Vec<ListedOrganization> =
@@ -187,7 +187,11 @@ pub async fn set_member(
         user: form.user.trim().to_string(),
         role: form.role,
     };
-    match state.admin.execute(&viewer.actor(), command).await {
+    match state
+        .admin
+        .execute(&viewer.origin, &viewer.actor(), command)
+        .await
+    {
         Ok(_) => Ok(see_other(&format!("/orgs/{organization}?done=member-set"))),
         Err(e) => refused(&state, &viewer, &organization, e).await,
     }
@@ -218,7 +222,11 @@ pub async fn remove_member(
         organization: organization.clone(),
         user,
     };
-    match state.admin.execute(&viewer.actor(), command).await {
+    match state
+        .admin
+        .execute(&viewer.origin, &viewer.actor(), command)
+        .await
+    {
         Ok(_) => Ok(see_other(&next)),
         Err(e) => refused(&state, &viewer, &organization, e).await,
     }
