@@ -425,6 +425,8 @@ impl Keys {
                         .extend(section.keys().map(|key| format!("{name}.{key}")));
                     keys.sections.insert(name);
                 }
+                // Lists of tables (`[[webhooks]]`) are written in the file only.
+                serde_json::Value::Array(_) => {}
                 _ => {
                     keys.all.insert(name);
                 }
