@@ -16,7 +16,7 @@ mod cli;
 mod conformance;
 mod gc;
 mod hostile_input;
-mod instances;
+pub mod instances;
 mod manifests;
 mod metadata_stores;
 mod mounts;

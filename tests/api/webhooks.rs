@@ -492,3 +492,126 @@ async fn namespace_webhooks_are_managed_by_their_admins() {
         .unwrap();
     assert_error(bad, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
 }
+
+/// Pushes a small image through `instance` with `token`; returns the manifest's digest.
+async fn push_through(
+    instance: &crate::instances::Instance,
+    token: &str,
+    repo: &str,
+    tag: &str,
+) -> String {
+    let http = reqwest::Client::new();
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","tag":"{tag}"}}"#);
+    let layer = format!("layer of {repo}:{tag}");
+    for blob in [config.as_bytes(), layer.as_bytes()] {
+        let pushed = http
+            .post(format!(
+                "{}/v2/{repo}/blobs/uploads/?digest={}",
+                instance.base,
+                sha256(blob)
+            ))
+            .bearer_auth(token)
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pushed.status(), StatusCode::CREATED);
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", config.as_bytes()),
+        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", layer.as_bytes())],
+    })
+    .to_string();
+    let put = http
+        .put(format!("{}/v2/{repo}/manifests/{tag}", instance.base))
+        .bearer_auth(token)
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    sha256(manifest.as_bytes())
+}
+
+/// `berth serve` processes with `[[webhooks]]` in their config file.
+async fn instances_with_hook(
+    count: usize,
+    database_url: &str,
+    dir: &std::path::Path,
+    base: &str,
+) -> Vec<crate::instances::Instance> {
+    let config = dir.join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[events]\npoll_interval = \"50ms\"\nretry_initial = \"100ms\"\nretry_max = \"200ms\"\n\n\
+             [[webhooks]]\nname = \"ci\"\nurl = \"{base}/ci\"\nsecret = \"{SECRET}\"\nactions = [\"push\"]\n"
+        ),
+    )
+    .unwrap();
+    let storage = dir.join("blobs");
+    crate::instances::start_instances_with(
+        count,
+        database_url,
+        storage.to_str().unwrap(),
+        &[("BERTH_CONFIG", config.to_str().unwrap())],
+    )
+    .await
+}
+
+/// Two instances on one PostgreSQL deliver every push once by id; an
+/// instance killed (SIGKILL) while its events wait leaves them to the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_deliver_every_event_once_and_a_killed_one_loses_none() {
+    let database = crate::harness::PostgresDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, base) = Receiver::start().await;
+    let instances = instances_with_hook(2, &database.url, dir.path(), &base).await;
+    let token =
+        crate::instances::admin_token(&instances[0], &["repository:team/app:pull,push"]).await;
+    let mut digests = Vec::new();
+    for i in 0..20 {
+        let instance = &instances[i % 2];
+        digests.push(push_through(instance, &token, "team/app", &format!("v{i}")).await);
+    }
+    receiver.wait_for("ci", |r| r.len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests = receiver.requests("ci");
+    let ids: std::collections::HashSet<String> = requests
+        .iter()
+        .map(|(h, _)| h["webhook-id"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(requests.len(), 20, "no event delivered twice");
+    assert_eq!(ids.len(), 20);
+    let tags: std::collections::HashSet<String> = requests
+        .iter()
+        .map(|(_, b)| {
+            b["events"][0]["target"]["tag"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(tags.len(), 20, "every push reported");
+
+    // The receiver is down; the push's event waits; the instances die by SIGKILL.
+    receiver.status.store(503, Ordering::SeqCst);
+    receiver.seen.lock().unwrap().clear();
+    push_through(&instances[0], &token, "team/app", "after-crash").await;
+    receiver.wait_for("ci", |r| !r.is_empty()).await;
+    let waiting = receiver.requests("ci")[0].0["webhook-id"].clone();
+    drop(instances);
+    receiver.seen.lock().unwrap().clear();
+    receiver.status.store(200, Ordering::SeqCst);
+    let restarted = instances_with_hook(1, &database.url, dir.path(), &base).await;
+    receiver.wait_for("ci", |r| !r.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = receiver.requests("ci");
+    assert_eq!(after.len(), 1, "delivered once it was taken: {after:?}");
+    assert_eq!(after[0].0["webhook-id"], waiting, "the same event, by id");
+    assert_eq!(after[0].1["events"][0]["target"]["tag"], "after-crash");
+    drop(restarted);
+}
