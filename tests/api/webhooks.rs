@@ -615,3 +615,81 @@ async fn instances_deliver_every_event_once_and_a_killed_one_loses_none() {
     assert_eq!(after[0].1["events"][0]["target"]["tag"], "after-crash");
     drop(restarted);
 }
+
+/// An endpoint that asks for pulls hears them; a delivery refused past
+/// `max_age` is dead, listed, and delivered once redelivered.
+#[tokio::test]
+async fn pulls_dead_letters_and_redelivery() {
+    let (receiver, base) = Receiver::start().await;
+    receiver.status.store(500, Ordering::SeqCst);
+    let hook = endpoint("pulls", format!("{base}/pulls"), &[], &["pull"]);
+    let app = TestApp::start_with(Backend::Sqlite, move |config| {
+        config.events.webhooks = vec![hook];
+        config.events.settings.poll_interval = Duration::from_millis(50);
+        config.events.settings.retry_initial = Duration::from_millis(50);
+        config.events.settings.retry_max = Duration::from_millis(100);
+        config.events.settings.max_age = Duration::from_millis(300);
+    })
+    .await;
+    let digest = push_image(&app, "alice/app", "v1").await;
+    assert_eq!(
+        app.head("/v2/alice/app/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/v2/alice/app/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+    receiver.wait_for("pulls", |r| !r.is_empty()).await;
+    let (_, body) = &receiver.requests("pulls")[0];
+    assert_eq!(body["events"][0]["action"], "pull");
+    assert_eq!(body["events"][0]["target"]["digest"], digest.as_str());
+    let deliveries = |dead: bool| {
+        let app = &app;
+        async move {
+            app.get(&format!("/api/v1/webhooks/pulls/deliveries?dead={dead}"))
+                .await
+                .json_value()
+                .await["deliveries"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let mut dead = Vec::new();
+    for _ in 0..100 {
+        dead = deliveries(true).await;
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One pull (the HEAD is not one), given up on, with its last answer.
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["last_status"], 500);
+    assert!(dead[0]["attempts"].as_i64().unwrap() >= 2);
+    receiver.status.store(200, Ordering::SeqCst);
+    receiver.seen.lock().unwrap().clear();
+    let id = dead[0]["id"].as_i64().unwrap();
+    let redelivered = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/webhooks/pulls/deliveries/{id}/redeliver"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redelivered.status(), StatusCode::NO_CONTENT);
+    receiver.wait_for("pulls", |r| !r.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(deliveries(false).await[0]["state"], "delivered");
+    let again = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/webhooks/pulls/deliveries/{id}/redeliver"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_error(again, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+}
