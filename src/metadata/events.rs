@@ -711,13 +711,15 @@ impl EventStore {
         let namespace = namespace.map(str::to_string);
         self.db
             .read(async move |conn| {
+                let (filter, params) = match &namespace {
+                    Some(namespace) => ("WHERE w.namespace = $1", vec![Value::Text(namespace)]),
+                    None => ("", Vec::new()),
+                };
                 let sql = format!(
-                    "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints w \
-                     WHERE $1 = '\u{1}' OR w.namespace = $1 ORDER BY w.namespace, w.name"
+                    "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints w {filter} \
+                     ORDER BY w.namespace, w.name"
                 );
-                let key = namespace.unwrap_or_else(|| "\u{1}".to_string());
-                conn.query(&sql, &[Value::Text(&key)], |row| endpoint(row, 0))
-                    .await
+                conn.query(&sql, &params, |row| endpoint(row, 0)).await
             })
             .await
     }

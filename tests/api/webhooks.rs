@@ -58,13 +58,11 @@ impl Receiver {
         (receiver, format!("http://{address}"))
     }
 
+    /// What `hook` received, bodies parsed as JSON.
     fn requests(&self, hook: &str) -> Vec<(HeaderMap, Value)> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(h, _, _)| h == hook)
-            .map(|(_, headers, body)| (headers.clone(), serde_json::from_slice(body).unwrap()))
+        self.raw(hook)
+            .into_iter()
+            .map(|(headers, body)| (headers, serde_json::from_slice(&body).unwrap()))
             .collect()
     }
 
