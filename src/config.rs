@@ -31,6 +31,7 @@ use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, AuthSettings};
+use crate::cache::{CacheConfig, CacheSettings, ProxySettings};
 use crate::events::{AuditSettings, EventSettings, EventsConfig, WebhookSettings};
 use crate::gc::GcConfig;
 use crate::listener::HttpConfig;
@@ -69,6 +70,9 @@ pub struct Settings {
     /// The `[[webhooks]]` endpoints, which hear every namespace.
     pub webhooks: Vec<WebhookSettings>,
     pub audit: AuditSettings,
+    pub cache: CacheSettings,
+    /// The `[[proxy]]` namespaces, each another registry's images.
+    pub proxy: Vec<ProxySettings>,
 }
 
 impl Default for Settings {
@@ -90,6 +94,8 @@ impl Default for Settings {
             events: EventSettings::default(),
             webhooks: Vec::new(),
             audit: AuditSettings::default(),
+            cache: CacheSettings::default(),
+            proxy: Vec::new(),
         }
     }
 }
@@ -169,6 +175,7 @@ pub struct Config {
     /// `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
     pub events: EventsConfig,
+    pub cache: CacheConfig,
     /// Said while loading (old names still in use), for the caller to log
     /// once logging is set up.
     pub warnings: Vec<String>,
@@ -191,6 +198,7 @@ impl std::fmt::Debug for Config {
             .field("http", &self.http)
             .field("tls", &self.tls)
             .field("events", &self.events)
+            .field("cache", &self.cache)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("warnings", &self.warnings)
             .finish()
@@ -344,6 +352,11 @@ impl Settings {
                 .map_err(in_section("webhooks"))?,
             audit: self.audit.clone().check().map_err(in_section("audit"))?,
         };
+        let cache = self
+            .cache
+            .clone()
+            .check(&self.data_dir, &self.proxy)
+            .map_err(in_section("cache"))?;
         let mut warnings = Vec::new();
         if tls.is_some()
             && let Some(url) = public_url.as_deref().filter(|u| u.starts_with("http://"))
@@ -367,6 +380,7 @@ impl Settings {
             http,
             tls,
             events,
+            cache,
             warnings,
         })
     }
@@ -844,8 +858,8 @@ mod tests {
         assert_eq!(
             sections,
             [
-                "audit", "auth", "database", "events", "gc", "http", "log", "s3", "storage", "tls",
-                "ui"
+                "audit", "auth", "cache", "database", "events", "gc", "http", "log", "s3",
+                "storage", "tls", "ui"
             ]
         );
 

@@ -78,6 +78,8 @@ pub struct GcReport {
     /// `(repository, tag)`.
     pub expired_tags: Vec<(String, String)>,
     pub collected: Collected,
+    /// Cached manifests and blobs forgotten for not being pulled.
+    pub evicted: u64,
     /// Blob-store objects deleted, and those that failed (retried next pass).
     pub objects_deleted: u64,
     pub objects_failed: u64,
@@ -109,6 +111,9 @@ pub struct Collector {
     blobs: Arc<dyn BlobStore>,
     config: GcConfig,
     metrics: Option<Arc<Metrics>>,
+    /// The pull-through cache's namespaces: the prefix of their
+    /// repositories (`hub/`) and how long unpulled content is kept.
+    evictions: Vec<(String, Duration)>,
 }
 
 impl Collector {
@@ -125,7 +130,32 @@ impl Collector {
             blobs,
             config,
             metrics,
+            evictions: Vec::new(),
         }
+    }
+
+    /// Evicts, at the start of every pass, what the cache holds under each
+    /// prefix and has not served for its window.
+    pub fn with_evictions(mut self, evictions: Vec<(String, Duration)>) -> Self {
+        self.evictions = evictions;
+        self
+    }
+
+    /// Forgets cached content not pulled within its window, so the queues
+    /// below take its links and bytes (after the grace).
+    async fn evict_cached(&self) -> Result<u64, MetadataError> {
+        let mut evicted = 0;
+        for (prefix, window) in &self.evictions {
+            let before = crate::metadata::unix_now() - window.as_secs() as i64;
+            loop {
+                let round = self.metadata.evict(prefix, before, BATCH).await?;
+                evicted += round.manifests + round.blobs;
+                if round.manifests < u64::from(BATCH) && round.blobs < u64::from(BATCH) {
+                    break;
+                }
+            }
+        }
+        Ok(evicted)
     }
 
     /// One pass now. With `dry_run` nothing is deleted and the report says
@@ -139,6 +169,7 @@ impl Collector {
             ..GcReport::default()
         };
         if dry_run {
+            // Eviction is not previewed: it only queues reviews.
             report.collected = self
                 .metadata
                 .collect(grace, upload_expiry, u32::MAX, true)
@@ -146,6 +177,7 @@ impl Collector {
             report.duration = started.elapsed();
             return Ok(report);
         }
+        report.evicted = self.evict_cached().await?;
         loop {
             let round = self
                 .metadata
@@ -213,6 +245,7 @@ impl Collector {
                     ("upload", c.uploads),
                     ("object", report.objects_deleted),
                     ("tag", report.expired_tags.len() as u64),
+                    ("cache_eviction", report.evicted),
                 ],
                 c.bytes,
             );

@@ -53,6 +53,15 @@ pub struct Metrics {
     webhook_events: Family<KindLabels, Counter>,
     webhook_latency: Histogram,
     webhook_deliveries: Family<PoolLabels, Gauge>,
+    cache_requests: Family<CacheLabels, Counter>,
+    cache_upstream_bytes: Counter,
+    cache_upstream_errors: Family<CacheLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub namespace: String,
+    pub kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -145,7 +154,28 @@ impl Metrics {
             "Webhook deliveries waiting (queued) or given up on (dead), in the whole registry",
             webhook_deliveries.clone(),
         );
+        let cache_requests = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_requests",
+            "Pull-through cache reads by proxy namespace and outcome (hit, miss, stale: served while the upstream failed)",
+            cache_requests.clone(),
+        );
+        let cache_upstream_bytes = Counter::default();
+        registry.register(
+            "cache_upstream_received_bytes",
+            "Blob bytes the pull-through cache fetched from upstreams",
+            cache_upstream_bytes.clone(),
+        );
+        let cache_upstream_errors = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_upstream_errors",
+            "Upstream requests of the pull-through cache that failed, by kind (rate_limited, refused, unreachable, invalid)",
+            cache_upstream_errors.clone(),
+        );
         Self {
+            cache_requests,
+            cache_upstream_bytes,
+            cache_upstream_errors,
             webhook_events,
             webhook_latency,
             webhook_deliveries,
@@ -180,6 +210,30 @@ impl Metrics {
             .get_or_create(&KindLabels { kind: outcome })
             .inc();
         self.webhook_latency.observe(seconds);
+    }
+
+    /// A read of a proxy namespace: `hit`, `miss` (fetched) or `stale`.
+    pub fn record_cache(&self, namespace: &str, kind: &'static str) {
+        self.cache_requests
+            .get_or_create(&CacheLabels {
+                namespace: namespace.to_string(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// An upstream request of a proxy namespace that failed.
+    pub fn record_upstream_error(&self, namespace: &str, kind: &'static str) {
+        self.cache_upstream_errors
+            .get_or_create(&CacheLabels {
+                namespace: namespace.to_string(),
+                kind,
+            })
+            .inc();
+    }
+
+    pub fn record_upstream_bytes(&self, bytes: u64) {
+        self.cache_upstream_bytes.inc_by(bytes);
     }
 
     /// Deliveries queued and dead, as last counted.

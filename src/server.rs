@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::auth::Auth;
+use crate::cache::Cache;
 use crate::config::{Config, StorageConfig, redact_url};
 use crate::gc::Collector;
 use crate::http::{AppState, router};
@@ -99,19 +100,33 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
         );
         None
     };
-    let gc = Arc::new(Collector::new(
-        stores.collector.clone(),
-        stores.policy.clone(),
-        blobs.clone(),
-        config.gc,
-        Some(metrics.clone()),
-    ));
+    let gc = Arc::new(
+        Collector::new(
+            stores.collector.clone(),
+            stores.policy.clone(),
+            blobs.clone(),
+            config.gc,
+            Some(metrics.clone()),
+        )
+        .with_evictions(Cache::evictions(&config.cache)),
+    );
     let collector = gc.clone().spawn();
     let registry = Arc::new(Registry::new(
         stores.registry.clone(),
         stores.events.clone(),
-        blobs,
+        blobs.clone(),
     ));
+    let cache = Arc::new(
+        Cache::new(
+            &config.cache,
+            stores.cache.clone(),
+            stores.registry.clone(),
+            registry.clone(),
+            blobs,
+            metrics.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot set up the pull-through cache: {e}"))?,
+    );
     let source = crate::events::Source {
         public_url: config.public_url.clone(),
         addr: config.listen.to_string(),
@@ -160,6 +175,7 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
         registry,
         auth,
         admin,
+        cache: Some(cache),
         metrics,
         public_url: config.public_url.clone(),
         tls: config.tls.is_some(),

@@ -90,6 +90,9 @@ enum TopCommand {
     /// Make certificates for serving HTTPS.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// See the pull-through cache's namespaces (`[[proxy]]` in the config file).
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
     /// Collect garbage now: unreferenced manifests and blobs past the grace
     /// period, and expired uploads (running registries do this on their own).
     Gc {
@@ -116,6 +119,16 @@ enum TlsCommand {
         /// Replace certificates already there (clients must then trust the new CA).
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProxyCommand {
+    /// List the proxy namespaces, their upstreams and how long content is kept.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -182,6 +195,10 @@ pub fn main() -> ExitCode {
         TopCommand::Tls(TlsCommand::SelfSigned { hosts, ips, force }) => {
             self_signed(&config, &hosts, &ips, force)
         }
+        TopCommand::Proxy(ProxyCommand::List { json }) => {
+            list_proxies(&config, json);
+            Ok(())
+        }
         command => runtime.block_on(administer(config, command)),
     };
     match result {
@@ -233,7 +250,9 @@ async fn administer(config: Config, command: TopCommand) -> anyhow::Result<()> {
             )
         })?;
     let command = match command {
-        TopCommand::Serve { .. } | TopCommand::Tls(_) => unreachable!("handled by main"),
+        TopCommand::Serve { .. } | TopCommand::Tls(_) | TopCommand::Proxy(_) => {
+            unreachable!("handled by main")
+        }
         TopCommand::Gc { dry_run, grace } => {
             return collect(&config, &metadata, dry_run, grace).await;
         }
@@ -267,6 +286,30 @@ async fn administer(config: Config, command: TopCommand) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// `berth proxy list`: the checked `[[proxy]]` entries (never a password).
+fn list_proxies(config: &Config, json: bool) {
+    let proxies = crate::cache::Cache::describe(&config.cache);
+    if json {
+        println!("{}", serde_json::Value::Array(proxies));
+        return;
+    }
+    if proxies.is_empty() {
+        println!("no proxy namespaces: add [[proxy]] entries to the config file");
+        return;
+    }
+    for proxy in proxies {
+        let text = |key: &str| proxy[key].as_str().unwrap_or("-").to_string();
+        println!(
+            "{}\t{}\tmirror of {}\ttags fresh for {}\tevicted after {} unpulled",
+            text("namespace"),
+            text("upstream"),
+            text("mirror_of"),
+            text("tag_ttl"),
+            text("evict_after"),
+        );
+    }
 }
 
 /// `berth tls self-signed`: the files under `<data_dir>/tls/`, and what to do with them.
@@ -309,7 +352,8 @@ async fn collect(
         blobs,
         gc,
         None,
-    );
+    )
+    .with_evictions(crate::cache::Cache::evictions(&config.cache));
     let report = collector.run_pass(dry_run).await?;
     let c = report.collected;
     for (repository, tag) in &report.expired_tags {

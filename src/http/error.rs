@@ -12,6 +12,7 @@ use crate::admin::AdminError;
 use crate::auth::LoginError;
 use crate::auth::keys::KeyError;
 use crate::auth::token::TokenError;
+use crate::cache::CacheError;
 use crate::metadata::MetadataError;
 use crate::oci::manifest::ManifestError;
 use crate::oci::{Digest, ErrorCode};
@@ -242,6 +243,51 @@ impl From<RegistryError> for ApiError {
             E::Metadata(e) => e.into(),
             E::Storage(e) => e.into(),
             E::Internal(_) => ApiError::internal(ErrorCode::Internal, &message),
+        }
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(error: CacheError) -> Self {
+        use crate::cache::UpstreamError;
+        let message = error.to_string();
+        match error {
+            CacheError::ReadOnly { .. } | CacheError::Quota(_) => {
+                ApiError::new(ErrorCode::Denied).message(message)
+            }
+            CacheError::ManifestUnknown => {
+                ApiError::new(ErrorCode::ManifestUnknown).message(message)
+            }
+            CacheError::BlobUnknown(digest) => ApiError::new(ErrorCode::BlobUnknown)
+                .message(message)
+                .detail(json!({"digest": digest.as_str()})),
+            // Nothing cached: the upstream's refusal, said as such.
+            CacheError::Upstream {
+                error:
+                    UpstreamError::Refused {
+                        status: 429,
+                        retry_after,
+                    },
+                ..
+            } => {
+                let error = ApiError::new(ErrorCode::TooManyRequests).message(message);
+                match retry_after {
+                    Some(after) => error.header(header::RETRY_AFTER, after),
+                    None => error,
+                }
+            }
+            CacheError::Upstream {
+                error: UpstreamError::NotFound,
+                ..
+            } => ApiError::new(ErrorCode::NameUnknown).message(message),
+            CacheError::Upstream { .. } => {
+                tracing::debug!(error = %message, "nothing cached to serve");
+                ApiError::new(ErrorCode::Unavailable).message(message)
+            }
+            CacheError::Registry(e) => e.into(),
+            CacheError::Metadata(e) => e.into(),
+            CacheError::Storage(e) => e.into(),
+            CacheError::Internal(_) => ApiError::internal(ErrorCode::Internal, &message),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::registry::RegistryError;
 /// tag is `TAG_INVALID` on a push, but a read or a delete is given
 /// `bad_tag`: such a tag names no manifest (the conformance suite asks for
 /// 404 on `.INVALID_MANIFEST_NAME`).
-fn parse_reference(raw: &str, bad_tag: ErrorCode) -> Result<Reference, ApiError> {
+pub(super) fn parse_reference(raw: &str, bad_tag: ErrorCode) -> Result<Reference, ApiError> {
     Reference::parse(raw).map_err(|e| match e {
         ReferenceError::Digest(_) => parse_digest(raw).expect_err("digest parse failed before"),
         ReferenceError::Tag(e) => ApiError::new(bad_tag)

@@ -3,7 +3,8 @@
 //! call `registry`, and shape the answer.
 //!
 //! Called by `server`, which builds the router. Calls `registry` for the
-//! content, `auth` for tokens and logins, `admin` for `/api/v1`, `policy`
+//! content, `cache` for the proxy namespaces (`cache.rs`, chosen by name
+//! before the registry's handlers), `auth` for tokens and logins, `admin` for `/api/v1`, `policy`
 //! (sizes), `metrics` and `oci`; never a store: `error.rs` names the stores'
 //! error types only to turn them into wire errors.
 
@@ -11,6 +12,7 @@ mod api;
 mod auth;
 mod blobs;
 mod browse;
+mod cache;
 mod catalog;
 mod error;
 mod headers;
@@ -48,6 +50,8 @@ pub struct AppState {
     /// `None` when authentication is switched off.
     pub auth: Option<Arc<Auth>>,
     pub admin: Arc<Admin>,
+    /// The pull-through cache, serving the `[[proxy]]` namespaces.
+    pub cache: Option<Arc<crate::cache::Cache>>,
     pub metrics: Arc<Metrics>,
     /// External base URL (no trailing slash) for `Location` headers; relative locations when unset.
     pub public_url: Option<String>,
@@ -203,6 +207,9 @@ async fn route_request(
         return Err(ApiError::new(ErrorCode::NotFound));
     };
     let method = request.method().clone();
+    // A proxy namespace's repositories are the cache's, beside the
+    // registry's own: reads go there, writes are refused.
+    let proxied = cache::proxied(state, &route, &method, request.uri()).await?;
     let needed = auth::required_scopes(&route, &method);
     let from = crate::origin::Origin::of_request(&method, request.headers(), request.extensions());
     let claims = match auth::authorize_or_refuse(state, request.headers(), &needed).await {
@@ -224,16 +231,23 @@ async fn route_request(
             c.sub.clone()
         }
     });
-    let answer = route_to_handler(
-        state,
-        &origin,
-        route.clone(),
-        &method,
-        claims.as_ref(),
-        &needed,
-        request,
-    )
-    .await;
+    let answer = match proxied {
+        Some(proxied) => {
+            cache::handle(state, &origin, proxied, route.clone(), &method, request).await
+        }
+        None => {
+            route_to_handler(
+                state,
+                &origin,
+                route.clone(),
+                &method,
+                claims.as_ref(),
+                &needed,
+                request,
+            )
+            .await
+        }
+    };
     if let Err(error) = &answer
         && error.code() == ErrorCode::Denied
     {

@@ -67,12 +67,13 @@ fn check_service(auth: &Auth, service: Option<&str>) -> Result<(), ApiError> {
 }
 
 async fn token_response(
-    auth: &Auth,
+    state: &AppState,
     principal: &Principal,
     scopes: &[Scope],
     refresh_token: Option<String>,
 ) -> ApiResult {
-    let access = auth.grant(principal, scopes).await?;
+    let auth = self::auth(state)?;
+    let access = super::cache::grant(state, auth, principal, scopes).await?;
     let issued = auth.issue(principal, access).await?;
     let mut body = json!({
         "token": issued.token,
@@ -107,7 +108,7 @@ pub async fn get_token(State(state): State<AppState>, request: Request) -> ApiRe
     } else {
         None
     };
-    token_response(auth, &principal, &scopes, refresh_token).await
+    token_response(&state, &principal, &scopes, refresh_token).await
 }
 
 /// `POST /token` with an `application/x-www-form-urlencoded` OAuth2 body.
@@ -143,12 +144,12 @@ pub async fn post_token(State(state): State<AppState>, request: Request) -> ApiR
             } else {
                 None
             };
-            token_response(auth, &principal, &scopes, refresh_token).await
+            token_response(&state, &principal, &scopes, refresh_token).await
         }
         Some("refresh_token") => {
             let refresh_token = field("refresh_token").unwrap_or("");
             let principal = auth.login_refresh(refresh_token).await?;
-            token_response(auth, &principal, &scopes, Some(refresh_token.to_string())).await
+            token_response(&state, &principal, &scopes, Some(refresh_token.to_string())).await
         }
         other => Err(ApiError::new(ErrorCode::Unsupported)
             .status(StatusCode::BAD_REQUEST)

@@ -78,26 +78,38 @@ pub(super) async fn link_blob(
     queue_link_review(conn, repository_id, digest).await
 }
 
-async fn commit_blob(conn: &mut Conn<'_>, blob: &NewBlob) -> MetadataResult<Finish<BlobCommit>> {
-    let digest = blob.digest.as_str();
-    if let Some(exceeded) = check_quota(conn, blob.repository.as_str(), digest, blob.size).await? {
-        return Ok(Finish::RollBack(BlobCommit::QuotaExceeded(exceeded)));
-    }
-    // An upsert that locks the row (the no-op update): a collector reviewing
-    // this blob skips it until we commit, and if it has just deleted the
-    // row, ours is inserted afresh.
+/// Records blob `digest` stored under `storage_key`, or finds it recorded;
+/// returns the key it is kept under (an earlier upload's, when there was
+/// one). An upsert that locks the row (the no-op update): a collector
+/// reviewing this blob skips it until the transaction commits, and if it
+/// has just deleted the row, this one is inserted afresh.
+pub(super) async fn upsert_blob(
+    conn: &mut Conn<'_>,
+    digest: &str,
+    blob_size: u64,
+    storage_key: &str,
+) -> MetadataResult<String> {
     let recorded: Option<String> = conn
         .scalar(
             "INSERT INTO blobs (digest, size, created_at, storage_key) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (digest) DO UPDATE SET size = blobs.size RETURNING storage_key",
             &[
                 digest.into(),
-                (blob.size as i64).into(),
+                (blob_size as i64).into(),
                 unix_now().into(),
-                Value::Text(&blob.storage_key),
+                Value::Text(storage_key),
             ],
         )
         .await?;
+    Ok(recorded.unwrap_or_else(|| storage_key.to_string()))
+}
+
+async fn commit_blob(conn: &mut Conn<'_>, blob: &NewBlob) -> MetadataResult<Finish<BlobCommit>> {
+    let digest = blob.digest.as_str();
+    if let Some(exceeded) = check_quota(conn, blob.repository.as_str(), digest, blob.size).await? {
+        return Ok(Finish::RollBack(BlobCommit::QuotaExceeded(exceeded)));
+    }
+    let recorded = upsert_blob(conn, digest, blob.size, &blob.storage_key).await?;
     // Ends the session if no one moved it meanwhile; its row names the
     // repository.
     let repository_id: Option<i64> = conn
@@ -113,9 +125,7 @@ async fn commit_blob(conn: &mut Conn<'_>, blob: &NewBlob) -> MetadataResult<Fini
         return Ok(Finish::RollBack(BlobCommit::SessionMoved));
     };
     link_blob(conn, repository_id, digest).await?;
-    Ok(Finish::Commit(BlobCommit::Recorded(
-        recorded.unwrap_or_else(|| blob.storage_key.clone()),
-    )))
+    Ok(Finish::Commit(BlobCommit::Recorded(recorded)))
 }
 
 async fn mount_blob(

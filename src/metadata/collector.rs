@@ -302,8 +302,11 @@ async fn review_blob_links(
             Target::Held(()) => {
                 let used: bool = conn
                     .scalar(
+                        // A cached blob's link is kept by its `cache_blobs`
+                        // row until eviction deletes it.
                         "SELECT EXISTS (SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id \
-                         WHERE m.repository_id = $1 AND mb.blob_digest = $2)",
+                         WHERE m.repository_id = $1 AND mb.blob_digest = $2) \
+                         OR EXISTS (SELECT 1 FROM cache_blobs WHERE repository_id = $1 AND blob_digest = $2)",
                         &key,
                     )
                     .await?;

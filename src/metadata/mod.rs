@@ -4,7 +4,7 @@
 //! keys), its repository policies (visibility, immutable tags, quotas,
 //! retention) and the garbage collector's queues, kept in SQL.
 //!
-//! Called by `registry`, `auth`, `policy`, `admin` and `gc` (opened by
+//! Called by `registry`, `auth`, `policy`, `admin`, `gc`, `events` and `cache` (opened by
 //! `server`, and by `cli` for the admin commands); calls nothing else in
 //! the crate but `oci` (and `setting`, for the `[database]` settings in
 //! `settings.rs`). Each store below is a handle on one database offering
@@ -28,6 +28,7 @@
 //! | `policy.rs` | `public_paths`, `immutable_tags`, `namespace_quotas`, `retention_policies` |
 //! | `browse.rs` | reads of `repositories`, `tags`, `manifests` for pages; image summaries |
 //! | `collector.rs` | the `gc_*` review queues, `storage_garbage`, `gc_passes` |
+//! | `cache.rs` | `cache_manifests`, `cache_tags`, `cache_blobs`, `cache_fills` (on `CacheStore`) |
 //! | `events.rs` | `events` (the outbox), `webhook_endpoints`, `webhook_deliveries`, `audit_log` (on `EventStore`) |
 //!
 //! Migrations are in `migrations/{sqlite,postgres}`, one set per engine.
@@ -35,6 +36,7 @@
 mod accounts;
 mod blobs;
 mod browse;
+mod cache;
 mod collector;
 pub(crate) mod db;
 mod error;
@@ -49,6 +51,7 @@ mod uploads;
 pub use accounts::*;
 pub use blobs::*;
 pub use browse::*;
+pub use cache::*;
 pub use collector::*;
 pub use db::PoolStats;
 pub use error::{MetadataError, MetadataResult};
@@ -88,6 +91,7 @@ pub struct Metadata {
     pub policy: PolicyStore,
     pub collector: CollectorStore,
     pub events: EventStore,
+    pub cache: CacheStore,
     db: Db,
 }
 
@@ -101,6 +105,7 @@ pub async fn connect(url: &str, max_connections: u32) -> MetadataResult<Metadata
         policy: PolicyStore { db: db.clone() },
         collector: CollectorStore { db: db.clone() },
         events: EventStore { db: db.clone() },
+        cache: CacheStore { db: db.clone() },
         db,
     })
 }

@@ -154,26 +154,49 @@ impl Registry {
             Reference::Tag(t) => self.metadata.manifest_by_tag(repository, t).await?,
         };
         let manifest = found.ok_or(RegistryError::ManifestUnknown)?;
-        if let Some(origin) = pulled_by
-            && self.pull_events.load(Ordering::Relaxed)
-        {
-            let event = NewEventOwned {
-                action: EventAction::ManifestPulled,
-                repository: repository.to_string(),
-                digest: Some(manifest.digest.to_string()),
-                media_type: Some(manifest.media_type.clone()),
-                size: Some(manifest.payload.len() as u64),
-                tag: match reference {
-                    Reference::Tag(t) => Some(t.to_string()),
-                    Reference::Digest(_) => None,
-                },
+        if let Some(origin) = pulled_by {
+            let tag = match reference {
+                Reference::Tag(t) => Some(t),
+                Reference::Digest(_) => None,
             };
-            // A pull is served even when it cannot be recorded.
-            if let Err(e) = self.events.record_event(origin.clone(), event).await {
-                tracing::warn!(error = %e, repository = %repository, "could not record a pull event");
-            }
+            self.record_pull(
+                origin,
+                repository,
+                tag,
+                &manifest.digest,
+                &manifest.media_type,
+                manifest.payload.len(),
+            )
+            .await;
         }
         Ok(manifest)
+    }
+
+    /// Records a manifest pull as an event, while an endpoint asks for
+    /// pulls. A pull is served even when it cannot be recorded.
+    pub async fn record_pull(
+        &self,
+        origin: &Origin,
+        repository: &RepositoryName,
+        tag: Option<&Tag>,
+        digest: &Digest,
+        media_type: &str,
+        size: usize,
+    ) {
+        if !self.pull_events.load(Ordering::Relaxed) {
+            return;
+        }
+        let event = NewEventOwned {
+            action: EventAction::ManifestPulled,
+            repository: repository.to_string(),
+            digest: Some(digest.to_string()),
+            media_type: Some(media_type.to_string()),
+            size: Some(size as u64),
+            tag: tag.map(Tag::to_string),
+        };
+        if let Err(e) = self.events.record_event(origin.clone(), event).await {
+            tracing::warn!(error = %e, repository = %repository, "could not record a pull event");
+        }
     }
 
     /// By digest: deletes the manifest and its tags. By tag: deletes the tag only.

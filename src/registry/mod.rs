@@ -20,14 +20,14 @@ use std::sync::atomic::AtomicBool;
 use crate::metadata::{AuditEntry, EventStore, Origin, PoolStats, RegistryStore};
 use crate::storage::BlobStore;
 
-pub use blobs::{BlobBody, BlobStat};
+pub use blobs::{BlobBody, BlobRead, BlobStat};
 pub use browse::{
     BrowsePage, ImageEntry, IndexChild, MAX_BROWSE_PAGE, ManifestDetail, ManifestSummary,
     ReferrerSummary, RepositorySort, RepositorySummary, TagSort, TagSummary,
 };
 pub use error::RegistryError;
 pub use manifests::{ListPage, PushedManifest};
-pub use uploads::{ChunkBody, UploadState};
+pub use uploads::{ChunkBody, UploadState, quota_error};
 
 pub type RegistryResult<T> = Result<T, RegistryError>;
 

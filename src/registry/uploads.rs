@@ -414,7 +414,7 @@ impl Registry {
 }
 
 /// The refusal a client sees when a push would exceed its namespace's quota.
-pub(super) fn quota_error(exceeded: &QuotaExceeded) -> RegistryError {
+pub fn quota_error(exceeded: &QuotaExceeded) -> RegistryError {
     RegistryError::Denied(format!(
         "the storage quota of namespace `{}` ({} bytes) would be exceeded: {} bytes used, this blob is {} bytes",
         exceeded.namespace, exceeded.limit, exceeded.used, exceeded.size
