@@ -18,10 +18,10 @@ DOCKERD_LOG="$LOG_DIR/berth-dockerd.log"
 DOCKERD_WAIT_SECS="${BERTH_DOCKERD_WAIT_SECS:-60}"
 PG_WAIT_SECS="${BERTH_PG_WAIT_SECS:-60}"
 PG_PORT=5432
-REQUIRED_PACKAGES=(postgresql docker.io skopeo podman gcc libc6-dev python3-venv curl openssl chromium nodejs npm)
+REQUIRED_PACKAGES=(postgresql docker.io skopeo podman gcc libc6-dev python3-venv curl openssl chromium nodejs npm docker-registry apache2-utils iproute2)
 # A package whose command is already on PATH counts as present: a Node.js
 # from elsewhere (NodeSource's nodejs bundles npm and conflicts with Debian's).
-declare -A PACKAGE_COMMANDS=([nodejs]=node [npm]=npm [openssl]=openssl)
+declare -A PACKAGE_COMMANDS=([nodejs]=node [npm]=npm [openssl]=openssl [apache2-utils]=htpasswd [iproute2]=ip)
 BROWSER_TESTS_DIR="$REPO_ROOT/tests/browser"
 
 banner() {

@@ -43,6 +43,25 @@ async fn collect_with(app: &TestApp, config: GcConfig, dry_run: bool) -> GcRepor
     .unwrap()
 }
 
+/// A pass with `config`, evicting what the app's proxies hold as `berth gc` does.
+pub async fn collect_with_evictions(app: &TestApp, config: GcConfig) -> GcReport {
+    let stores = berth::metadata::connect(&app.config.database_url, 2)
+        .await
+        .unwrap();
+    let blobs = berth::server::open_blob_store(&app.config).await.unwrap();
+    Collector::new(
+        stores.collector.clone(),
+        stores.policy.clone(),
+        blobs,
+        config,
+        None,
+    )
+    .with_evictions(berth::cache::Cache::evictions(&app.config.cache))
+    .run_pass(false)
+    .await
+    .unwrap()
+}
+
 /// Blob objects in storage (committed blobs only, not staging).
 pub async fn stored_blobs(app: &TestApp) -> usize {
     match &app.config.storage {

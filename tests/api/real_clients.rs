@@ -377,7 +377,7 @@ async fn skopeo_round_trip_on_postgres() {
 }
 
 /// The containerd socket: dockerd's own containerd, or a system one.
-fn containerd_socket() -> &'static str {
+pub fn containerd_socket() -> &'static str {
     ["/var/run/docker/containerd/containerd.sock", "/run/containerd/containerd.sock"]
         .into_iter()
         .find(|p| Path::new(p).exists())
