@@ -970,7 +970,8 @@ mod tests {
             for (text, setting) in [
                 ("lisen = \"x\"", "lisen"),
                 ("[auth]\ntokn_lifetime = \"5m\"", "auth.tokn_lifetime"),
-                ("[cache]\nsize = 1", "cache"),
+                ("[cache]\nsize = 1", "cache.size"),
+                ("[mirror]\nsize = 1", "mirror"),
                 ("log = \"json\"", "log"),
             ] {
                 jail.create_file("typo.toml", text)?;

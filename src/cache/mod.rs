@@ -21,8 +21,8 @@
 //! Called by `http` (a wrapper beside the registry's handlers, chosen by
 //! the route's name) and `cli` (`berth proxy list`); calls `registry` to
 //! serve what is cached and to record pulls, `metadata` (`CacheStore`,
-//! `RegistryStore` for the fill's upload session), `storage`, `metrics`,
-//! `origin` and `oci`. Owns `[cache]` and `[[proxy]]`. Eviction is the
+//! `RegistryStore` for the fill's upload session), `storage`, and the
+//! leaves `metrics`, `origin`, `sync` (one manifest fetch at a time) and `oci`. Owns `[cache]` and `[[proxy]]`. Eviction is the
 //! collector's (`gc`), with the windows [`Cache::evictions`] names.
 
 mod fill;
@@ -50,6 +50,7 @@ use crate::oci::range::{ByteRange, RangeRequest, parse_download_range};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
 use crate::registry::{Registry, RegistryError};
 use crate::storage::{BlobStore, ByteStream, StagedUpload, StorageError};
+use crate::sync::KeyedLocks;
 
 /// How long one instance's claim on a fill lasts without renewal; renewed
 /// every third of it while the fill runs.
@@ -134,6 +135,8 @@ pub struct Cache {
     registry: Arc<Registry>,
     blobs: Arc<dyn BlobStore>,
     fills: Fills,
+    /// Manifest fetches in progress, by repository and reference.
+    manifest_fetches: KeyedLocks<tokio::sync::Mutex<()>>,
     metrics: Arc<Metrics>,
     /// This instance, as `cache_fills` names its claims.
     holder: String,
@@ -165,6 +168,7 @@ impl Cache {
             registry,
             blobs,
             fills: Fills::new(&config.spool_dir),
+            manifest_fetches: KeyedLocks::default(),
             metrics,
             holder: uuid::Uuid::new_v4().to_string(),
         })
@@ -331,9 +335,15 @@ impl Cache {
         proxied: &Proxied,
         digest: &Digest,
     ) -> CacheResult<CachedManifest> {
-        if let Some(manifest) = self.store.manifest(&proxied.local, digest).await? {
-            self.count(proxied, "hit");
-            self.mark_manifest_pulled(proxied, &manifest).await;
+        if let Some(manifest) = self.cached_by_digest(proxied, digest).await? {
+            return Ok(manifest);
+        }
+        // One fetch per manifest at a time: the others wait and read it.
+        let lock = self
+            .manifest_fetches
+            .get(&format!("{}@{digest}", proxied.local));
+        let _turn = lock.lock().await;
+        if let Some(manifest) = self.cached_by_digest(proxied, digest).await? {
             return Ok(manifest);
         }
         let manifest = self
@@ -346,12 +356,51 @@ impl Cache {
         Ok(manifest)
     }
 
+    async fn cached_by_digest(
+        &self,
+        proxied: &Proxied,
+        digest: &Digest,
+    ) -> CacheResult<Option<CachedManifest>> {
+        let Some(manifest) = self.store.manifest(&proxied.local, digest).await? else {
+            return Ok(None);
+        };
+        self.count(proxied, "hit");
+        self.mark_manifest_pulled(proxied, &manifest).await;
+        Ok(Some(manifest))
+    }
+
+    /// The cached manifest of `tag` while the tag is fresh.
+    async fn fresh_tag(&self, proxied: &Proxied, tag: &Tag) -> CacheResult<Option<CachedManifest>> {
+        let ttl = self.proxy(proxied).config.tag_ttl.as_secs() as i64;
+        let Some(cached) = self.store.tag(&proxied.local, tag).await? else {
+            return Ok(None);
+        };
+        match cached.manifest {
+            Some(manifest) if unix_now().saturating_sub(cached.checked_at) < ttl => {
+                self.count(proxied, "hit");
+                self.mark_manifest_pulled(proxied, &manifest).await;
+                Ok(Some(manifest))
+            }
+            _ => Ok(None),
+        }
+    }
+
     async fn manifest_by_tag(&self, proxied: &Proxied, tag: &Tag) -> CacheResult<CachedManifest> {
+        if let Some(manifest) = self.fresh_tag(proxied, tag).await? {
+            return Ok(manifest);
+        }
+        // One look upstream per tag at a time: the others wait and read
+        // what it found.
+        let lock = self
+            .manifest_fetches
+            .get(&format!("{}:{tag}", proxied.local));
+        let _turn = lock.lock().await;
+        if let Some(manifest) = self.fresh_tag(proxied, tag).await? {
+            return Ok(manifest);
+        }
         let proxy = self.proxy(proxied);
         let cached = self.store.tag(&proxied.local, tag).await?;
-        let Some((digest, checked_at, Some(manifest))) =
-            cached.map(|c| (c.digest, c.checked_at, c.manifest))
-        else {
+        let Some((digest, Some(manifest))) = cached.map(|c| (c.digest, c.manifest)) else {
             let manifest = self.fetch_manifest(proxied, tag.as_str(), None).await?;
             self.store
                 .store_manifest(&proxied.local, manifest.clone(), Some(tag))
@@ -359,12 +408,6 @@ impl Cache {
             self.count(proxied, "miss");
             return Ok(manifest);
         };
-        let age = unix_now().saturating_sub(checked_at);
-        if age < proxy.config.tag_ttl.as_secs() as i64 {
-            self.count(proxied, "hit");
-            self.mark_manifest_pulled(proxied, &manifest).await;
-            return Ok(manifest);
-        }
         // Stale: a HEAD says whether the tag moved.
         let now = proxy
             .upstream

@@ -322,6 +322,26 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
         assert_eq!(upstream.gets(&format!("/v2/library/multi/blobs/{blob}")), 0);
     }
 
+    // Twenty clients at once for a manifest not cached yet: one upstream GET.
+    let path = format!("/v2/library/multi/manifests/{arm64}");
+    let direct = upstream.gets(&path);
+    let pulls = (0..20).map(|_| {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/v2/hub/library/multi/manifests/{arm64}")),
+            token.clone(),
+        );
+        tokio::spawn(async move {
+            let response = client.get(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            sha256(&response.bytes().await.unwrap())
+        })
+    });
+    for pull in futures_util::future::join_all(pulls).await {
+        assert_eq!(&pull.unwrap(), arm64);
+    }
+    assert_eq!(upstream.gets(&path), direct + 1);
+
     // Twenty clients at once, for a 24 MiB blob nobody fetched yet: one
     // upstream GET, every client the whole blob.
     let pulls = (0..20).map(|_| {
