@@ -24,7 +24,8 @@
 //! than the rate. `small-images-as-docker` sends each blob as `docker push`
 //! does (POST, PATCH with the body, PUT) instead of POST and PUT.
 //! `pages` measures the web UI's pages beside the API requests that return
-//! the same rows (`support/pages.rs`).
+//! the same rows (`support/pages.rs`). `cache` measures pulls through the
+//! pull-through cache against the upstream's own (`support/cache.rs`).
 //! `BERTH_BENCH_BIN` runs another build of Berth instead
 //! (a copy of an earlier `target/release/berth`), to alternate two builds.
 
@@ -40,6 +41,8 @@ use tokio::process::{Child, Command};
 
 #[path = "support/bare.rs"]
 mod bare;
+#[path = "support/cache.rs"]
+mod cache;
 #[path = "support/pages.rs"]
 mod pages;
 
@@ -55,6 +58,13 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The middle of `samples` (the upper one of an even count).
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -202,6 +212,7 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
         "repository:bench/small:pull,push",
         "repository:bench/tags:pull,push",
         "repository:bench/seed:pull,push",
+        "repository:hub/library/large:pull",
     ];
     let mut query: Vec<(&str, &str)> = vec![("service", "berth")];
     query.extend(scopes.iter().map(|s| ("scope", *s)));
@@ -695,9 +706,7 @@ impl Row {
     /// The median of a server's rounds.
     fn figure(&self, server: &str) -> Option<f64> {
         let (_, samples) = self.samples.iter().find(|(name, _)| *name == server)?;
-        let mut sorted = samples.clone();
-        sorted.sort_by(f64::total_cmp);
-        sorted.get(sorted.len() / 2).copied()
+        (!samples.is_empty()).then(|| median(samples))
     }
 }
 
@@ -1054,10 +1063,16 @@ fn main() {
                 pages::profile(env_usize("BERTH_BENCH_ROUNDS", 3).max(1)).await;
                 return;
             }
+            if profile == "cache" {
+                cache::profile().await;
+                return;
+            }
             let how = match profile.as_str() {
                 "small-images" => BlobPush::Monolithic,
                 "small-images-as-docker" => BlobPush::AsDocker,
-                _ => panic!("BERTH_BENCH_PROFILE is small-images, small-images-as-docker or pages"),
+                _ => panic!(
+                    "BERTH_BENCH_PROFILE is small-images, small-images-as-docker, pages or cache"
+                ),
             };
             let berth = Arc::new(start_berth(fsync).await);
             profile_small_images(&berth, env_usize("BERTH_BENCH_ROUNDS", 10).max(1), how).await;
