@@ -25,6 +25,13 @@ const FILL_LEASE: Duration = Duration::from_secs(60);
 const FILL_POLL: Duration = Duration::from_millis(250);
 
 impl Cache {
+    /// Who a fill's claim names: this instance, for this repository. A fill
+    /// of the same digest for another repository waits for it, then links
+    /// the blob once its own upstream repository confirms it.
+    fn holder(&self, proxied: &Proxied) -> String {
+        format!("{} {}", self.instance, proxied.local)
+    }
+
     /// A blob's size, from the cache or a `HEAD` upstream (nothing fetched).
     pub async fn stat_blob(&self, proxied: &Proxied, digest: &Digest) -> CacheResult<u64> {
         if let Some(blob) = self.store.blob(&proxied.local, digest).await? {
@@ -70,7 +77,7 @@ impl Cache {
         }
         let (fill, started) = self
             .fills
-            .join(digest)
+            .join(proxied.local.as_str(), digest)
             .map_err(|e| CacheError::Internal(format!("cannot open the cache spool: {e}")))?;
         if started {
             self.count(proxied, "miss");
@@ -189,7 +196,7 @@ impl Cache {
             }
             if self
                 .store
-                .claim_fill(&fill.digest, &self.holder, lease)
+                .claim_fill(&fill.digest, &self.holder(proxied), lease)
                 .await
                 .map_err(|e| internal(&e))?
             {
@@ -207,7 +214,11 @@ impl Cache {
         } else {
             self.fetch_into_store(proxied, fill).await
         };
-        if let Err(e) = self.store.release_fill(&fill.digest, &self.holder).await {
+        if let Err(e) = self
+            .store
+            .release_fill(&fill.digest, &self.holder(proxied))
+            .await
+        {
             tracing::warn!(error = %e, "could not release a cache fill; its lease lapses");
         }
         outcome
@@ -313,7 +324,8 @@ impl Cache {
                     done = &mut work => break done,
                     _ = renew.tick() => {
                         let lease = FILL_LEASE.as_secs() as i64;
-                        if let Err(e) = self.store.claim_fill(&fill.digest, &self.holder, lease).await {
+                        let holder = self.holder(proxied);
+                        if let Err(e) = self.store.claim_fill(&fill.digest, &holder, lease).await {
                             tracing::warn!(error = %e, "could not renew a cache fill's lease");
                         }
                     }

@@ -50,6 +50,8 @@ pub enum FillFailure {
 
 pub struct Fill {
     pub digest: Digest,
+    /// What it is listed under: the repository and the digest.
+    key: String,
     spool: Arc<File>,
     state: watch::Sender<FillState>,
 }
@@ -147,10 +149,13 @@ impl Fill {
     }
 }
 
-/// The fills in progress on this instance, by digest.
+/// The fills in progress on this instance, by repository and digest: a
+/// client joins only a fill for the repository it asked through, so no one
+/// receives bytes through a repository the upstream has not confirmed
+/// holds them.
 pub struct Fills {
     spool_dir: PathBuf,
-    inflight: Mutex<HashMap<Digest, Arc<Fill>>>,
+    inflight: Mutex<HashMap<String, Arc<Fill>>>,
 }
 
 impl Fills {
@@ -161,11 +166,12 @@ impl Fills {
         }
     }
 
-    /// The fill of `digest` in progress, or a new one (`true`: the caller
-    /// runs it, and ends it with [`Fills::end`]).
-    pub fn join(&self, digest: &Digest) -> io::Result<(Arc<Fill>, bool)> {
+    /// The fill of `digest` for `repository` in progress, or a new one
+    /// (`true`: the caller runs it, and ends it with [`Fills::end`]).
+    pub fn join(&self, repository: &str, digest: &Digest) -> io::Result<(Arc<Fill>, bool)> {
+        let key = format!("{repository}@{digest}");
         let mut inflight = self.inflight.lock().expect("fills");
-        if let Some(fill) = inflight.get(digest) {
+        if let Some(fill) = inflight.get(&key) {
             return Ok((fill.clone(), false));
         }
         std::fs::create_dir_all(&self.spool_dir)?;
@@ -184,16 +190,17 @@ impl Fills {
         let (state, _) = watch::channel(FillState::Starting);
         let fill = Arc::new(Fill {
             digest: digest.clone(),
+            key: key.clone(),
             spool: Arc::new(spool),
             state,
         });
-        inflight.insert(digest.clone(), fill.clone());
+        inflight.insert(key, fill.clone());
         Ok((fill, true))
     }
 
     /// Takes the fill off the list: later clients look in the blob store.
     pub fn end(&self, fill: &Fill) {
-        self.inflight.lock().expect("fills").remove(&fill.digest);
+        self.inflight.lock().expect("fills").remove(&fill.key);
     }
 }
 

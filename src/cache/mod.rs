@@ -130,7 +130,7 @@ pub struct Cache {
     manifest_fetches: KeyedLocks<tokio::sync::Mutex<()>>,
     metrics: Arc<Metrics>,
     /// This instance, as `cache_fills` names its claims.
-    holder: String,
+    instance: String,
 }
 
 impl Cache {
@@ -161,7 +161,7 @@ impl Cache {
             fills: Fills::new(&config.spool_dir),
             manifest_fetches: KeyedLocks::default(),
             metrics,
-            holder: uuid::Uuid::new_v4().to_string(),
+            instance: uuid::Uuid::new_v4().to_string(),
         })
     }
 

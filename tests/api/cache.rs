@@ -275,7 +275,10 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
     let token = token(
         &app,
         Some(("admin", ADMIN_PASSWORD)),
-        &["repository:hub/library/multi:pull,push"],
+        &[
+            "repository:hub/library/multi:pull,push",
+            "repository:hub/library/other:pull",
+        ],
     )
     .await;
 
@@ -363,6 +366,15 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
         upstream.gets(&format!("/v2/library/multi/blobs/{big_digest}")),
         1
     );
+    // Held here for one repository, the blob is not served through another
+    // unless the upstream has it there too.
+    let elsewhere = get_as_admin(
+        &app,
+        &format!("/v2/hub/library/other/blobs/{big_digest}"),
+        &token,
+    )
+    .await;
+    assert_error(elsewhere, StatusCode::NOT_FOUND, "BLOB_UNKNOWN").await;
     // A range of a cached blob.
     let range = with_token(
         &app,
