@@ -355,7 +355,7 @@ impl Settings {
         let cache = self
             .cache
             .clone()
-            .check(&self.data_dir, &self.proxy)
+            .check(&self.proxy)
             .map_err(in_section("cache"))?;
         let mut warnings = Vec::new();
         if tls.is_some()

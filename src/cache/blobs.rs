@@ -75,10 +75,13 @@ impl Cache {
                 .await?;
             return Ok(CachedBlob::Stored(read));
         }
-        let (fill, started) = self
-            .fills
-            .join(proxied.local.as_str(), digest)
-            .map_err(|e| CacheError::Internal(format!("cannot open the cache spool: {e}")))?;
+        let (fill, started) = self.fills.join(proxied.local.as_str(), digest);
+        // Taken at once, so the start is held for this download while the
+        // fill begins (`None` when it is gone already).
+        let mut whole = match range_header {
+            None => fill.reader(None),
+            Some(_) => None,
+        };
         if started {
             self.count(proxied, "miss");
             let cache = self.clone();
@@ -91,42 +94,10 @@ impl Cache {
         let mut state = fill.state();
         loop {
             let current = state.borrow_and_update().clone();
-            match current {
-                FillState::Starting => {}
-                // Served from the spool, from the start or the range's start.
-                FillState::Receiving { size, .. } if range_header.is_none() => {
-                    return Ok(CachedBlob::Arriving {
-                        size,
-                        range: None,
-                        body: fill.reader(None),
-                    });
-                }
-                FillState::Complete { size } if range_header.is_none() => {
-                    return Ok(CachedBlob::Arriving {
-                        size: Some(size),
-                        range: None,
-                        body: fill.reader(None),
-                    });
-                }
-                FillState::Receiving {
-                    size: Some(size), ..
-                }
-                | FillState::Complete { size } => {
-                    let range = match parse_download_range(range_header, size) {
-                        RangeRequest::Whole => None,
-                        RangeRequest::Partial(range) => Some(range),
-                        RangeRequest::Unsatisfiable => {
-                            return Err(RegistryError::RangeNotSatisfiable { size }.into());
-                        }
-                    };
-                    return Ok(CachedBlob::Arriving {
-                        size: Some(size),
-                        range,
-                        body: fill.reader(range),
-                    });
-                }
-                // A range of a blob of unknown size waits for the whole.
-                FillState::Receiving { size: None, .. } => {}
+            let size = match current {
+                FillState::Starting => None,
+                FillState::Receiving { size, .. } => Some(size),
+                FillState::Complete { size } => Some(Some(size)),
                 FillState::Stored => {
                     let read = self
                         .registry
@@ -137,6 +108,36 @@ impl Cache {
                 FillState::Failed(failure) => {
                     return Err(self.fill_failed(proxied, digest, failure));
                 }
+            };
+            // Bytes are arriving: streamed from the fill, whole or the range
+            // asked (which needs the size). Else wait for the stored blob.
+            match (size, range_header) {
+                (Some(size), None) => {
+                    if let Some(body) = whole.take() {
+                        return Ok(CachedBlob::Arriving {
+                            size,
+                            range: None,
+                            body,
+                        });
+                    }
+                }
+                (Some(Some(size)), Some(_)) => {
+                    let range = match parse_download_range(range_header, size) {
+                        RangeRequest::Whole => None,
+                        RangeRequest::Partial(range) => Some(range),
+                        RangeRequest::Unsatisfiable => {
+                            return Err(RegistryError::RangeNotSatisfiable { size }.into());
+                        }
+                    };
+                    if let Some(body) = fill.reader(range) {
+                        return Ok(CachedBlob::Arriving {
+                            size: Some(size),
+                            range,
+                            body,
+                        });
+                    }
+                }
+                _ => {}
             }
             if state.changed().await.is_err() {
                 return Err(CacheError::Internal("the cache fill was abandoned".into()));
@@ -164,16 +165,18 @@ impl Cache {
     }
 
     /// Runs one fill to its end, then takes it off the list. A failure
-    /// before the last byte arrived fails the waiting clients; one after
-    /// (storing or recording the blob) only means it is not cached.
-    async fn run_fill(&self, proxied: &Proxied, fill: &Fill) {
-        let outcome = self.fill_blob(proxied, fill).await;
-        if let Err(failure) = outcome {
-            let complete = matches!(*fill.state().borrow(), FillState::Complete { .. });
-            if complete {
-                tracing::warn!(digest = %fill.digest, ?failure, "a fetched blob was served but could not be cached");
-            } else {
-                tracing::warn!(digest = %fill.digest, repository = %proxied.local, ?failure, "could not fetch a blob from upstream");
+    /// before the last byte arrived fails the downloads; one after (storing
+    /// or recording the blob) only means it is not cached.
+    async fn run_fill(&self, proxied: &Proxied, fill: &Arc<Fill>) {
+        match self.fill_blob(proxied, fill).await {
+            Ok(()) => fill.set(FillState::Stored),
+            Err(failure) => {
+                if matches!(*fill.state().borrow(), FillState::Complete { .. }) {
+                    tracing::warn!(digest = %fill.digest, ?failure, "a fetched blob was served but could not be cached");
+                } else {
+                    tracing::warn!(digest = %fill.digest, repository = %proxied.local, ?failure, "could not fetch a blob from upstream");
+                }
+                // Downloads that have every byte finish; those waiting fail.
                 fill.set(FillState::Failed(failure));
             }
         }
@@ -182,7 +185,7 @@ impl Cache {
 
     /// Waits for any other instance's fill of the digest, then fetches it
     /// under this instance's claim, or links what the other one stored.
-    async fn fill_blob(&self, proxied: &Proxied, fill: &Fill) -> Result<(), FillFailure> {
+    async fn fill_blob(&self, proxied: &Proxied, fill: &Arc<Fill>) -> Result<(), FillFailure> {
         let internal = |e: &dyn std::fmt::Display| FillFailure::Internal(e.to_string());
         let lease = FILL_LEASE.as_secs() as i64;
         loop {
@@ -237,10 +240,7 @@ impl Cache {
             Err(error) => return Err(upstream_failure(error)),
         }
         match self.store.link_blob(&proxied.local, &fill.digest).await {
-            Ok(CacheLink::Linked(_)) => {
-                fill.set(FillState::Stored);
-                Ok(())
-            }
+            Ok(CacheLink::Linked(_)) => Ok(()),
             Ok(CacheLink::Absent) => Err(FillFailure::Internal(
                 "the blob was collected while being linked; ask again".into(),
             )),
@@ -251,9 +251,13 @@ impl Cache {
         }
     }
 
-    /// Fetches the blob into the spool while the blob store's writer reads
-    /// it back, then commits and records it.
-    async fn fetch_into_store(&self, proxied: &Proxied, fill: &Fill) -> Result<(), FillFailure> {
+    /// Fetches the blob, handing each batch to the waiting clients and to
+    /// the blob store's writer, then commits and records it.
+    async fn fetch_into_store(
+        &self,
+        proxied: &Proxied,
+        fill: &Arc<Fill>,
+    ) -> Result<(), FillFailure> {
         let internal = |e: &dyn std::fmt::Display| FillFailure::Internal(e.to_string());
         let upstream = &self.proxy(proxied).upstream;
         let fetched = match upstream
@@ -300,15 +304,16 @@ impl Cache {
         }
         let permit = fetched.permit;
         let ingest = async {
-            let received = fill.receive(fetched.body, fetched.size).await;
+            let received = fill.receive(fetched.body, fetched.size, self.stall).await;
             match &received {
                 Ok(size) => fill.set(FillState::Complete { size: *size }),
                 Err(failure) => fill.set(FillState::Failed(failure.clone())),
             }
             received
         };
+        // Taken before the first byte arrives, so it starts at the start.
+        let mut body = fill.reader(None).expect("a new fill holds its start");
         let store = async {
-            let mut body = fill.reader(None);
             let staged = &staged;
             self.blobs
                 .append(staged, 0, &mut body, &mut |_: &[u8]| {})

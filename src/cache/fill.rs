@@ -1,39 +1,44 @@
-//! Blobs being fetched from upstream, one fill per digest however many
-//! clients ask: the bytes go to a spool file as they arrive (unlinked at
-//! once, so a crash leaves nothing), every waiting client and the blob
-//! store's writer read it at their own pace, and the fill's state says how
-//! far it has got.
+//! Blobs being fetched from upstream, one fill per repository and digest
+//! however many clients ask. The bytes arrive in batches that every reader
+//! (each waiting client, and the blob store's writer) takes in turn without
+//! a copy; a batch is dropped once the slowest reader is past it. Readers
+//! may be at most [`WINDOW`] behind the newest byte: the fill waits for
+//! them, and gives up on one that has not moved for the upstream's timeout
+//! (its download breaks off; the others go on). A client that arrives once
+//! the start has been dropped waits for the blob to be stored and reads it
+//! from there.
 
-use std::collections::HashMap;
-use std::fs::File;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::oci::Digest;
 use crate::oci::digest::BlobHasher;
 use crate::oci::range::ByteRange;
 use crate::storage::ByteStream;
 
-/// Reads of the spool are at most this large; batches written to it are
-/// about this large, so readers wake once per batch, not per network read.
-const SPOOL_CHUNK: usize = 256 * 1024;
+/// Batches are about this large: readers wake once per batch, not per
+/// network read, and hashing and sending work on whole batches.
+const BATCH: usize = 256 * 1024;
+
+/// How far the newest byte may be ahead of the slowest reader.
+pub const WINDOW: u64 = 64 * 1024 * 1024;
 
 /// How far a fill has got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FillState {
     /// Waiting for the upstream's answer, or for another instance's fill.
     Starting,
-    /// Bytes are arriving; `written` of them are in the spool.
+    /// Bytes are arriving; `written` of them have been received.
     Receiving { written: u64, size: Option<u64> },
-    /// Every byte is in the spool and the digest matched.
+    /// Every byte has arrived and the digest matched.
     Complete { size: u64 },
-    /// The blob is in the blob store and linked (another instance fetched
-    /// it, or it was already here): read it from there.
+    /// The blob is in the blob store and linked (fetched here and recorded,
+    /// or fetched by another instance, or already here): read it from there.
     Stored,
     /// The fill failed; the message says why, for the clients.
     Failed(FillFailure),
@@ -48,12 +53,76 @@ pub enum FillFailure {
     Internal(String),
 }
 
+/// The batches still wanted by some reader, and where the readers are.
+#[derive(Default)]
+struct Window {
+    batches: VecDeque<Bytes>,
+    /// The offset of the first batch kept.
+    base: u64,
+    written: u64,
+    /// Every reader's next offset.
+    readers: HashMap<u64, u64>,
+    next_reader: u64,
+    /// Readers given up on for being too slow.
+    dropped: HashSet<u64>,
+    /// Whether the whole blob arrived and matched its digest.
+    complete: bool,
+}
+
+impl Window {
+    fn slowest(&self) -> u64 {
+        self.readers.values().copied().min().unwrap_or(self.written)
+    }
+
+    /// Drops the batches every reader is past.
+    fn trim(&mut self) {
+        let slowest = self.slowest();
+        while let Some(first) = self.batches.front() {
+            let end = self.base + first.len() as u64;
+            if end > slowest {
+                break;
+            }
+            self.base = end;
+            self.batches.pop_front();
+        }
+    }
+
+    /// The bytes from `position` that may be read now, at most to `end`
+    /// (exclusive). The last byte waits for the digest's check, so a client
+    /// never receives a whole body that then proves corrupt: a mismatch
+    /// ends its download short instead.
+    fn read(&self, position: u64, end: Option<u64>) -> Option<Bytes> {
+        let available = if self.complete {
+            self.written
+        } else {
+            self.written.saturating_sub(1)
+        };
+        let available = end.map_or(available, |end| available.min(end));
+        if position >= available || position < self.base {
+            return None;
+        }
+        let mut offset = self.base;
+        for batch in &self.batches {
+            let batch_end = offset + batch.len() as u64;
+            if position < batch_end {
+                let from = (position - offset) as usize;
+                let to = (available.min(batch_end) - offset) as usize;
+                return Some(batch.slice(from..to));
+            }
+            offset = batch_end;
+        }
+        None
+    }
+}
+
 pub struct Fill {
     pub digest: Digest,
     /// What it is listed under: the repository and the digest.
     key: String,
-    spool: Arc<File>,
     state: watch::Sender<FillState>,
+    window: Mutex<Window>,
+    /// Woken when a reader moves, for a fill waiting on the slowest.
+    moved: Notify,
 }
 
 impl Fill {
@@ -65,28 +134,83 @@ impl Fill {
         self.state.send_replace(state);
     }
 
-    /// A reader of the spooled bytes (all, or `range`), following the fill.
-    pub fn reader(&self, range: Option<ByteRange>) -> ByteStream {
+    /// A reader of the blob (all, or `range`) following the fill; `None`
+    /// when its start is no longer held (read the stored blob instead).
+    pub fn reader(self: &Arc<Self>, range: Option<ByteRange>) -> Option<ByteStream> {
         let (start, end) = match range {
             Some(range) => (range.start, Some(range.end + 1)),
             None => (0, None),
         };
-        spool_reader(self.spool.clone(), self.state.subscribe(), start, end)
+        let id = {
+            let mut window = self.window.lock().expect("fill window");
+            if start < window.base {
+                return None;
+            }
+            let id = window.next_reader;
+            window.next_reader += 1;
+            window.readers.insert(id, start);
+            id
+        };
+        let reader = Reader {
+            fill: self.clone(),
+            id,
+            end,
+        };
+        let start = (reader, self.state.subscribe(), start);
+        Some(Box::pin(futures_util::stream::unfold(
+            start,
+            |(reader, mut state, position)| async move {
+                loop {
+                    if position == u64::MAX {
+                        return None;
+                    }
+                    let current = state.borrow_and_update().clone();
+                    match reader.next(position) {
+                        Next::Bytes(bytes) => {
+                            let next = position + bytes.len() as u64;
+                            return Some((Ok(bytes), (reader, state, next)));
+                        }
+                        Next::End => return None,
+                        Next::Dropped => {
+                            let error = io::Error::other(
+                                "this download fell too far behind the others of the same blob",
+                            );
+                            return Some((Err(error), (reader, state, u64::MAX)));
+                        }
+                        // What arrived whole is read to its end even if
+                        // storing it failed afterwards.
+                        Next::Wait => {
+                            if let FillState::Failed(failure) = current {
+                                let error =
+                                    io::Error::other(format!("the cache fill failed: {failure:?}"));
+                                return Some((Err(error), (reader, state, u64::MAX)));
+                            }
+                        }
+                    }
+                    if state.changed().await.is_err() {
+                        let error = io::Error::other("the cache fill was abandoned");
+                        return Some((Err(error), (reader, state, u64::MAX)));
+                    }
+                }
+            },
+        )))
     }
 
-    /// Writes what arrives from `body` to the spool, hashing it; returns
-    /// the size once the body ended and the digest matched. `size` is what
-    /// the upstream announced. The state follows every batch written.
+    /// Takes what arrives from `body`, hashing it; returns the size once
+    /// the body ended and the digest matched. `size` is what the upstream
+    /// announced. `stall` is how long the slowest reader may hold the fill
+    /// before it is given up on.
     pub async fn receive(
         &self,
         mut body: ByteStream,
         size: Option<u64>,
+        stall: Duration,
     ) -> Result<u64, FillFailure> {
         use futures_util::StreamExt;
         self.set(FillState::Receiving { written: 0, size });
         let mut hasher = BlobHasher::new(self.digest.algorithm());
         let mut written = 0u64;
-        let mut batch = BytesMut::with_capacity(SPOOL_CHUNK);
+        let mut batch = BytesMut::with_capacity(BATCH);
         loop {
             let chunk = body.next().await;
             let end = chunk.is_none();
@@ -102,14 +226,15 @@ impl Fill {
                         reason: "the upstream sent more bytes than it announced".into(),
                     });
                 }
-                if batch.len() < SPOOL_CHUNK {
+                if batch.len() < BATCH {
                     continue;
                 }
             }
             if !batch.is_empty() {
                 let bytes = batch.split().freeze();
                 hasher.update(&bytes);
-                written = self.append(bytes, written).await?;
+                written += bytes.len() as u64;
+                self.push(bytes, stall).await;
                 self.set(FillState::Receiving { written, size });
             }
             if end {
@@ -135,17 +260,103 @@ impl Fill {
                 ),
             });
         }
+        self.window.lock().expect("fill window").complete = true;
         Ok(written)
     }
 
-    async fn append(&self, bytes: Bytes, at: u64) -> Result<u64, FillFailure> {
-        let spool = self.spool.clone();
-        let len = bytes.len() as u64;
-        tokio::task::spawn_blocking(move || spool.write_all_at(&bytes, at))
-            .await
-            .map_err(|e| FillFailure::Internal(e.to_string()))?
-            .map_err(|e| FillFailure::Internal(format!("cannot write the cache spool: {e}")))?;
-        Ok(at + len)
+    /// Adds a batch, then waits while the slowest reader is more than
+    /// [`WINDOW`] behind; one that does not move for `stall` is dropped.
+    async fn push(&self, bytes: Bytes, stall: Duration) {
+        {
+            let mut window = self.window.lock().expect("fill window");
+            window.written += bytes.len() as u64;
+            window.batches.push_back(bytes);
+            window.trim();
+        }
+        loop {
+            let behind = {
+                let window = self.window.lock().expect("fill window");
+                window.written - window.slowest()
+            };
+            if behind <= WINDOW {
+                return;
+            }
+            if tokio::time::timeout(stall, self.moved.notified())
+                .await
+                .is_err()
+            {
+                let mut window = self.window.lock().expect("fill window");
+                let slowest = window.slowest();
+                let stalled: Vec<u64> = window
+                    .readers
+                    .iter()
+                    .filter(|(_, position)| **position == slowest)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in stalled {
+                    window.readers.remove(&id);
+                    window.dropped.insert(id);
+                }
+                window.trim();
+                drop(window);
+                tracing::warn!(digest = %self.digest, "gave up on a download that stopped reading a blob being fetched");
+                // Wakes the dropped readers, to tell them.
+                self.state.send_modify(|_| {});
+            }
+        }
+    }
+}
+
+/// One reader's place in a fill; it leaves the fill when dropped.
+struct Reader {
+    fill: Arc<Fill>,
+    id: u64,
+    end: Option<u64>,
+}
+
+enum Next {
+    Bytes(Bytes),
+    End,
+    Dropped,
+    Wait,
+}
+
+impl Reader {
+    fn next(&self, position: u64) -> Next {
+        let mut window = self.fill.window.lock().expect("fill window");
+        if window.dropped.contains(&self.id) {
+            return Next::Dropped;
+        }
+        if let Some(bytes) = window.read(position, self.end) {
+            window
+                .readers
+                .insert(self.id, position + bytes.len() as u64);
+            window.trim();
+            drop(window);
+            self.fill.moved.notify_one();
+            return Next::Bytes(bytes);
+        }
+        let done = self.end.is_some_and(|end| position >= end)
+            || (window.complete && position >= window.written);
+        if done {
+            window.readers.remove(&self.id);
+            window.trim();
+            drop(window);
+            self.fill.moved.notify_one();
+            return Next::End;
+        }
+        Next::Wait
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let mut window = self.fill.window.lock().expect("fill window");
+        window.readers.remove(&self.id);
+        window.dropped.remove(&self.id);
+        window.trim();
+        drop(window);
+        self.fill.moved.notify_one();
     }
 }
 
@@ -153,49 +364,30 @@ impl Fill {
 /// client joins only a fill for the repository it asked through, so no one
 /// receives bytes through a repository the upstream has not confirmed
 /// holds them.
+#[derive(Default)]
 pub struct Fills {
-    spool_dir: PathBuf,
     inflight: Mutex<HashMap<String, Arc<Fill>>>,
 }
 
 impl Fills {
-    pub fn new(spool_dir: &Path) -> Self {
-        Fills {
-            spool_dir: spool_dir.to_path_buf(),
-            inflight: Mutex::new(HashMap::new()),
-        }
-    }
-
     /// The fill of `digest` for `repository` in progress, or a new one
     /// (`true`: the caller runs it, and ends it with [`Fills::end`]).
-    pub fn join(&self, repository: &str, digest: &Digest) -> io::Result<(Arc<Fill>, bool)> {
+    pub fn join(&self, repository: &str, digest: &Digest) -> (Arc<Fill>, bool) {
         let key = format!("{repository}@{digest}");
         let mut inflight = self.inflight.lock().expect("fills");
         if let Some(fill) = inflight.get(&key) {
-            return Ok((fill.clone(), false));
+            return (fill.clone(), false);
         }
-        std::fs::create_dir_all(&self.spool_dir)?;
-        let path = self.spool_dir.join(format!(
-            "{}.{}",
-            digest.hex(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let spool = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        // Only the open handle is needed: nothing is left after a crash.
-        std::fs::remove_file(&path)?;
         let (state, _) = watch::channel(FillState::Starting);
         let fill = Arc::new(Fill {
             digest: digest.clone(),
             key: key.clone(),
-            spool: Arc::new(spool),
             state,
+            window: Mutex::default(),
+            moved: Notify::new(),
         });
         inflight.insert(key, fill.clone());
-        Ok((fill, true))
+        (fill, true)
     }
 
     /// Takes the fill off the list: later clients look in the blob store.
@@ -204,62 +396,96 @@ impl Fills {
     }
 }
 
-/// Streams the spool from `start` to `end` (exclusive; the end of the blob
-/// when `None`) as the fill writes it, ending when that much is read or the
-/// fill is complete, and failing when it failed.
-fn spool_reader(
-    spool: Arc<File>,
-    state: watch::Receiver<FillState>,
-    start: u64,
-    end: Option<u64>,
-) -> ByteStream {
-    let start = (spool, state, start);
-    Box::pin(futures_util::stream::unfold(
-        start,
-        move |(spool, mut state, position)| async move {
-            loop {
-                let current = state.borrow_and_update().clone();
-                let (available, complete) = match current {
-                    FillState::Starting => (0, false),
-                    FillState::Stored => {
-                        let error = io::Error::other("the blob was not spooled here");
-                        return Some((Err(error), (spool, state, u64::MAX)));
-                    }
-                    FillState::Receiving { written, .. } => (written, false),
-                    FillState::Complete { size } => (size, true),
-                    FillState::Failed(failure) => {
-                        let error = io::Error::other(format!("the cache fill failed: {failure:?}"));
-                        return Some((Err(error), (spool, state, u64::MAX)));
-                    }
-                };
-                let available = end.map_or(available, |end| available.min(end));
-                let done = end.is_some_and(|end| position >= end);
-                if position == u64::MAX || done || (complete && position >= available) {
-                    return None;
-                }
-                if position < available {
-                    let len = (available - position).min(SPOOL_CHUNK as u64) as usize;
-                    let file = spool.clone();
-                    let read = tokio::task::spawn_blocking(move || {
-                        let mut buffer = vec![0; len];
-                        file.read_exact_at(&mut buffer, position).map(|()| buffer)
-                    })
-                    .await
-                    .map_err(io::Error::other)
-                    .and_then(|r| r);
-                    return Some(match read {
-                        Ok(buffer) => (
-                            Ok(Bytes::from(buffer)),
-                            (spool, state, position + len as u64),
-                        ),
-                        Err(e) => (Err(e), (spool, state, u64::MAX)),
-                    });
-                }
-                if state.changed().await.is_err() {
-                    let error = io::Error::other("the cache fill was abandoned");
-                    return Some((Err(error), (spool, state, u64::MAX)));
-                }
-            }
-        },
-    ))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn digest_of(bytes: &[u8]) -> Digest {
+        Digest::of_bytes(crate::oci::Algorithm::Sha256, bytes)
+    }
+
+    async fn collect(mut stream: ByteStream) -> io::Result<Vec<u8>> {
+        let mut all = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            all.extend_from_slice(&chunk?);
+        }
+        Ok(all)
+    }
+
+    fn body(bytes: Vec<u8>) -> ByteStream {
+        let chunks: Vec<io::Result<Bytes>> = bytes
+            .chunks(10_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        Box::pin(futures_util::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn readers_get_every_byte_and_a_mismatch_breaks_them_off() {
+        let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let fills = Fills::default();
+        let (fill, started) = fills.join("hub/x", &digest_of(&blob));
+        assert!(started);
+        assert!(
+            !fills.join("hub/x", &digest_of(&blob)).1,
+            "the second asker joins"
+        );
+        assert!(
+            fills.join("hub/y", &digest_of(&blob)).1,
+            "another repository does not"
+        );
+        let readers: Vec<_> = (0..3).map(|_| fill.reader(None).unwrap()).collect();
+        let range = fill.reader(Some(ByteRange { start: 10, end: 19 })).unwrap();
+        let size = fill
+            .receive(
+                body(blob.clone()),
+                Some(blob.len() as u64),
+                Duration::from_secs(5),
+            )
+            .await;
+        // Readers wait for the fill here only after it is done: the window
+        // is larger than this blob, so it never waited for them.
+        fill.set(FillState::Complete {
+            size: size.unwrap(),
+        });
+        for reader in readers {
+            assert_eq!(collect(reader).await.unwrap(), blob);
+        }
+        assert_eq!(collect(range).await.unwrap(), blob[10..20]);
+        // Every reader is gone: the batches are dropped, a late reader
+        // gets none.
+        assert!(fill.reader(None).is_none());
+
+        let (wrong, _) = fills.join("hub/z", &digest_of(b"something else"));
+        let reader = wrong.reader(None).unwrap();
+        let failure = wrong
+            .receive(body(blob.clone()), None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        wrong.set(FillState::Failed(failure));
+        assert!(collect(reader).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_reader_is_dropped_and_the_others_go_on() {
+        let blob: Vec<u8> = (0..(WINDOW as u32 + 5_000_000))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let fills = Fills::default();
+        let (fill, _) = fills.join("hub/x", &digest_of(&blob));
+        let stalled = fill.reader(None).unwrap();
+        let reading = tokio::spawn(collect(fill.reader(None).unwrap()));
+        let size = fill
+            .receive(
+                body(blob.clone()),
+                Some(blob.len() as u64),
+                Duration::from_millis(200),
+            )
+            .await
+            .unwrap();
+        fill.set(FillState::Complete { size });
+        assert_eq!(reading.await.unwrap().unwrap(), blob);
+        assert!(collect(stalled).await.is_err());
+    }
 }

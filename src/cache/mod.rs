@@ -126,6 +126,8 @@ pub struct Cache {
     registry: Arc<Registry>,
     blobs: Arc<dyn BlobStore>,
     fills: Fills,
+    /// How long a fill waits for its slowest download before dropping it.
+    stall: Duration,
     /// Manifest fetches in progress, by repository and reference.
     manifest_fetches: KeyedLocks<tokio::sync::Mutex<()>>,
     metrics: Arc<Metrics>,
@@ -158,7 +160,8 @@ impl Cache {
             uploads,
             registry,
             blobs,
-            fills: Fills::new(&config.spool_dir),
+            fills: Fills::default(),
+            stall: config.request_timeout,
             manifest_fetches: KeyedLocks::default(),
             metrics,
             instance: uuid::Uuid::new_v4().to_string(),

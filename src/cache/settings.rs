@@ -1,7 +1,7 @@
-//! `[cache]` (what every proxy shares: timeouts, concurrency, the spool)
+//! `[cache]` (what every proxy shares: timeouts and concurrency)
 //! and `[[proxy]]` (one upstream each, served under a local namespace).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,9 +23,6 @@ pub struct CacheSettings {
     pub request_timeout: Duration,
     /// Requests one instance sends to one upstream at once; more wait.
     pub upstream_concurrency: u32,
-    /// Where blobs being fetched are spooled, so every waiting client reads
-    /// them as they arrive; `<data_dir>/cache-spool` when unset.
-    pub spool_dir: Option<PathBuf>,
 }
 
 impl Default for CacheSettings {
@@ -34,7 +31,6 @@ impl Default for CacheSettings {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             upstream_concurrency: 16,
-            spool_dir: None,
         }
     }
 }
@@ -118,12 +114,11 @@ pub struct CacheConfig {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub upstream_concurrency: u32,
-    pub spool_dir: PathBuf,
     pub proxies: Vec<ProxyConfig>,
 }
 
 impl CacheSettings {
-    pub fn check(self, data_dir: &Path, proxies: &[ProxySettings]) -> Result<CacheConfig, Invalid> {
+    pub fn check(self, proxies: &[ProxySettings]) -> Result<CacheConfig, Invalid> {
         for (key, value) in [
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
@@ -164,9 +159,6 @@ impl CacheSettings {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             upstream_concurrency: self.upstream_concurrency,
-            spool_dir: self
-                .spool_dir
-                .unwrap_or_else(|| data_dir.join("cache-spool")),
             proxies,
         })
     }
@@ -310,9 +302,7 @@ mod tests {
             proxy("hub", "https://a.example"),
             proxy("hub", "https://b.example"),
         ];
-        let error = CacheSettings::default()
-            .check(Path::new("/data"), &twice)
-            .unwrap_err();
+        let error = CacheSettings::default().check(&twice).unwrap_err();
         assert_eq!((error.key, error.section), ("namespace", Some("proxy")));
         let debug = format!(
             "{:?}",

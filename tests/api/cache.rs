@@ -86,16 +86,42 @@ impl ReferenceRegistry {
 
     /// How many `GET`s of `path` (`/v2/...`) it has served (answered 200;
     /// a client's first request, before it knows how to log in, gets 401).
-    pub fn gets(&self, path: &str) -> usize {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+    /// A line is written once its response has been sent, which may be
+    /// after the client saw the end: the count is read until it holds
+    /// still for 300 ms.
+    pub async fn gets(&self, path: &str) -> usize {
         let needle = format!("\"GET {path} HTTP/1.1\" 200 ");
-        log.lines().filter(|line| line.contains(&needle)).count()
+        let count = || {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            log.lines().filter(|line| line.contains(&needle)).count()
+        };
+        let mut last = count();
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = count();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
     }
 
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();
         }
+    }
+
+    /// Flips the first byte of a stored blob, as a disk or a proxy might.
+    pub fn corrupt(&self, digest: &str) {
+        let hex = digest.trim_start_matches("sha256:");
+        let path = self._dir.path().join(format!(
+            "data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
     }
 
     /// Uploads `bytes` as a blob of `repository`.
@@ -213,7 +239,7 @@ async fn start_with_proxies(
             connect_timeout: Duration::from_secs(2),
             ..Default::default()
         }
-        .check(&config.data_dir, &proxies)
+        .check(&proxies)
         .expect("valid proxies");
     })
     .await
@@ -271,7 +297,8 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
     let big_digest = upstream.push_blob("library/multi", &big).await;
     let mut hub = proxy("hub", &upstream.base);
     hub.tag_ttl = Duration::from_secs(3);
-    let app = start_with_proxies(backend, vec![hub]).await;
+    hub.mirror_of = Some("docker.io".into());
+    let mut app = start_with_proxies(backend, vec![hub]).await;
     let token = token(
         &app,
         Some(("admin", ADMIN_PASSWORD)),
@@ -313,21 +340,33 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
         let again =
             get_as_admin(&app, &format!("/v2/hub/library/multi/blobs/{blob}"), &token).await;
         assert_eq!(sha256(&again.bytes().await.unwrap()), blob);
-        assert_eq!(upstream.gets(&format!("/v2/library/multi/blobs/{blob}")), 1);
+        assert_eq!(
+            upstream
+                .gets(&format!("/v2/library/multi/blobs/{blob}"))
+                .await,
+            1
+        );
     }
     // Nothing of the other platform was fetched.
     assert_eq!(
-        upstream.gets(&format!("/v2/library/multi/manifests/{arm64}")),
+        upstream
+            .gets(&format!("/v2/library/multi/manifests/{arm64}"))
+            .await,
         0
     );
     let arm_manifest = upstream_manifest(&upstream, arm64).await;
     for blob in blobs_of(&arm_manifest) {
-        assert_eq!(upstream.gets(&format!("/v2/library/multi/blobs/{blob}")), 0);
+        assert_eq!(
+            upstream
+                .gets(&format!("/v2/library/multi/blobs/{blob}"))
+                .await,
+            0
+        );
     }
 
     // Twenty clients at once for a manifest not cached yet: one upstream GET.
     let path = format!("/v2/library/multi/manifests/{arm64}");
-    let direct = upstream.gets(&path);
+    let direct = upstream.gets(&path).await;
     let pulls = (0..20).map(|_| {
         let (client, url, token) = (
             app.client.clone(),
@@ -343,7 +382,7 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
     for pull in futures_util::future::join_all(pulls).await {
         assert_eq!(&pull.unwrap(), arm64);
     }
-    assert_eq!(upstream.gets(&path), direct + 1);
+    assert_eq!(upstream.gets(&path).await, direct + 1);
 
     // Twenty clients at once, for a 24 MiB blob nobody fetched yet: one
     // upstream GET, every client the whole blob.
@@ -363,7 +402,9 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
         assert_eq!(pull.unwrap(), big_digest);
     }
     assert_eq!(
-        upstream.gets(&format!("/v2/library/multi/blobs/{big_digest}")),
+        upstream
+            .gets(&format!("/v2/library/multi/blobs/{big_digest}"))
+            .await,
         1
     );
     // Held here for one repository, the blob is not served through another
@@ -375,6 +416,33 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
     )
     .await;
     assert_error(elsewhere, StatusCode::NOT_FOUND, "BLOB_UNKNOWN").await;
+    // A blob whose bytes upstream do not match its digest: the download
+    // breaks off, nothing is cached, and the next pull asks again.
+    let honest = vec![7u8; 1024 * 1024];
+    let corrupt_digest = upstream.push_blob("library/multi", &honest).await;
+    upstream.corrupt(&corrupt_digest);
+    for attempt in 1..=2 {
+        let response = get_as_admin(
+            &app,
+            &format!("/v2/hub/library/multi/blobs/{corrupt_digest}"),
+            &token,
+        )
+        .await;
+        if response.status() == StatusCode::OK {
+            assert!(
+                response.bytes().await.is_err(),
+                "a corrupt body must not end cleanly"
+            );
+        } else {
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert_eq!(
+            upstream
+                .gets(&format!("/v2/library/multi/blobs/{corrupt_digest}"))
+                .await,
+            attempt
+        );
+    }
     // A range of a cached blob.
     let range = with_token(
         &app,
@@ -388,6 +456,48 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
     .unwrap();
     assert_eq!(range.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(range.bytes().await.unwrap().as_ref(), &big[10..20]);
+
+    // As a mirror: the unprefixed name is the proxy's, unless it is local.
+    let mirror_token = crate::support::token(
+        &app,
+        Some(("admin", ADMIN_PASSWORD)),
+        &[
+            "repository:library/multi:pull",
+            "repository:admin/app:pull,push",
+        ],
+    )
+    .await;
+    let mirrored = get_as_admin(
+        &app,
+        "/v2/library/multi/manifests/1?ns=docker.io",
+        &mirror_token,
+    )
+    .await;
+    assert_eq!(mirrored.status(), StatusCode::OK);
+    assert_eq!(header(&mirrored, "docker-content-digest"), index_digest);
+    let other_registry = get_as_admin(
+        &app,
+        "/v2/library/multi/manifests/1?ns=quay.io",
+        &mirror_token,
+    )
+    .await;
+    assert_eq!(
+        other_registry.status(),
+        StatusCode::NOT_FOUND,
+        "no proxy mirrors quay.io"
+    );
+    app.bearer = Some(mirror_token.clone());
+    push_image(&app, "admin/app", "1").await;
+    app.bearer = None;
+    let local = get_as_admin(&app, "/v2/admin/app/manifests/1", &mirror_token).await;
+    assert_eq!(local.status(), StatusCode::OK);
+    let absent = get_as_admin(&app, "/v2/admin/app/manifests/2", &mirror_token).await;
+    assert_error(absent, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+    assert_eq!(
+        upstream.gets("/v2/admin/app/manifests/2").await,
+        0,
+        "local names never go upstream"
+    );
 
     // A cache is read-only, even for the administrator.
     let push = with_token(
@@ -723,7 +833,7 @@ async fn docker_and_containerd_pull_through_the_proxy_and_the_mirror() {
     )
     .await;
     // The mirror's reads went through the cache: one upstream GET per blob.
-    let manifest_gets = upstream.gets("/v2/library/busybox/manifests/latest");
+    let manifest_gets = upstream.gets("/v2/library/busybox/manifests/latest").await;
     assert_eq!(
         manifest_gets, 1,
         "the tag was fetched once and then served fresh"
@@ -850,15 +960,11 @@ async fn two_instances_fetch_a_blob_once() {
         ),
     )
     .unwrap();
-    let spool = dir.path().join("spool");
     let instances = crate::instances::start_instances_with(
         2,
         &database.url,
         &storage,
-        &[
-            ("BERTH_CONFIG", config.to_str().unwrap()),
-            ("BERTH_CACHE_SPOOL_DIR", spool.to_str().unwrap()),
-        ],
+        &[("BERTH_CONFIG", config.to_str().unwrap())],
     )
     .await;
     let token =
@@ -880,7 +986,9 @@ async fn two_instances_fetch_a_blob_once() {
         assert_eq!(pull.unwrap(), digest);
     }
     assert_eq!(
-        upstream.gets(&format!("/v2/library/shared/blobs/{digest}")),
+        upstream
+            .gets(&format!("/v2/library/shared/blobs/{digest}"))
+            .await,
         1
     );
 }
