@@ -2,7 +2,7 @@
 //! registry as its upstream, on this machine.
 //!
 //! - **Cold pull**: a blob the cache has never seen, pulled through Berth's
-//!   proxy namespace (fetched, spooled and stored while streamed on),
+//!   proxy namespace (fetched, hashed and stored while streamed on),
 //!   against the same client pulling a blob of the same size straight from
 //!   the upstream. Each round pushes two fresh blobs upstream (which leaves
 //!   them in its page cache, so both pulls read the upstream from memory)
@@ -118,7 +118,7 @@ pub async fn profile() {
         "at least 0.95",
     );
     println!(
-        "\nCPU per cold pull: Berth {:.0} ms (receive, spool, hash, store, send); the upstream per direct pull {:.0} ms",
+        "\nCPU per cold pull: Berth {:.0} ms (receive, hash, store, send); the upstream per direct pull {:.0} ms",
         median(&cold_cpu),
         median(&direct_cpu)
     );

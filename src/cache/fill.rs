@@ -56,7 +56,8 @@ pub enum FillFailure {
 /// The batches still wanted by some reader, and where the readers are.
 #[derive(Default)]
 struct Window {
-    batches: VecDeque<Bytes>,
+    /// Each batch with its offset, in order.
+    batches: VecDeque<(u64, Bytes)>,
     /// The offset of the first batch kept.
     base: u64,
     written: u64,
@@ -77,8 +78,8 @@ impl Window {
     /// Drops the batches every reader is past.
     fn trim(&mut self) {
         let slowest = self.slowest();
-        while let Some(first) = self.batches.front() {
-            let end = self.base + first.len() as u64;
+        while let Some((offset, first)) = self.batches.front() {
+            let end = offset + first.len() as u64;
             if end > slowest {
                 break;
             }
@@ -101,17 +102,19 @@ impl Window {
         if position >= available || position < self.base {
             return None;
         }
-        let mut offset = self.base;
-        for batch in &self.batches {
-            let batch_end = offset + batch.len() as u64;
-            if position < batch_end {
-                let from = (position - offset) as usize;
-                let to = (available.min(batch_end) - offset) as usize;
-                return Some(batch.slice(from..to));
-            }
-            offset = batch_end;
+        // The last batch starting at or before `position`.
+        let index = self
+            .batches
+            .partition_point(|(offset, _)| *offset <= position)
+            .checked_sub(1)?;
+        let (offset, batch) = &self.batches[index];
+        let batch_end = offset + batch.len() as u64;
+        if position >= batch_end {
+            return None;
         }
-        None
+        let from = (position - offset) as usize;
+        let to = (available.min(batch_end) - offset) as usize;
+        Some(batch.slice(from..to))
     }
 }
 
@@ -210,6 +213,8 @@ impl Fill {
         self.set(FillState::Receiving { written: 0, size });
         let mut hasher = BlobHasher::new(self.digest.algorithm());
         let mut written = 0u64;
+        // What the readers were last told had arrived.
+        let mut announced = 0u64;
         let mut batch = BytesMut::with_capacity(BATCH);
         loop {
             let chunk = body.next().await;
@@ -219,22 +224,31 @@ impl Fill {
                     status: None,
                     reason: format!("the upstream's body broke off: {e}"),
                 })?;
-                batch.extend_from_slice(&chunk);
-                if size.is_some_and(|size| written + batch.len() as u64 > size) {
+                if size.is_some_and(|size| written + (batch.len() + chunk.len()) as u64 > size) {
                     return Err(FillFailure::Upstream {
                         status: None,
                         reason: "the upstream sent more bytes than it announced".into(),
                     });
                 }
-                if batch.len() < BATCH {
-                    continue;
+                // Large reads are kept as they came (no copy); small ones
+                // are gathered into a batch first.
+                if batch.is_empty() && chunk.len() >= BATCH / 4 {
+                    hasher.update(&chunk);
+                    written += chunk.len() as u64;
+                    self.push(chunk, stall).await;
+                } else {
+                    batch.extend_from_slice(&chunk);
                 }
             }
-            if !batch.is_empty() {
+            if batch.len() >= BATCH || (end && !batch.is_empty()) {
                 let bytes = batch.split().freeze();
                 hasher.update(&bytes);
                 written += bytes.len() as u64;
                 self.push(bytes, stall).await;
+            }
+            // Readers are woken once per batch's worth, not per read.
+            if end || written >= announced + BATCH as u64 {
+                announced = written;
                 self.set(FillState::Receiving { written, size });
             }
             if end {
@@ -269,8 +283,9 @@ impl Fill {
     async fn push(&self, bytes: Bytes, stall: Duration) {
         {
             let mut window = self.window.lock().expect("fill window");
+            let offset = window.written;
             window.written += bytes.len() as u64;
-            window.batches.push_back(bytes);
+            window.batches.push_back((offset, bytes));
             window.trim();
         }
         loop {
