@@ -294,22 +294,25 @@ impl Upstream {
         }
     }
 
-    /// `GET` (or `HEAD`, `body` false) of a manifest by tag or digest.
-    /// For a `HEAD`, the payload is empty and the digest is the upstream's
-    /// `Docker-Content-Digest`.
-    pub async fn manifest(&self, name: &str, reference: &str) -> UpstreamResult<FetchedManifest> {
-        let _permit = self.permit().await?;
+    /// A manifest request (`GET` or `HEAD`) by tag or digest, accepting
+    /// every manifest type Berth serves; the permit is held until the
+    /// caller has read what it needs.
+    async fn manifest_request(
+        &self,
+        method: Method,
+        name: &str,
+        reference: &str,
+    ) -> UpstreamResult<(OwnedSemaphorePermit, reqwest::Response)> {
+        let permit = self.permit().await?;
         let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
-        let response = self
-            .send(
-                Method::GET,
-                name,
-                &format!("{name}/manifests/{reference}"),
-                Some(&accept),
-                true,
-            )
-            .await?;
-        let response = answered(response)?;
+        let path = format!("{name}/manifests/{reference}");
+        let response = self.send(method, name, &path, Some(&accept), true).await?;
+        Ok((permit, answered(response)?))
+    }
+
+    /// A manifest by tag or digest, with the media type it was served as.
+    pub async fn manifest(&self, name: &str, reference: &str) -> UpstreamResult<FetchedManifest> {
+        let (_permit, response) = self.manifest_request(Method::GET, name, reference).await?;
         let media_type = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -326,18 +329,7 @@ impl Upstream {
     /// The digest a tag names upstream now, by `HEAD` (which Docker Hub does
     /// not count against its pull limit).
     pub async fn manifest_digest(&self, name: &str, reference: &str) -> UpstreamResult<String> {
-        let _permit = self.permit().await?;
-        let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
-        let response = self
-            .send(
-                Method::HEAD,
-                name,
-                &format!("{name}/manifests/{reference}"),
-                Some(&accept),
-                true,
-            )
-            .await?;
-        let response = answered(response)?;
+        let (_permit, response) = self.manifest_request(Method::HEAD, name, reference).await?;
         response
             .headers()
             .get("docker-content-digest")

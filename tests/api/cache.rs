@@ -367,39 +367,17 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
     // Twenty clients at once for a manifest not cached yet: one upstream GET.
     let path = format!("/v2/library/multi/manifests/{arm64}");
     let direct = upstream.gets(&path).await;
-    let pulls = (0..20).map(|_| {
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url(&format!("/v2/hub/library/multi/manifests/{arm64}")),
-            token.clone(),
-        );
-        tokio::spawn(async move {
-            let response = client.get(url).bearer_auth(token).send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            sha256(&response.bytes().await.unwrap())
-        })
-    });
-    for pull in futures_util::future::join_all(pulls).await {
-        assert_eq!(&pull.unwrap(), arm64);
+    let urls = vec![app.url(&format!("/v2/hub/library/multi/manifests/{arm64}")); 20];
+    for pulled in pull_at_once(&app.client, urls, &token).await {
+        assert_eq!(&pulled, arm64);
     }
     assert_eq!(upstream.gets(&path).await, direct + 1);
 
     // Twenty clients at once, for a 24 MiB blob nobody fetched yet: one
     // upstream GET, every client the whole blob.
-    let pulls = (0..20).map(|_| {
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url(&format!("/v2/hub/library/multi/blobs/{big_digest}")),
-            token.clone(),
-        );
-        tokio::spawn(async move {
-            let response = client.get(url).bearer_auth(token).send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            sha256(&response.bytes().await.unwrap())
-        })
-    });
-    for pull in futures_util::future::join_all(pulls).await {
-        assert_eq!(pull.unwrap(), big_digest);
+    let urls = vec![app.url(&format!("/v2/hub/library/multi/blobs/{big_digest}")); 20];
+    for pulled in pull_at_once(&app.client, urls, &token).await {
+        assert_eq!(pulled, big_digest);
     }
     assert_eq!(
         upstream
@@ -582,6 +560,24 @@ async fn proxy_serves_the_reference_registry(backend: Backend) {
         metrics
             .contains("berth_cache_upstream_errors_total{namespace=\"hub\",kind=\"unreachable\"}")
     );
+}
+
+/// `GET`s every URL at once with `token`; each must answer 200. Returns
+/// the SHA-256 of each body.
+async fn pull_at_once(client: &reqwest::Client, urls: Vec<String>, token: &str) -> Vec<String> {
+    let pulls = urls.into_iter().map(|url| {
+        let (client, token) = (client.clone(), token.to_string());
+        tokio::spawn(async move {
+            let response = client.get(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            sha256(&response.bytes().await.unwrap())
+        })
+    });
+    futures_util::future::join_all(pulls)
+        .await
+        .into_iter()
+        .map(|pull| pull.unwrap())
+        .collect()
 }
 
 /// A manifest straight from the upstream (with its credentials).
@@ -970,20 +966,16 @@ async fn two_instances_fetch_a_blob_once() {
     let token =
         crate::instances::admin_token(&instances[0], &["repository:hub/library/shared:pull"]).await;
     let client = reqwest::Client::new();
-    let pulls = (0..20).map(|i| {
-        let url = format!(
-            "{}/v2/hub/library/shared/blobs/{digest}",
-            instances[i % 2].base
-        );
-        let (client, token) = (client.clone(), token.clone());
-        tokio::spawn(async move {
-            let response = client.get(url).bearer_auth(token).send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            sha256(&response.bytes().await.unwrap())
+    let urls = (0..20)
+        .map(|i| {
+            format!(
+                "{}/v2/hub/library/shared/blobs/{digest}",
+                instances[i % 2].base
+            )
         })
-    });
-    for pull in futures_util::future::join_all(pulls).await {
-        assert_eq!(pull.unwrap(), digest);
+        .collect();
+    for pulled in pull_at_once(&client, urls, &token).await {
+        assert_eq!(pulled, digest);
     }
     assert_eq!(
         upstream

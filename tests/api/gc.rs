@@ -27,24 +27,25 @@ pub async fn collect(app: &TestApp, grace: Duration, dry_run: bool) -> GcReport 
 }
 
 async fn collect_with(app: &TestApp, config: GcConfig, dry_run: bool) -> GcReport {
-    let stores = berth::metadata::connect(&app.config.database_url, 2)
+    collector(app, config)
         .await
-        .unwrap();
-    let blobs = berth::server::open_blob_store(&app.config).await.unwrap();
-    Collector::new(
-        stores.collector.clone(),
-        stores.policy.clone(),
-        blobs,
-        config,
-        None,
-    )
-    .run_pass(dry_run)
-    .await
-    .unwrap()
+        .run_pass(dry_run)
+        .await
+        .unwrap()
 }
 
 /// A pass with `config`, evicting what the app's proxies hold as `berth gc` does.
 pub async fn collect_with_evictions(app: &TestApp, config: GcConfig) -> GcReport {
+    collector(app, config)
+        .await
+        .with_evictions(berth::cache::Cache::evictions(&app.config.cache))
+        .run_pass(false)
+        .await
+        .unwrap()
+}
+
+/// A collector on the app's database and blob store, as `berth gc` opens them.
+async fn collector(app: &TestApp, config: GcConfig) -> Collector {
     let stores = berth::metadata::connect(&app.config.database_url, 2)
         .await
         .unwrap();
@@ -56,10 +57,6 @@ pub async fn collect_with_evictions(app: &TestApp, config: GcConfig) -> GcReport
         config,
         None,
     )
-    .with_evictions(berth::cache::Cache::evictions(&app.config.cache))
-    .run_pass(false)
-    .await
-    .unwrap()
 }
 
 /// Blob objects in storage (committed blobs only, not staging).
