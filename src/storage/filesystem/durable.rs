@@ -145,9 +145,14 @@ impl DirectIo {
         }
     }
 
-    fn give_up(&self, e: &io::Error) {
+    /// Whether the filesystem took direct I/O so far.
+    pub(super) fn supported(&self) -> bool {
+        self.supported.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn give_up(&self, e: &io::Error) {
         if self.supported.swap(false, Ordering::Relaxed) {
-            tracing::warn!(error = %e, "the blob filesystem refuses direct I/O: uploads go through the page cache");
+            tracing::warn!(error = %e, "the blob filesystem refuses direct I/O: uploads and reads go through the page cache");
         }
     }
 }

@@ -7,7 +7,8 @@
 //!   back to its recorded length, moving it into place at commit;
 //! - `durable`: getting bytes and names onto the disk with `fsync` on
 //!   (direct writes, writeback, the commit's flushes);
-//! - `read`: the read-ahead reader behind pulls.
+//! - `read`: the read-ahead reader behind pulls, and which reads go around
+//!   the page cache.
 //!
 //! The store writes with its own staging writer rather than
 //! `object_store`'s local backend because uploads need append-at-offset and
@@ -28,7 +29,7 @@ use tokio::fs::{self, File};
 
 use self::durable::{DirectIo, flush_committed, sync_dir};
 use self::layout::Layout;
-use self::read::read_stream;
+use self::read::{FirstReads, read_stream};
 use self::staging::{Epochs, StagingWriter, move_into_place, supersede, take_over};
 use super::*;
 
@@ -41,6 +42,9 @@ pub struct FilesystemBlobStore {
     /// With `fsync` on, staging writes go around the page cache where the
     /// filesystem allows ([`durable::DirectWrites`]).
     direct_io: Arc<DirectIo>,
+    /// Which files were read before: a first read goes around the page
+    /// cache for what it does not hold ([`read::FirstReads`]).
+    first_reads: FirstReads,
 }
 
 impl FilesystemBlobStore {
@@ -58,11 +62,13 @@ impl FilesystemBlobStore {
                 .await
                 .map_err(join_error)??;
         }
+        let direct_io = Arc::new(DirectIo::new());
         Ok(Self {
             layout,
             fsync,
             epochs: Epochs::default(),
-            direct_io: Arc::new(DirectIo::new()),
+            first_reads: FirstReads::new(direct_io.clone()),
+            direct_io,
         })
     }
 }
@@ -122,7 +128,13 @@ impl BlobStore for FilesystemBlobStore {
         upload: &StagedUpload,
         len: u64,
     ) -> Result<ByteStream, StorageError> {
-        read_stream(self.layout.upload_path(&upload.id)?, 0, Some(len)).await
+        read_stream(
+            &self.first_reads,
+            self.layout.upload_path(&upload.id)?,
+            0,
+            Some(len),
+        )
+        .await
     }
 
     async fn commit_upload(
@@ -179,8 +191,10 @@ impl BlobStore for FilesystemBlobStore {
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, StorageError> {
         let path = self.layout.key_path(key)?;
         match range {
-            Some(range) => read_stream(path, range.start, Some(range.len())).await,
-            None => read_stream(path, 0, None).await,
+            Some(range) => {
+                read_stream(&self.first_reads, path, range.start, Some(range.len())).await
+            }
+            None => read_stream(&self.first_reads, path, 0, None).await,
         }
     }
 
@@ -316,6 +330,7 @@ mod tests {
         let mut store = FilesystemBlobStore::open(dir.path(), fsync).await.unwrap();
         if !direct_io {
             store.direct_io = Arc::new(DirectIo::refused());
+            store.first_reads = FirstReads::new(store.direct_io.clone());
         }
         let upload = StagedUpload {
             id: "u3".into(),
