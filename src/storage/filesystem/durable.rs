@@ -1,6 +1,7 @@
-//! Getting a blob's bytes and name onto the disk, with `fsync` on:
-//! staging writes that go around the page cache (`O_DIRECT`), writeback
-//! started early where they cannot, and the flushes of a commit.
+//! Getting a blob's bytes and name onto the disk: staging writes that go
+//! around the page cache (`O_DIRECT`, with `fsync` on or off), writeback
+//! started early where they cannot, and, with `fsync` on, the flushes of a
+//! commit.
 //!
 //! With `fsync` on, every byte of an upload must be on the disk before its
 //! commit returns. Written through the page cache, each byte is first copied
@@ -9,7 +10,9 @@
 //! costs more of the server's CPU than anything else in a large push
 //! (docs/performance.md has the profile and the figures).
 //! Written directly, the bytes go from one reused, page-aligned buffer to
-//! the disk, and the commit's flush has little left to do.
+//! the disk, and the commit's flush has little left to do. The same copy is
+//! what held pushes with `fsync` off to a quarter of durable ones, so they
+//! write directly too and only skip the flushes.
 //!
 //! Direct writes need whole, aligned pages. So an append's bytes are
 //! gathered in a [`PageBlock`], whole pages are written directly, and what

@@ -39,8 +39,8 @@ pub struct FilesystemBlobStore {
     fsync: bool,
     /// Which request owns each upload's staging file.
     epochs: Epochs,
-    /// With `fsync` on, staging writes go around the page cache where the
-    /// filesystem allows ([`durable::DirectWrites`]).
+    /// Staging writes go around the page cache where the filesystem allows
+    /// ([`durable::DirectWrites`]), and so do first reads ([`read::FirstReads`]).
     direct_io: Arc<DirectIo>,
     /// Which files were read before: a first read goes around the page
     /// cache for what it does not hold ([`read::FirstReads`]).
@@ -114,8 +114,8 @@ impl BlobStore for FilesystemBlobStore {
     ) -> Result<Appended, AppendError> {
         let path = self.layout.upload_path(&upload.id)?;
         let guard = self.epochs.get(&upload.id);
-        let direct = self.fsync.then(|| self.direct_io.clone());
-        let writer = StagingWriter::open(path, offset, guard, direct).await?;
+        let writer =
+            StagingWriter::open(path, offset, guard, self.direct_io.clone(), self.fsync).await?;
         let written = writer.write_body(body, observe).await?;
         Ok(Appended {
             written,

@@ -81,9 +81,10 @@ pub(super) struct StagingWriter {
     file: Arc<std::fs::File>,
     guard: Arc<Epoch>,
     epoch: u64,
-    /// With `fsync` on, where the filesystem allows: whole pages go to the
-    /// disk directly ([`DirectWrites`]). Away on the blocking pool while a
-    /// batch is written, and back with its result.
+    /// Where the filesystem allows: whole pages go to the disk directly
+    /// ([`DirectWrites`]), with `fsync` on or off (see [`Self::open`]).
+    /// Away on the blocking pool while a batch is written, and back with
+    /// its result.
     direct: Option<DirectWrites>,
     /// Otherwise, with `fsync` on: writeback started as batches land.
     writeback: Option<Writeback>,
@@ -92,15 +93,18 @@ pub(super) struct StagingWriter {
 
 impl StagingWriter {
     /// Opens staging at `offset`, discarding what an earlier failed append
-    /// left beyond it. `direct` is the store's [`DirectIo`], when `fsync` is
-    /// on.
+    /// left beyond it. `direct` is the store's [`DirectIo`]. Direct writes
+    /// are used without `fsync` too, where they skip only the commit's
+    /// flushes: writing through the page cache means filling fresh pages,
+    /// which on a VM whose balloon reports free memory costs a host fault per
+    /// page, and held pushes without `fsync` to a quarter of durable ones.
     pub(super) async fn open(
         path: PathBuf,
         offset: u64,
         guard: Arc<Epoch>,
-        direct: Option<Arc<DirectIo>>,
+        direct_io: Arc<DirectIo>,
+        fsync: bool,
     ) -> Result<Self, StorageError> {
-        let fsync = direct.is_some();
         let (file, epoch, guard, direct) = tokio::task::spawn_blocking(move || {
             // Held until the file is cut and read back: a request abandoned
             // between taking the upload and cutting it would otherwise cut
@@ -120,10 +124,7 @@ impl StagingWriter {
                 })?;
             cut_staging(&file, offset)?;
             file.seek(SeekFrom::Start(offset))?;
-            let direct = match direct {
-                Some(store) => DirectWrites::resume(&path, &file, offset, &store)?,
-                None => None,
-            };
+            let direct = DirectWrites::resume(&path, &file, offset, &direct_io)?;
             drop(current);
             Ok::<_, StorageError>((file, epoch, guard, direct))
         })
@@ -309,7 +310,8 @@ mod tests {
             path.clone(),
             0,
             guard.clone(),
-            Some(Arc::new(DirectIo::new())),
+            Arc::new(DirectIo::new()),
+            true,
         )
         .await
         .unwrap();
