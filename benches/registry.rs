@@ -43,12 +43,16 @@ use tokio::process::{Child, Command};
 mod bare;
 #[path = "support/cache.rs"]
 mod cache;
+#[path = "support/disk.rs"]
+mod disk;
 #[path = "support/pages.rs"]
 mod pages;
 
 const ADMIN_PASSWORD: &str = "bench-admin-password";
 const CHUNK: usize = 16 * 1024 * 1024;
 const MEASURE: Duration = Duration::from_secs(3);
+/// The name of the disk's own figures in a row (`support/disk.rs`).
+const DISK: &str = "disk";
 const PULLS: usize = 5;
 /// What `docker push` sends; the reference registry checks layer types of OCI manifests.
 const MANIFEST_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -817,6 +821,56 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
         format!("server CPU per {mib} MiB push, monolithic"),
         cpu,
     ));
+    // The disk's own durable write of the same bytes, the push rows' other
+    // ceiling; its file is read back for the cold pull's ceiling.
+    let disk_dir = tempfile::tempdir().unwrap();
+    let disk_file = disk::scratch_file(&disk_dir);
+    let mut disk_writes = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        forget_page_cache().await;
+        let (path, blob) = (disk_file.clone(), large.clone());
+        disk_writes.push(
+            tokio::task::spawn_blocking(move || disk::durable_write(&path, &blob))
+                .await
+                .unwrap(),
+        );
+    }
+    rows.last_mut()
+        .unwrap()
+        .samples
+        .push((DISK, disk_writes.clone()));
+    // The first pull of a blob within a second of its push: what a CI
+    // pipeline does after it pushes. Its rate, and that of the push and the
+    // pull together, the time a pipeline waits for both.
+    let fresh: Vec<Bytes> = (0..rounds)
+        .map(|r| variant(large, 0x40 | r as u8))
+        .collect();
+    let pulls_after_push = std::cell::RefCell::new(Vec::<(&'static str, Vec<f64>)>::new());
+    let together = in_turns(&all, rounds, |target, round| {
+        let (http, blob, pulls) = (&http, &fresh[round], &pulls_after_push);
+        async move {
+            let push = push_monolithic(&target, http, "bench/large", blob).await;
+            let pull = pull_once(&target, "bench/large", &sha256(blob)).await;
+            let mut pulls = pulls.borrow_mut();
+            match pulls.iter_mut().find(|(name, _)| *name == target.name) {
+                Some((_, rates)) => rates.push(pull),
+                None => pulls.push((target.name, vec![pull])),
+            }
+            // MiB over the seconds of both: 1 / (1/push + 1/pull) per MiB.
+            1.0 / (1.0 / push + 1.0 / pull)
+        }
+    })
+    .await;
+    rows.push(Row::new(
+        format!("pull {mib} MiB right after its push"),
+        "MiB/s",
+        pulls_after_push.into_inner(),
+    ));
+    rows.push(Row::new(
+        format!("push {mib} MiB and pull it, together"),
+        "MiB/s",
+        together,
+    ));
     let (rates, cpu) = in_turns_with_cpu(&large_rows, rounds, 1, |target, round| {
         let (http, blob) = (&http, &chunked[round]);
         async move {
@@ -825,11 +879,9 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
         }
     })
     .await;
-    rows.push(Row::new(
-        format!("push {mib} MiB, 16 MiB chunks"),
-        "MiB/s",
-        rates,
-    ));
+    let mut chunked_row = Row::new(format!("push {mib} MiB, 16 MiB chunks"), "MiB/s", rates);
+    chunked_row.samples.push((DISK, disk_writes));
+    rows.push(chunked_row);
     cpu_rows.push(cpu_row(
         format!("server CPU per {mib} MiB push, 16 MiB chunks"),
         cpu,
@@ -842,6 +894,31 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
     .await;
     rows.push(Row::new(format!("pull {mib} MiB"), "MiB/s", rates));
     cpu_rows.push(cpu_row(format!("server CPU per {mib} MiB pull"), cpu));
+    let mut cold = Row::new(
+        format!("pull {mib} MiB, page cache emptied"),
+        "MiB/s",
+        in_turns(&all, rounds, |target, _| {
+            let digest = &large_digest;
+            async move {
+                forget_page_cache().await;
+                pull_once(&target, "bench/large", digest).await
+            }
+        })
+        .await,
+    );
+    let mut disk_reads = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        forget_page_cache().await;
+        let path = disk_file.clone();
+        disk_reads.push(
+            tokio::task::spawn_blocking(move || disk::sequential_read(&path))
+                .await
+                .unwrap(),
+        );
+    }
+    cold.samples.push((DISK, disk_reads));
+    rows.push(cold);
+    drop(disk_dir);
     // Small images write blobs too; the other rows do not touch blob storage.
     rows.push(Row::new(
         "small images pushed, 16 clients",
@@ -987,9 +1064,7 @@ fn print(rows: &[Row], servers: &Servers) {
     println!(
         " no fsync: Berth with fsync = false, which like the reference leaves flushing blobs to the kernel)"
     );
-    if let Some(bare) = &servers.bare {
-        print_ceiling(rows, bare.name, reference);
-    }
+    print_ceiling(rows, servers);
     println!("\nrounds:");
     for row in rows
         .iter()
@@ -1007,29 +1082,51 @@ fn print(rows: &[Row], servers: &Servers) {
     }
 }
 
-/// The bare server's figures, and what they would be against the reference:
-/// the highest ratio any server could show on this machine with this client.
-fn print_ceiling(rows: &[Row], bare: &str, reference: Option<&str>) {
+/// The ceilings: the bare server's figures and the disk's own, and how
+/// close Berth comes to the lower of them. The bare server's ratio to the
+/// reference is the highest ratio any server could show on this machine
+/// with this client.
+fn print_ceiling(rows: &[Row], servers: &Servers) {
+    let bare = servers.bare.as_ref().map(|t| t.name);
+    let reference = servers.reference.as_ref().map(|t| t.name);
+    let unsynced = servers.unsynced.as_ref().map(|t| t.name);
+    println!("\nceilings: the bare server (receives and hashes, or sends from memory; no HTTP");
+    println!(" library, storage, authentication or database) and the disk (the same bytes written");
+    println!(" with O_DIRECT and flushed, or read after emptying the page cache, by the bench):");
     println!(
-        "\nceiling: a bare server (receives and hashes, or sends from memory; no HTTP library,"
+        "  {:<44} {:>8} {:>10} {:>10} {:>14} {:>16} {:>16}",
+        "workload", "unit", "bare", "disk", "berth/ceiling", "no fsync/bare", "bare/reference"
     );
-    println!(
-        " storage, authentication or database), about the most any server reaches here with this client:"
-    );
-    for row in rows {
-        let Some(figure) = row.figure(bare) else {
+    let show = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    let percent = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0}%", v * 100.0));
+    for row in rows.iter().filter(|row| !row.lower_is_better) {
+        let figure = |server: Option<&str>| server.and_then(|s| row.figure(s));
+        let (bare, disk) = (figure(bare), row.figure(DISK));
+        let ceiling = match (bare, disk) {
+            (Some(b), Some(d)) => Some(b.min(d)),
+            (b, d) => b.or(d),
+        };
+        let Some(ceiling) = ceiling else {
             continue;
         };
-        let ratio = match reference.and_then(|r| row.figure(r)) {
-            Some(r) if r > 0.0 && figure > 0.0 && row.lower_is_better => {
-                format!("{:.2}x the reference", r / figure)
-            }
-            Some(r) if r > 0.0 => format!("{:.2}x the reference", figure / r),
-            _ => String::new(),
+        let berth = row.figure(servers.berth.name).map(|b| b / ceiling);
+        // Without fsync nothing waits for the disk's write, so the bare
+        // server alone bounds it; the disk still bounds a cold read.
+        let unsynced_ceiling = bare.or(disk).unwrap_or(ceiling);
+        let unsynced = figure(unsynced).map(|u| u / unsynced_ceiling);
+        let bare_ratio = match (bare, figure(reference)) {
+            (Some(b), Some(r)) if r > 0.0 => format!("{:.2}x", b / r),
+            _ => "-".into(),
         };
         println!(
-            "  {:<44} {:>8} {:>10.1}   {ratio}",
-            row.name, row.unit, figure
+            "  {:<44} {:>8} {:>10} {:>10} {:>14} {:>16} {:>16}",
+            row.name,
+            row.unit,
+            show(bare),
+            show(disk),
+            percent(berth),
+            percent(unsynced),
+            bare_ratio
         );
     }
 }
