@@ -26,6 +26,9 @@
 //! `pages` measures the web UI's pages beside the API requests that return
 //! the same rows (`support/pages.rs`). `cache` measures pulls through the
 //! pull-through cache against the upstream's own (`support/cache.rs`).
+//! `postgres` runs the small-request rows with metadata in PostgreSQL and
+//! `s3` a large push and pull with blobs in S3, against the reference on
+//! its S3 driver and a plain multipart upload (`support/backends.rs`).
 //! `BERTH_BENCH_BIN` runs another build of Berth instead
 //! (a copy of an earlier `target/release/berth`), to alternate two builds.
 
@@ -39,6 +42,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[path = "support/backends.rs"]
+mod backends;
 #[path = "support/bare.rs"]
 mod bare;
 #[path = "support/cache.rs"]
@@ -266,6 +271,18 @@ fn listening_address(pid: u32) -> Option<String> {
 }
 
 async fn start_reference() -> Option<Target> {
+    start_reference_with(|dir| {
+        format!(
+            "  filesystem:\n    rootdirectory: {}\n",
+            dir.join("data").display()
+        )
+    })
+    .await
+}
+
+/// The reference registry with the `storage:` driver block `driver` gives
+/// for its directory (indented by two spaces), deletes enabled.
+async fn start_reference_with(driver: impl FnOnce(&std::path::Path) -> String) -> Option<Target> {
     let binary = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())?;
@@ -276,13 +293,16 @@ async fn start_reference() -> Option<Target> {
         .unwrap()
         .port();
     let config = format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-        dir.path().join("data").display()
+        "version: 0.1\nlog:\n  level: error\nstorage:\n{}  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        driver(dir.path())
     );
     std::fs::write(dir.path().join("config.yml"), config).unwrap();
     let child = Command::new(binary)
         .arg("serve")
         .arg(dir.path().join("config.yml"))
+        // Its AWS SDK refuses to start its S3 driver with a CA bundle named
+        // in the environment ("HTTPClient's transport unsupported type").
+        .env_remove("AWS_CA_BUNDLE")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -919,52 +939,7 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
     cold.samples.push((DISK, disk_reads));
     rows.push(cold);
     drop(disk_dir);
-    // Small images write blobs too; the other rows do not touch blob storage.
-    rows.push(Row::new(
-        "small images pushed, 16 clients",
-        "images/s",
-        in_turns(&all, rounds, |target, round| async move {
-            small_images_per_second(&target, round * 400, 400, BlobPush::Monolithic).await
-        })
-        .await,
-    ));
-    let (config, _, _) = image(1000);
-    let config_path = format!("/v2/bench/small/blobs/{}", sha256(&config));
-    rows.push(Row::new(
-        "blob HEAD, 32 connections",
-        "req/s",
-        in_turns(&small_rows, rounds, |target, _| {
-            rate(target, reqwest::Method::HEAD, config_path.clone())
-        })
-        .await,
-    ));
-    rows.push(Row::new(
-        "manifest GET by tag, 32 connections",
-        "req/s",
-        in_turns(&small_rows, rounds, |target, _| {
-            rate(
-                target,
-                reqwest::Method::GET,
-                "/v2/bench/small/manifests/t0".into(),
-            )
-        })
-        .await,
-    ));
-    for target in &compared {
-        put_many_tags(target, &http).await;
-    }
-    rows.push(Row::new(
-        "tag list, 1,000 tags, 32 connections",
-        "req/s",
-        in_turns(&compared, rounds, |target, _| {
-            rate(
-                target,
-                reqwest::Method::GET,
-                "/v2/bench/tags/tags/list".into(),
-            )
-        })
-        .await,
-    ));
+    rows.extend(small_request_rows(&all, &small_rows, &compared, rounds).await);
     let peak_rss = |compared: &[Arc<Target>]| {
         compared
             .iter()
@@ -994,6 +969,67 @@ async fn run(servers: &Servers, large: &Bytes, huge_mib: usize, rounds: usize) -
         });
     }
     rows.extend(cpu_rows);
+    rows
+}
+
+/// The rows of small requests: small images pushed by `writers`, then blob
+/// `HEAD` and manifest `GET` on `answering` (which may hold the bare
+/// server: it answers them from memory), and the tag list of 1,000 tags on
+/// `listing`.
+async fn small_request_rows(
+    writers: &[Arc<Target>],
+    answering: &[Arc<Target>],
+    listing: &[Arc<Target>],
+    rounds: usize,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    // Small images write blobs too; the other rows do not touch blob storage.
+    rows.push(Row::new(
+        "small images pushed, 16 clients",
+        "images/s",
+        in_turns(writers, rounds, |target, round| async move {
+            small_images_per_second(&target, round * 400, 400, BlobPush::Monolithic).await
+        })
+        .await,
+    ));
+    let (config, _, _) = image(1000);
+    let config_path = format!("/v2/bench/small/blobs/{}", sha256(&config));
+    rows.push(Row::new(
+        "blob HEAD, 32 connections",
+        "req/s",
+        in_turns(answering, rounds, |target, _| {
+            rate(target, reqwest::Method::HEAD, config_path.clone())
+        })
+        .await,
+    ));
+    rows.push(Row::new(
+        "manifest GET by tag, 32 connections",
+        "req/s",
+        in_turns(answering, rounds, |target, _| {
+            rate(
+                target,
+                reqwest::Method::GET,
+                "/v2/bench/small/manifests/t0".into(),
+            )
+        })
+        .await,
+    ));
+    let http = reqwest::Client::new();
+    for target in listing {
+        put_many_tags(target, &http).await;
+    }
+    rows.push(Row::new(
+        "tag list, 1,000 tags, 32 connections",
+        "req/s",
+        in_turns(listing, rounds, |target, _| {
+            rate(
+                target,
+                reqwest::Method::GET,
+                "/v2/bench/tags/tags/list".into(),
+            )
+        })
+        .await,
+    ));
     rows
 }
 
@@ -1164,11 +1200,19 @@ fn main() {
                 cache::profile().await;
                 return;
             }
+            if profile == "postgres" {
+                backends::postgres_profile().await;
+                return;
+            }
+            if profile == "s3" {
+                backends::s3_profile().await;
+                return;
+            }
             let how = match profile.as_str() {
                 "small-images" => BlobPush::Monolithic,
                 "small-images-as-docker" => BlobPush::AsDocker,
                 _ => panic!(
-                    "BERTH_BENCH_PROFILE is small-images, small-images-as-docker, pages or cache"
+                    "BERTH_BENCH_PROFILE is small-images, small-images-as-docker, pages, cache, postgres or s3"
                 ),
             };
             let berth = Arc::new(start_berth(fsync).await);
