@@ -211,7 +211,7 @@ impl RegistryStore {
     ) -> MetadataResult<Option<LinkedBlob>> {
         let (repository, digest) = (repository.to_string(), digest.to_string());
         self.db
-            .read(async move |conn| {
+            .lookup(async move |conn| {
                 let row = conn
                     .query_optional(
                         LINKED_BLOB,

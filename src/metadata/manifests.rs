@@ -541,7 +541,7 @@ impl RegistryStore {
     ) -> MetadataResult<Option<StoredManifest>> {
         let (repository, digest) = (repository.to_string(), digest.to_string());
         self.db
-            .read(async move |conn| {
+            .lookup(async move |conn| {
                 conn.query_optional(
                     "SELECT m.digest, m.media_type, m.payload FROM manifests m \
                      JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
@@ -560,7 +560,7 @@ impl RegistryStore {
     ) -> MetadataResult<Option<StoredManifest>> {
         let (repository, tag) = (repository.to_string(), tag.to_string());
         self.db
-            .read(async move |conn| {
+            .lookup(async move |conn| {
                 conn.query_optional(
                     "SELECT m.digest, m.media_type, m.payload FROM tags t \
                      JOIN repositories r ON r.id = t.repository_id \

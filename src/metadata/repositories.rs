@@ -89,7 +89,7 @@ impl RegistryStore {
     ) -> MetadataResult<Option<TagsVersion>> {
         let repository = repository.to_string();
         self.db
-            .read(async move |conn| {
+            .lookup(async move |conn| {
                 conn.query_optional(
                     "SELECT id, tags_version FROM repositories WHERE name = $1",
                     &[Value::Text(&repository)],

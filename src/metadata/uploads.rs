@@ -82,7 +82,7 @@ impl RegistryStore {
     ) -> MetadataResult<Option<UploadSession>> {
         let (repository, id) = (repository.to_string(), id.to_string());
         self.db
-            .read(async move |conn| {
+            .lookup(async move |conn| {
                 conn.query_optional(
                     "SELECT u.id, u.received, u.hash_state, u.storage_state FROM uploads u \
                      JOIN repositories r ON r.id = u.repository_id WHERE r.name = $1 AND u.id = $2",

@@ -351,6 +351,23 @@ impl Db {
         }
     }
 
+    /// As [`Self::read`], for a lookup of a few rows by an index (a
+    /// manifest by tag, a blob's link): on SQLite it runs on the caller's
+    /// thread when it can, without a trip to a reader thread.
+    pub async fn lookup<T, F>(&self, work: F) -> MetadataResult<T>
+    where
+        T: Send + 'static,
+        F: AsyncFnOnce(&mut Conn<'_>) -> MetadataResult<T> + Send + 'static,
+    {
+        match self {
+            Db::Sqlite(db) => {
+                db.lookup(move |conn| run_now(work(&mut Conn(ConnOf::Sqlite(conn)))))
+                    .await
+            }
+            Db::Postgres(_) => self.read(work).await,
+        }
+    }
+
     /// Runs `work` as one transaction that commits when it returns
     /// [`Finish::Commit`] and rolls back when it returns [`Finish::RollBack`]
     /// or fails.

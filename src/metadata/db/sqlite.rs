@@ -66,6 +66,10 @@ pub(crate) struct SqliteDb {
     writer: Worker,
     readers: Worker,
     reader_count: u32,
+    /// Read connections a point lookup uses on its caller's thread (see
+    /// [`Self::lookup`]); one per core, taken without waiting.
+    lookups: Mutex<Vec<Connection>>,
+    lookup_count: u32,
 }
 
 impl SqliteDb {
@@ -83,10 +87,16 @@ impl SqliteDb {
             let readers = (0..reader_count)
                 .map(|_| open_connection(&path, false))
                 .collect::<MetadataResult<Vec<_>>>()?;
+            let lookup_count = lookup_count();
+            let lookups = (0..lookup_count)
+                .map(|_| open_connection(&path, false))
+                .collect::<MetadataResult<Vec<_>>>()?;
             Ok(SqliteDb {
                 writer: Worker::start("berth-sqlite-write", &path, true, vec![writer])?,
                 readers: Worker::start("berth-sqlite-read", &path, false, readers)?,
                 reader_count,
+                lookups: Mutex::new(lookups),
+                lookup_count,
             })
         })
         .await
@@ -98,6 +108,33 @@ impl SqliteDb {
         job: impl FnOnce(&mut Connection) -> MetadataResult<T> + Send + 'static,
     ) -> MetadataResult<T> {
         self.readers.run(job).await
+    }
+
+    /// Runs `job`, a lookup of a few rows by an index, on the caller's
+    /// thread when a lookup connection is free, else as [`Self::read`]. A
+    /// trip to a reader thread and back is two thread wake-ups, which on a
+    /// small VM cost more than such a query from SQLite's page cache: the
+    /// trip was most of a manifest `GET`'s CPU (docs/performance.md). Only
+    /// for queries that touch a handful of pages: the caller's thread is a
+    /// runtime worker, which nothing else runs on meanwhile.
+    pub async fn lookup<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> MetadataResult<T> + Send + 'static,
+    ) -> MetadataResult<T> {
+        let free = self.lookups.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let Some(mut conn) = free else {
+            return self.readers.run(job).await;
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
+        roll_back(&conn);
+        // One left inside a transaction is dropped: the readers remain.
+        if conn.is_autocommit() {
+            self.lookups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+        }
+        outcome.unwrap_or_else(|_| Err(MetadataError::Internal("a SQLite lookup panicked".into())))
     }
 
     /// Runs `job` inside `BEGIN IMMEDIATE` ... `COMMIT` (or `ROLLBACK`).
@@ -140,13 +177,20 @@ impl SqliteDb {
     }
 
     pub fn stats(&self) -> PoolStats {
+        let free_lookups = self.lookups.lock().unwrap_or_else(|p| p.into_inner()).len() as u32;
+        let busy_lookups = self.lookup_count.saturating_sub(free_lookups);
+        let connections = self.reader_count + self.lookup_count + 1;
         PoolStats {
-            connections: self.reader_count + 1,
-            idle: self.reader_count + 1 - self.readers.busy() - self.writer.busy(),
+            connections,
+            idle: connections - self.readers.busy() - self.writer.busy() - busy_lookups,
         }
     }
 
     pub async fn close(&self) {
+        self.lookups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.writer.close().await;
         self.readers.close().await;
     }
@@ -167,6 +211,11 @@ fn roll_back(conn: &Connection) {
 fn reader_count(max_connections: u32) -> u32 {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get() as u32);
     max_connections.clamp(1, cores.saturating_mul(2).max(2))
+}
+
+/// One lookup connection per core: more could only wait for a core.
+fn lookup_count() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
 }
 
 fn open_connection(path: &Path, writer: bool) -> MetadataResult<Connection> {
@@ -622,6 +671,49 @@ mod tests {
         db.close().await;
         let refused = SqliteDb::open(&url, 1).await.err().expect("refused");
         assert!(refused.to_string().contains("9999"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn lookups_run_on_the_callers_thread_while_a_connection_is_free() {
+        let (_dir, url) = database();
+        let db = SqliteDb::open(&url, 1).await.unwrap();
+        db.transaction(|conn| {
+            execute(conn, "CREATE TABLE t (n INTEGER)", &[])?;
+            execute(conn, "INSERT INTO t VALUES (7)", &[])?;
+            Ok(Finish::Commit(()))
+        })
+        .await
+        .unwrap();
+        let here = std::thread::current().id();
+        let (thread, n) = db
+            .lookup(|conn| {
+                let n = query(conn, "SELECT n FROM t", &[], None, |row| row.get::<i64>(0))?;
+                Ok((std::thread::current().id(), n))
+            })
+            .await
+            .unwrap();
+        assert_eq!((thread, n), (here, vec![7]));
+        // With every lookup connection taken, a lookup goes to the readers.
+        let taken = std::mem::take(&mut *db.lookups.lock().unwrap());
+        let thread = db
+            .lookup(|_| Ok(std::thread::current().id()))
+            .await
+            .unwrap();
+        assert_ne!(thread, here);
+        *db.lookups.lock().unwrap() = taken;
+        // A lookup cannot write, and a panicking one answers an error.
+        assert!(
+            db.lookup(|conn| execute(conn, "INSERT INTO t VALUES (8)", &[]))
+                .await
+                .is_err()
+        );
+        assert!(
+            db.lookup(|_| -> MetadataResult<()> { panic!("boom") })
+                .await
+                .is_err()
+        );
+        assert_eq!(db.lookups.lock().unwrap().len() as u32, db.lookup_count);
+        db.close().await;
     }
 
     #[tokio::test]
