@@ -9,13 +9,14 @@
 //! An upload streams into an S3 multipart upload created (lazily) for the
 //! key `blobs/by-upload/<id>`: every full part (`part_size`, announced as
 //! `OCI-Chunk-Min-Length`) is sent as it fills; the remainder of a request
-//! is kept as a small tail object and prepended to the next chunk. The
+//! is kept as a small tail object and prepended to the next chunk. A part
+//! is sent while the next one is received, one at a time. The
 //! session's multipart id, part ETags and tail live in the session row, so
 //! any instance can continue it. Completing never copies the blob: the
 //! object already sits at its final key, which is why that key is recorded
 //! per blob instead of derived from the digest (an S3 object cannot be
 //! renamed, and a server-side copy is limited to 5 GiB and costs a full
-//! read and write). Memory per request is bounded by one part.
+//! read and write). Memory per request is bounded by two parts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,15 @@ struct S3UploadState {
     parts: Vec<String>,
     tail_key: Option<String>,
     tail_len: u64,
+}
+
+/// A part being sent; dropping it cancels the send.
+struct PartInFlight(tokio::task::JoinHandle<Result<String, StorageError>>);
+
+impl Drop for PartInFlight {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub struct S3BlobStore {
@@ -194,12 +204,16 @@ impl S3BlobStore {
         Ok(())
     }
 
-    async fn send_part(
+    /// Starts sending `part` as the upload's next part (creating the
+    /// multipart upload with the first), on a task of its own so that the
+    /// next part is received meanwhile. Its ETag is pushed onto
+    /// `state.parts` by [`Self::part_sent`], before the next part starts.
+    async fn start_part(
         &self,
         id: &str,
         state: &mut S3UploadState,
         part: Bytes,
-    ) -> Result<(), StorageError> {
+    ) -> Result<PartInFlight, StorageError> {
         let path = self.path(&Self::data_key(id));
         let multipart_id = match &state.multipart_id {
             Some(multipart_id) => multipart_id.clone(),
@@ -213,17 +227,29 @@ impl S3BlobStore {
                 created
             }
         };
-        let part = self
-            .store
-            .put_part(
-                &path,
-                &multipart_id,
-                state.parts.len(),
-                PutPayload::from(part),
-            )
-            .await
-            .map_err(storage_error)?;
-        state.parts.push(part.content_id);
+        let (store, index) = (self.store.clone(), state.parts.len());
+        let sending = tokio::spawn(async move {
+            store
+                .put_part(&path, &multipart_id, index, PutPayload::from(part))
+                .await
+                .map(|part| part.content_id)
+                .map_err(storage_error)
+        });
+        Ok(PartInFlight(sending))
+    }
+
+    /// Waits for the part in flight, if any, and records its ETag.
+    async fn part_sent(
+        state: &mut S3UploadState,
+        in_flight: &mut Option<PartInFlight>,
+    ) -> Result<(), StorageError> {
+        if let Some(PartInFlight(sending)) = in_flight.as_mut() {
+            let sent = sending
+                .await
+                .map_err(|e| StorageError::Unavailable(format!("sending a part failed: {e}")));
+            *in_flight = None;
+            state.parts.push(sent??);
+        }
         Ok(())
     }
 
@@ -288,6 +314,9 @@ impl BlobStore for S3BlobStore {
         let mut buffer = BytesMut::with_capacity(self.part_size);
         self.read_tail(&state, &mut buffer).await?;
         let mut written = 0u64;
+        // One part on its way while the next is received: sending and
+        // receiving overlap, and at most two parts are held.
+        let mut in_flight = None;
         let result: Result<(), AppendError> = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(AppendError::Body)?;
@@ -296,12 +325,17 @@ impl BlobStore for S3BlobStore {
                 buffer.extend_from_slice(&chunk);
                 while buffer.len() >= self.part_size {
                     let part = buffer.split_to(self.part_size).freeze();
-                    self.send_part(&upload.id, &mut state, part).await?;
+                    Self::part_sent(&mut state, &mut in_flight).await?;
+                    in_flight = Some(self.start_part(&upload.id, &mut state, part).await?);
                 }
             }
+            Self::part_sent(&mut state, &mut in_flight).await?;
             Ok(())
         }
         .await;
+        // A part still in flight after a failure is cancelled (dropping it
+        // aborts its task) before the multipart upload is aborted below.
+        drop(in_flight);
         if let Err(e) = result {
             // A multipart upload created by this failed request is not
             // recorded anywhere; abort it rather than leave parts to bill for.
