@@ -140,7 +140,7 @@ enum KeyCommand {
 
 /// Makes big transient allocations go back to the system when freed. glibc
 /// raises its mmap threshold to the largest block freed so far, so after the
-/// first password hash (Argon2 takes 19 MiB) every later one came from the
+/// first password hash (Argon2 then took 19 MiB) every later one came from the
 /// heap and stayed resident for good; a fixed threshold keeps such blocks
 /// mapped only while in use. Fixing it also fixes the trim threshold, set
 /// here so that freed pull and push buffers are reused rather than handed
