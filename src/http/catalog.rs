@@ -78,7 +78,7 @@ pub async fn list_repositories(
         repositories: &'a [String],
     }
     let body = Catalog {
-        repositories: &page.names,
+        repositories: page.names(),
     };
     with_link("/v2/_catalog", &page, body)
 }
@@ -96,7 +96,7 @@ pub async fn list_tags(state: &AppState, name: &RepositoryName, request: Request
     }
     let body = TagList {
         name: name.as_str(),
-        tags: &page.names,
+        tags: page.names(),
     };
     with_link(&format!("/v2/{name}/tags/list"), &page, body)
 }

@@ -20,7 +20,7 @@ use super::AppState;
 use super::route::{self, Route};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::origin::RequestId;
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 
 /// Who made the request, as the handler established it (for the log line).
 #[derive(Debug, Clone)]
@@ -45,6 +45,23 @@ pub fn route_label(path: &str) -> &'static str {
             Some(Route::Upload { .. }) => "upload",
             None => "unknown",
         },
+    }
+}
+
+/// The method as a label: the standard ones by name, any other as
+/// `other`, so a client inventing methods cannot grow the metrics.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     }
 }
 
@@ -86,7 +103,7 @@ impl<F: FnMut(usize) + Send + Unpin + 'static> HttpBody for CountingBody<F> {
 struct Finished {
     metrics: Arc<Metrics>,
     started: Instant,
-    method: String,
+    method: &'static str,
     path: String,
     route: &'static str,
     request_id: String,
@@ -102,13 +119,13 @@ impl Drop for Finished {
         let received = self.received.load(Ordering::Relaxed);
         let labels = RouteLabels {
             route: self.route,
-            method: self.method.clone(),
+            method: self.method,
         };
         self.metrics
             .requests
             .get_or_create(&RequestLabels {
                 route: self.route,
-                method: self.method.clone(),
+                method: self.method,
                 status: self.status,
             })
             .inc();
@@ -126,7 +143,7 @@ impl Drop for Finished {
             .inc_by(self.sent);
         tracing::info!(
             target: "berth::access",
-            method = %self.method,
+            method = self.method,
             path = %self.path,
             route = self.route,
             status = self.status,
@@ -144,7 +161,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let started = Instant::now();
     let request_id = RequestId::from_headers(request.headers());
     request.extensions_mut().insert(request_id.clone());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     // The path only: query strings are not logged.
     let path = request.uri().path().to_string();
     let route = route_label(&path);
@@ -158,7 +175,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
             },
         })
     });
-    let span = tracing::info_span!("request", method = %method, route);
+    let span = tracing::info_span!("request", method, route);
     let response = next.run(request).instrument(span).await;
     let (mut parts, body) = response.into_parts();
     if let Ok(value) = HeaderValue::from_str(&request_id.0) {

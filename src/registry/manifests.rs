@@ -31,9 +31,18 @@ pub struct PushedManifest {
 /// A page of names; `next_last` is set when another page follows.
 #[derive(Debug, Clone)]
 pub struct ListPage {
-    pub names: Vec<String>,
+    /// The page is `window` of these: a tag list's page is a window into
+    /// the list kept in memory, so a request copies no name.
+    names: Arc<Vec<String>>,
+    window: std::ops::Range<usize>,
     pub next_last: Option<String>,
     pub page_size: u32,
+}
+
+impl ListPage {
+    pub fn names(&self) -> &[String] {
+        &self.names[self.window.clone()]
+    }
 }
 
 /// The refusal to delete a manifest that `indexes` list.
@@ -74,7 +83,8 @@ fn list_page(page: Page, page_size: u32) -> ListPage {
         None
     };
     ListPage {
-        names: page.names,
+        window: 0..page.names.len(),
+        names: Arc::new(page.names),
         next_last,
         page_size,
     }
@@ -261,11 +271,13 @@ impl Registry {
             names.partition_point(|name| name.as_str() <= last)
         });
         let end = start.saturating_add(page_size as usize).min(names.len());
-        let page = Page {
-            names: names[start..end].to_vec(),
-            more: page_size > 0 && end < names.len(),
-        };
-        Ok(list_page(page, page_size))
+        let more = page_size > 0 && end < names.len();
+        Ok(ListPage {
+            next_last: more.then(|| names[end - 1].clone()),
+            window: start..end,
+            names,
+            page_size,
+        })
     }
 
     pub async fn list_repositories(
