@@ -26,6 +26,11 @@
 //! `pages` measures the web UI's pages beside the API requests that return
 //! the same rows (`support/pages.rs`). `cache` measures pulls through the
 //! pull-through cache against the upstream's own (`support/cache.rs`).
+//! `scale` loads 100,000 repositories, 1,000,000 tags and blobs (`berth
+//! bench-load`) into SQLite and PostgreSQL and measures start-up, catalog,
+//! tag list and manifest latencies and memory against a registry of 100,
+//! the reference's catalog on the same repositories, and garbage collection
+//! of 100,000 dangling blobs while pushes go on (`support/scale.rs`).
 //! `BERTH_BENCH_BIN` runs another build of Berth instead
 //! (a copy of an earlier `target/release/berth`), to alternate two builds.
 
@@ -47,6 +52,8 @@ mod cache;
 mod disk;
 #[path = "support/pages.rs"]
 mod pages;
+#[path = "support/scale.rs"]
+mod scale;
 
 const ADMIN_PASSWORD: &str = "bench-admin-password";
 const CHUNK: usize = 16 * 1024 * 1024;
@@ -82,6 +89,8 @@ struct Target {
     token: Option<String>,
     child: Child,
     dir: tempfile::TempDir,
+    /// For Berth: when its process was started, and how long until `/v2/` answered.
+    started: Option<(Instant, Duration)>,
 }
 
 impl Target {
@@ -160,11 +169,12 @@ impl Target {
 
 async fn wait_ready(base: &str) {
     let http = reqwest::Client::new();
-    for _ in 0..300 {
+    // Often, so that a start-up's time is measured to the few milliseconds.
+    for _ in 0..6000 {
         if http.get(format!("{base}/v2/")).send().await.is_ok() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("{base} did not come up");
 }
@@ -175,13 +185,18 @@ async fn start_berth(fsync: bool) -> Target {
     start_berth_with(fsync, &[], if fsync { "berth" } else { "berth, no fsync" }).await
 }
 
-/// Berth with `env` added to its environment (another database, say).
+/// The Berth binary measured: this build's, or `BERTH_BENCH_BIN`.
+fn berth_binary() -> String {
+    std::env::var("BERTH_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth").to_string())
+}
+
+/// Berth with `env` added to its environment (another database, say),
+/// which may override the defaults set here (`BERTH_GC_INTERVAL`).
 async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static str) -> Target {
     let dir = tempfile::tempdir().unwrap();
-    let binary = std::env::var("BERTH_BENCH_BIN");
-    let mut child = Command::new(binary.as_deref().unwrap_or(env!("CARGO_BIN_EXE_berth")))
+    let spawned = Instant::now();
+    let mut child = Command::new(berth_binary())
         .arg("serve")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(dir.path())
         // The flat names from before settings had sections: every build
         // reads them (newer ones with a warning), so `BERTH_BENCH_BIN` can
@@ -193,6 +208,7 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
         .env("BERTH_GC_INTERVAL", "off")
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -209,6 +225,7 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let base = format!("http://{address}");
     wait_ready(&base).await;
+    let ready_in = spawned.elapsed();
     let scopes = [
         "repository:bench/large:pull,push",
         "repository:bench/chunked:pull,push",
@@ -236,6 +253,7 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
         token: Some(token["token"].as_str().unwrap().to_string()),
         child,
         dir,
+        started: Some((spawned, ready_in)),
     }
 }
 
@@ -296,6 +314,7 @@ async fn start_reference() -> Option<Target> {
         token: None,
         child,
         dir,
+        started: None,
     })
 }
 
@@ -328,6 +347,7 @@ async fn start_bare() -> Target {
         token: None,
         child,
         dir,
+        started: None,
     }
 }
 
@@ -1164,11 +1184,15 @@ fn main() {
                 cache::profile().await;
                 return;
             }
+            if profile == "scale" {
+                scale::profile().await;
+                return;
+            }
             let how = match profile.as_str() {
                 "small-images" => BlobPush::Monolithic,
                 "small-images-as-docker" => BlobPush::AsDocker,
                 _ => panic!(
-                    "BERTH_BENCH_PROFILE is small-images, small-images-as-docker, pages or cache"
+                    "BERTH_BENCH_PROFILE is small-images, small-images-as-docker, pages, cache or scale"
                 ),
             };
             let berth = Arc::new(start_berth(fsync).await);
