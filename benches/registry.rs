@@ -29,6 +29,11 @@
 //! `postgres` runs the small-request rows with metadata in PostgreSQL and
 //! `s3` a large push and pull with blobs in S3, against the reference on
 //! its S3 driver and a plain multipart upload (`support/backends.rs`).
+//! `scale` loads 100,000 repositories, 1,000,000 tags and blobs (`berth
+//! bench-load`) into SQLite and PostgreSQL and measures start-up, catalog,
+//! tag list and manifest latencies and memory against a registry of 100,
+//! the reference's catalog on the same repositories, and garbage collection
+//! of 100,000 dangling blobs while pushes go on (`support/scale.rs`).
 //! `BERTH_BENCH_BIN` runs another build of Berth instead
 //! (a copy of an earlier `target/release/berth`), to alternate two builds.
 
@@ -52,6 +57,8 @@ mod cache;
 mod disk;
 #[path = "support/pages.rs"]
 mod pages;
+#[path = "support/scale.rs"]
+mod scale;
 
 const ADMIN_PASSWORD: &str = "bench-admin-password";
 const CHUNK: usize = 16 * 1024 * 1024;
@@ -87,6 +94,8 @@ struct Target {
     token: Option<String>,
     child: Child,
     dir: tempfile::TempDir,
+    /// For Berth: when its process was started, and how long until `/v2/` answered.
+    started: Option<(Instant, Duration)>,
 }
 
 impl Target {
@@ -165,11 +174,12 @@ impl Target {
 
 async fn wait_ready(base: &str) {
     let http = reqwest::Client::new();
-    for _ in 0..300 {
+    // Often, so that a start-up's time is measured to the few milliseconds.
+    for _ in 0..6000 {
         if http.get(format!("{base}/v2/")).send().await.is_ok() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("{base} did not come up");
 }
@@ -180,13 +190,18 @@ async fn start_berth(fsync: bool) -> Target {
     start_berth_with(fsync, &[], if fsync { "berth" } else { "berth, no fsync" }).await
 }
 
-/// Berth with `env` added to its environment (another database, say).
+/// The Berth binary measured: this build's, or `BERTH_BENCH_BIN`.
+fn berth_binary() -> String {
+    std::env::var("BERTH_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth").to_string())
+}
+
+/// Berth with `env` added to its environment (another database, say),
+/// which may override the defaults set here (`BERTH_GC_INTERVAL`).
 async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static str) -> Target {
     let dir = tempfile::tempdir().unwrap();
-    let binary = std::env::var("BERTH_BENCH_BIN");
-    let mut child = Command::new(binary.as_deref().unwrap_or(env!("CARGO_BIN_EXE_berth")))
+    let spawned = Instant::now();
+    let mut child = Command::new(berth_binary())
         .arg("serve")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(dir.path())
         // The flat names from before settings had sections: every build
         // reads them (newer ones with a warning), so `BERTH_BENCH_BIN` can
@@ -198,6 +213,7 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
         .env("BERTH_GC_INTERVAL", "off")
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -214,6 +230,7 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let base = format!("http://{address}");
     wait_ready(&base).await;
+    let ready_in = spawned.elapsed();
     let scopes = [
         "repository:bench/large:pull,push",
         "repository:bench/chunked:pull,push",
@@ -241,6 +258,7 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
         token: Some(token["token"].as_str().unwrap().to_string()),
         child,
         dir,
+        started: Some((spawned, ready_in)),
     }
 }
 
@@ -316,6 +334,7 @@ async fn start_reference_with(driver: impl FnOnce(&std::path::Path) -> String) -
         token: None,
         child,
         dir,
+        started: None,
     })
 }
 
@@ -348,6 +367,7 @@ async fn start_bare() -> Target {
         token: None,
         child,
         dir,
+        started: None,
     }
 }
 
@@ -1208,11 +1228,15 @@ fn main() {
                 backends::s3_profile().await;
                 return;
             }
+            if profile == "scale" {
+                scale::profile().await;
+                return;
+            }
             let how = match profile.as_str() {
                 "small-images" => BlobPush::Monolithic,
                 "small-images-as-docker" => BlobPush::AsDocker,
                 _ => panic!(
-                    "BERTH_BENCH_PROFILE is small-images, small-images-as-docker, pages, cache, postgres or s3"
+                    "BERTH_BENCH_PROFILE is small-images, small-images-as-docker, pages, cache, postgres, s3 or scale"
                 ),
             };
             let berth = Arc::new(start_berth(fsync).await);

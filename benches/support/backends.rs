@@ -27,6 +27,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 
+use super::pages::PostgresDatabase;
 use super::{
     Row, Target, env_usize, in_turns_with_cpu, large_blob, median, pull_once, push_monolithic,
     settle, sha256, small_request_rows, start_bare, start_berth, start_berth_with, start_reference,
@@ -43,23 +44,11 @@ fn s3_part() -> usize {
 }
 
 pub async fn postgres_profile() {
-    use sqlx::Connection;
     let rounds = env_usize("BERTH_BENCH_ROUNDS", 3).max(1);
     let admin_url = std::env::var("BERTH_BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://berth:berth@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("the postgres profile needs PostgreSQL at {admin_url} (BERTH_BENCH_POSTGRES_URL; scripts/test.sh starts it): {e}")
-        });
-    let database = format!("berth_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await
-        .expect("create the bench database");
-    let mut url = url::Url::parse(&admin_url).expect("BERTH_BENCH_POSTGRES_URL is a URL");
-    url.set_path(&database);
-    let env = [("BERTH_DATABASE_URL".to_string(), url.to_string())];
+    let database = PostgresDatabase::create(&admin_url, "postgres").await;
+    let env = [("BERTH_DATABASE_URL".to_string(), database.url.clone())];
     let postgres = Arc::new(start_berth_with(true, &env, "berth, postgres").await);
     let sqlite = Arc::new(start_berth(true).await);
     let reference = start_reference().await.map(Arc::new);
@@ -99,9 +88,7 @@ pub async fn postgres_profile() {
     for target in [postgres, sqlite, bare].into_iter().chain(reference) {
         let _files = target.stop();
     }
-    let _ = sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
+    database.drop().await;
 }
 
 pub async fn s3_profile() {

@@ -35,7 +35,7 @@ pub async fn profile(rounds: usize) {
     let repositories = env_usize("BERTH_BENCH_REPOSITORIES", 10_000);
     let mut databases = vec![("SQLite", Vec::new())];
     let postgres = match std::env::var("BERTH_BENCH_POSTGRES_URL") {
-        Ok(url) => Some(PostgresDatabase::create(&url).await),
+        Ok(url) => Some(PostgresDatabase::create(&url, "pages").await),
         Err(_) => None,
     };
     if let Some(database) = &postgres {
@@ -108,7 +108,7 @@ pub async fn profile(rounds: usize) {
 }
 
 /// Time to the last byte of `REQUESTS` sequential `GET`s of `path`.
-async fn latencies(
+pub(super) async fn latencies(
     target: &Target,
     http: &reqwest::Client,
     path: &str,
@@ -134,14 +134,14 @@ async fn latencies(
 }
 
 /// The `q` quantile, in milliseconds.
-fn quantile(samples: &mut [Duration], q: f64) -> f64 {
+pub(super) fn quantile(samples: &mut [Duration], q: f64) -> f64 {
     samples.sort();
     let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
     samples[index].as_secs_f64() * 1000.0
 }
 
 /// A token for the administrator with `scopes`.
-async fn token(target: &Target, scopes: &[String]) -> String {
+pub(super) async fn token(target: &Target, scopes: &[String]) -> String {
     let mut query: Vec<(&str, &str)> = vec![("service", "berth")];
     query.extend(scopes.iter().map(|s| ("scope", s.as_str())));
     let answer: serde_json::Value = reqwest::Client::new()
@@ -240,19 +240,20 @@ async fn seed(berth: &Arc<Target>, http: &reqwest::Client, repositories: usize) 
 }
 
 /// A database of its own on the PostgreSQL server, dropped after the run.
-struct PostgresDatabase {
+pub(super) struct PostgresDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    pub(super) url: String,
 }
 
 impl PostgresDatabase {
-    async fn create(admin_url: &str) -> PostgresDatabase {
+    /// A database named after `label` and this process.
+    pub(super) async fn create(admin_url: &str, label: &str) -> PostgresDatabase {
         use sqlx::Connection;
-        let name = format!("berth_bench_{}", std::process::id());
+        let name = format!("berth_bench_{label}_{}", std::process::id());
         let mut admin = sqlx::PgConnection::connect(admin_url)
             .await
-            .unwrap_or_else(|e| panic!("cannot reach BERTH_BENCH_POSTGRES_URL: {e}"));
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin_url}: {e}"));
         sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
             .execute(&mut admin)
             .await
@@ -270,7 +271,7 @@ impl PostgresDatabase {
         }
     }
 
-    async fn drop(self) {
+    pub(super) async fn drop(self) {
         use sqlx::Connection;
         if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
             let _ = sqlx::query(&format!(

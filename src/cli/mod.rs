@@ -2,13 +2,15 @@
 //! `org`, `token`, `repo`, `tag`, `quota` and `retention` become
 //! [`crate::admin::Command`]s run as the system (they open the database
 //! directly, so they work while the server runs); `gc` and `key` act on the
-//! collector and the signing keys; `tls self-signed` writes certificates
+//! collector and the signing keys; the hidden `bench-load` fills a registry
+//! for the `scale` benchmark (`bench_load.rs`); `tls self-signed` writes certificates
 //! (`tls::self_signed`). A bad setting exits with status 2.
 //!
 //! Calls `config`, `server`, `admin`, `gc`, `policy` (sizes, and the
 //! `Policies` the admin commands act on), `auth::keys`, `tls`, and
 //! `metadata` to open the database for the admin commands.
 
+mod bench_load;
 mod commands;
 
 use std::io::IsTerminal;
@@ -103,6 +105,10 @@ enum TopCommand {
         #[arg(long, value_name = "DURATION")]
         grace: Option<String>,
     },
+    /// Fill an empty registry with many repositories, tags and blobs, for
+    /// the `scale` benchmark.
+    #[command(hide = true)]
+    BenchLoad(bench_load::BenchLoadArgs),
 }
 
 #[derive(Subcommand)]
@@ -255,6 +261,9 @@ async fn administer(config: Config, command: TopCommand) -> anyhow::Result<()> {
         }
         TopCommand::Gc { dry_run, grace } => {
             return collect(&config, &metadata, dry_run, grace).await;
+        }
+        TopCommand::BenchLoad(args) => {
+            return bench_load::bench_load(&config, &metadata, args).await;
         }
         TopCommand::Key(KeyCommand::Rotate) => {
             let kid = crate::auth::keys::KeyRing::rotate(&metadata.accounts).await?;

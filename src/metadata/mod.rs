@@ -28,6 +28,7 @@
 //! | `policy.rs` | `public_paths`, `immutable_tags`, `namespace_quotas`, `retention_policies` |
 //! | `browse.rs` | reads of `repositories`, `tags`, `manifests` for pages; image summaries |
 //! | `collector.rs` | the `gc_*` review queues, `storage_garbage`, `gc_passes` |
+//! | `bulk.rs` | bulk loads of all the content tables at once, for the `scale` benchmark |
 //! | `cache.rs` | `cache_manifests`, `cache_tags`, `cache_blobs`, `cache_fills` (on `CacheStore`) |
 //! | `events.rs` | `events` (the outbox), `webhook_endpoints`, `webhook_deliveries`, `audit_log` (on `EventStore`) |
 //!
@@ -36,6 +37,7 @@
 mod accounts;
 mod blobs;
 mod browse;
+mod bulk;
 mod cache;
 mod collector;
 pub(crate) mod db;
@@ -51,6 +53,7 @@ mod uploads;
 pub use accounts::*;
 pub use blobs::*;
 pub use browse::*;
+pub use bulk::*;
 pub use cache::*;
 pub use collector::*;
 pub use db::PoolStats;

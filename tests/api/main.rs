@@ -12,6 +12,7 @@ mod blob_stores;
 mod blobs;
 mod browse;
 mod browser;
+mod bulk_load;
 mod cache;
 mod cli;
 mod conformance;
