@@ -85,6 +85,7 @@ pub async fn postgres_profile() {
         );
     }
     print_rounds(&rows);
+    drop((writers, answering));
     for target in [postgres, sqlite, bare].into_iter().chain(reference) {
         let _files = target.stop();
     }
