@@ -1121,6 +1121,11 @@ fn print(rows: &[Row], servers: &Servers) {
         " no fsync: Berth with fsync = false, which like the reference leaves flushing blobs to the kernel)"
     );
     print_ceiling(rows, servers);
+    print_rounds(rows);
+}
+
+/// Every round of the rows measured more than once, server by server.
+fn print_rounds(rows: &[Row]) {
     println!("\nrounds:");
     for row in rows
         .iter()

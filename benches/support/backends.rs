@@ -29,9 +29,9 @@ use object_store::path::Path;
 
 use super::pages::PostgresDatabase;
 use super::{
-    Row, Target, env_usize, in_turns_with_cpu, large_blob, median, pull_once, push_monolithic,
-    settle, sha256, small_request_rows, start_bare, start_berth, start_berth_with, start_reference,
-    start_reference_with, variant,
+    Row, Target, env_usize, in_turns_with_cpu, large_blob, median, print_rounds, pull_once,
+    push_monolithic, settle, sha256, small_request_rows, start_bare, start_berth, start_berth_with,
+    start_reference, start_reference_with, variant,
 };
 
 const S3_BUCKET: &str = "berth";
@@ -272,19 +272,4 @@ fn print_row(row: &Row, names: &[&str], ours: &str, against: &[(&str, bool)]) {
         figures.join(" | "),
         ratios.join(" | ")
     );
-}
-
-fn print_rounds(rows: &[Row]) {
-    println!("\nrounds:");
-    for row in rows {
-        let samples: Vec<String> = row
-            .samples
-            .iter()
-            .map(|(name, figures)| {
-                let figures: Vec<String> = figures.iter().map(|f| format!("{f:.1}")).collect();
-                format!("{name} {}", figures.join(" / "))
-            })
-            .collect();
-        println!("  {}: {}", row.name, samples.join("; "));
-    }
 }

@@ -125,16 +125,15 @@ impl SqliteDb {
         let Some(mut conn) = free else {
             return self.readers.run(job).await;
         };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
-        roll_back(&conn);
+        let (outcome, usable) = run_whole(&mut conn, job);
         // One left inside a transaction is dropped: the readers remain.
-        if conn.is_autocommit() {
+        if usable {
             self.lookups
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(conn);
         }
-        outcome.unwrap_or_else(|_| Err(MetadataError::Internal("a SQLite lookup panicked".into())))
+        outcome.unwrap_or_else(|| Err(MetadataError::Internal("a SQLite lookup panicked".into())))
     }
 
     /// Runs `job` inside `BEGIN IMMEDIATE` ... `COMMIT` (or `ROLLBACK`).
@@ -204,6 +203,18 @@ fn roll_back(conn: &Connection) {
     {
         tracing::warn!(error = %e, "SQLite could not roll a transaction back");
     }
+}
+
+/// Runs `job` on `conn`, catching a panic (`None`), and ends any
+/// transaction it left open. The second value is false when the connection
+/// is still inside one: every later `BEGIN` on it would fail.
+fn run_whole<T>(
+    conn: &mut Connection,
+    job: impl FnOnce(&mut Connection) -> T,
+) -> (Option<T>, bool) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))).ok();
+    roll_back(conn);
+    (outcome, conn.is_autocommit())
 }
 
 /// SQLite reads are local CPU work, each connection with its own thread and
@@ -277,13 +288,9 @@ impl Worker {
                         for job in queue {
                             busy.fetch_add(1, Ordering::Relaxed);
                             // A panicking job drops its reply (its caller
-                            // sees an internal error) and leaves no
-                            // transaction open behind it.
-                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                job(&mut conn)
-                            }));
-                            roll_back(&conn);
-                            if !conn.is_autocommit() {
+                            // sees an internal error).
+                            let (_, usable) = run_whole(&mut conn, job);
+                            if !usable {
                                 // Stuck in a transaction: every later BEGIN
                                 // would fail, so start over on a new connection.
                                 match open_connection(&path, writer) {
