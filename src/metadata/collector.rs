@@ -12,7 +12,9 @@
 //! collector never deadlocks with a push. SQLite runs one writer at a time.
 //! Why this is safe against concurrent pushes is in ARCHITECTURE.md.
 
-use super::db::{Conn, Finish, Lock, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use super::db::{Conn, Finish, Lock, Value, placeholders};
 use super::policy::immutable_tag_rules;
 use super::{MetadataResult, size, unix_now};
 use crate::oci::pattern::first_covered;
@@ -123,11 +125,20 @@ pub(super) async fn queue_link_review(
 /// Queues a review, due at once, of a blob that may have lost its last
 /// link: the link already waited out its grace period or was deleted on purpose.
 pub(super) async fn queue_blob_review(conn: &mut Conn<'_>, digest: &str) -> MetadataResult<()> {
-    conn.execute(
-        "INSERT INTO gc_blob_reviews (digest, candidate_since) VALUES ($1, 0) ON CONFLICT (digest) DO NOTHING",
-        &[digest.into()],
-    )
-    .await?;
+    queue_blob_reviews(conn, &[digest]).await
+}
+
+/// [`queue_blob_review`] of each of `digests` (distinct), in one statement.
+async fn queue_blob_reviews(conn: &mut Conn<'_>, digests: &[&str]) -> MetadataResult<()> {
+    if digests.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (1..=digests.len()).map(|n| format!("(${n}, 0)")).collect();
+    let sql = format!(
+        "INSERT INTO gc_blob_reviews (digest, candidate_since) VALUES {} ON CONFLICT (digest) DO NOTHING",
+        rows.join(", ")
+    );
+    conn.execute(&sql, &texts(digests)).await?;
     Ok(())
 }
 
@@ -279,13 +290,24 @@ async fn review_manifests(
     Ok(())
 }
 
+/// Review items judged per statement: every step below handles its due
+/// items a chunk at a time in a few statements, not a few per item.
+const CHUNK: usize = 200;
+
+/// A key of `repository_blobs` (or of its review queue): repository id and
+/// blob digest.
+type Link = (i64, String);
+
+const LINK_KEY: (&str, &str) = ("repository_id", "blob_digest");
+const LINK_REVIEW_KEY: (&str, &str) = ("repository_id", "digest");
+
 async fn review_blob_links(
     conn: &mut Conn<'_>,
     candidates_before: i64,
     limit: u32,
     collected: &mut Collected,
 ) -> MetadataResult<()> {
-    let due = claim(
+    let due: Vec<Link> = claim(
         conn,
         "SELECT repository_id, digest FROM gc_blob_link_reviews WHERE candidate_since <= $1 \
          ORDER BY candidate_since LIMIT $2",
@@ -293,38 +315,48 @@ async fn review_blob_links(
         |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)),
     )
     .await?;
-    for (repository_id, digest) in due {
-        let key = [Value::Int(repository_id), Value::Text(&digest)];
-        let link = "SELECT blob_digest FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2";
-        match take(conn, link, &key, |_| Ok(())).await? {
-            Target::Busy => continue,
-            Target::Gone => {}
-            Target::Held(()) => {
-                let used: bool = conn
-                    .scalar(
-                        // A cached blob's link is kept by its `cache_blobs`
-                        // row until eviction deletes it.
-                        "SELECT EXISTS (SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id \
-                         WHERE m.repository_id = $1 AND mb.blob_digest = $2) \
-                         OR EXISTS (SELECT 1 FROM cache_blobs WHERE repository_id = $1 AND blob_digest = $2)",
-                        &key,
-                    )
-                    .await?;
-                if !used {
-                    conn.execute(
-                        "DELETE FROM repository_blobs WHERE repository_id = $1 AND blob_digest = $2",
-                        &key,
-                    )
-                    .await?;
-                    queue_blob_review(conn, &digest).await?;
-                    collected.blob_links += 1;
-                }
-            }
-        }
-        let review = "DELETE FROM gc_blob_link_reviews WHERE repository_id = $1 AND digest = $2";
-        done(conn, review, &key, collected).await?;
+    for chunk in due.chunks(CHUNK) {
+        review_link_chunk(conn, &chunk.iter().collect::<Vec<_>>(), collected).await?;
     }
     Ok(())
+}
+
+async fn review_link_chunk(
+    conn: &mut Conn<'_>,
+    due: &[&Link],
+    collected: &mut Collected,
+) -> MetadataResult<()> {
+    let links = "SELECT repository_id, blob_digest FROM repository_blobs";
+    let held = select_pairs(conn, links, LINK_KEY, due, Some(Lock::SkipLocked)).await?;
+    let (held, others): (Vec<&Link>, Vec<&Link>) = due.iter().partition(|l| held.contains(**l));
+    // A link held by a concurrent transaction (a push relying on it) keeps
+    // its review for a later pass; a review of a link that is gone is moot.
+    let busy = select_pairs(conn, links, LINK_KEY, &others, None).await?;
+    let reviewed: Vec<&Link> = due.iter().copied().filter(|l| !busy.contains(*l)).collect();
+    delete_pairs(conn, "gc_blob_link_reviews", LINK_REVIEW_KEY, &reviewed).await?;
+    collected.reviewed += reviewed.len() as u64;
+    // A fresh statement after taking the locks, so a manifest committed
+    // meanwhile is seen. A cached blob's link is kept by its `cache_blobs`
+    // row until eviction deletes it.
+    let unused = select_batch(
+        conn,
+        "SELECT b.repository_id, b.digest FROM batch b \
+         WHERE NOT EXISTS (SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id \
+                           WHERE m.repository_id = b.repository_id AND mb.blob_digest = b.digest) \
+         AND NOT EXISTS (SELECT 1 FROM cache_blobs c \
+                         WHERE c.repository_id = b.repository_id AND c.blob_digest = b.digest)",
+        &held,
+    )
+    .await?;
+    let unused: Vec<&Link> = unused.iter().collect();
+    delete_pairs(conn, "repository_blobs", LINK_KEY, &unused).await?;
+    collected.blob_links += unused.len() as u64;
+    // Each blob that lost a link is reviewed now, as a queued review would
+    // be in this round, without the queue's row written and deleted again.
+    let digests: BTreeSet<&str> = unused.iter().map(|(_, digest)| digest.as_str()).collect();
+    let digests: Vec<&str> = digests.into_iter().collect();
+    let busy = judge_blobs(conn, &digests, collected).await?;
+    queue_blob_reviews(conn, &busy).await
 }
 
 async fn review_blobs(
@@ -339,65 +371,119 @@ async fn review_blobs(
         |row| row.get(0),
     )
     .await?;
-    for digest in due {
-        let key = [Value::Text(&digest)];
-        let blob = "SELECT size, storage_key FROM blobs WHERE digest = $1";
-        let each =
-            |row: &super::db::Row<'_>| Ok((row.get::<i64>(0)?, row.get::<Option<String>>(1)?));
-        match take(conn, blob, &key, each).await? {
-            Target::Busy => continue,
-            Target::Gone => {}
-            Target::Held((blob_size, storage_key)) => {
-                let linked: bool = conn
-                    .scalar(
-                        "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE blob_digest = $1) \
-                         OR EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = $1)",
-                        &key,
-                    )
-                    .await?;
-                if !linked {
-                    conn.execute("DELETE FROM blobs WHERE digest = $1", &key)
-                        .await?;
-                    if let Some(storage_key) = storage_key {
-                        add_garbage(conn, "blob", &storage_key, "").await?;
-                    }
-                    collected.blobs += 1;
-                    collected.bytes += size(blob_size);
-                }
-            }
-        }
-        done(
-            conn,
-            "DELETE FROM gc_blob_reviews WHERE digest = $1",
-            &key,
-            collected,
-        )
-        .await?;
+    for chunk in due.chunks(CHUNK) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        review_blob_chunk(conn, &chunk, collected).await?;
     }
     Ok(())
 }
 
-/// Records a blob-store object to delete once this transaction commits (so
-/// a crash in between leaks nothing).
+async fn review_blob_chunk(
+    conn: &mut Conn<'_>,
+    due: &[&str],
+    collected: &mut Collected,
+) -> MetadataResult<()> {
+    let busy: HashSet<&str> = judge_blobs(conn, due, collected)
+        .await?
+        .into_iter()
+        .collect();
+    let reviewed: Vec<&str> = due.iter().copied().filter(|d| !busy.contains(d)).collect();
+    delete_in(conn, "gc_blob_reviews", "digest", &reviewed).await?;
+    collected.reviewed += reviewed.len() as u64;
+    Ok(())
+}
+
+/// Deletes each blob of `digests` that no link or manifest names, and
+/// records its object as garbage; returns those a concurrent transaction
+/// holds (a push relying on them), whose review must wait for a later pass.
+/// Blobs already gone need nothing.
+async fn judge_blobs<'d>(
+    conn: &mut Conn<'_>,
+    digests: &[&'d str],
+    collected: &mut Collected,
+) -> MetadataResult<Vec<&'d str>> {
+    let lock = conn.lock_clause(Lock::SkipLocked);
+    let held: HashMap<String, (i64, Option<String>)> = select_in(
+        conn,
+        "SELECT digest, size, storage_key FROM blobs WHERE digest IN",
+        digests,
+        lock,
+        |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))),
+    )
+    .await?
+    .into_iter()
+    .collect();
+    let (held_digests, others): (Vec<&str>, Vec<&str>) =
+        digests.iter().partition(|d| held.contains_key(**d));
+    let busy: HashSet<String> = select_in(
+        conn,
+        "SELECT digest FROM blobs WHERE digest IN",
+        &others,
+        "",
+        |row| row.get(0),
+    )
+    .await?
+    .into_iter()
+    .collect();
+    // A fresh statement after taking the locks, so a link committed
+    // meanwhile is seen.
+    let linked: HashSet<String> = select_in(
+        conn,
+        "SELECT digest FROM blobs WHERE digest IN",
+        &held_digests,
+        " AND (EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.blob_digest = blobs.digest) \
+         OR EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob_digest = blobs.digest))",
+        |row| row.get(0),
+    )
+    .await?
+    .into_iter()
+    .collect();
+    let unlinked: Vec<&str> = held_digests
+        .into_iter()
+        .filter(|d| !linked.contains(*d))
+        .collect();
+    delete_in(conn, "blobs", "digest", &unlinked).await?;
+    let mut objects = Vec::new();
+    for digest in &unlinked {
+        let (blob_size, storage_key) = &held[*digest];
+        if let Some(storage_key) = storage_key {
+            objects.push((storage_key.as_str(), ""));
+        }
+        collected.bytes += size(*blob_size);
+    }
+    add_garbage(conn, "blob", &objects).await?;
+    collected.blobs += unlinked.len() as u64;
+    Ok(others.into_iter().filter(|d| busy.contains(*d)).collect())
+}
+
+/// Records blob-store objects (`(key, state)` each) to delete once this
+/// transaction commits (so a crash in between leaks nothing).
 async fn add_garbage(
     conn: &mut Conn<'_>,
     kind: &str,
-    key: &str,
-    state: &str,
+    objects: &[(&str, &str)],
 ) -> MetadataResult<()> {
-    let id = uuid::Uuid::new_v4().to_string();
-    conn.execute(
-        "INSERT INTO storage_garbage (id, kind, storage_key, storage_state, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-        &[
-            Value::Text(&id),
-            kind.into(),
-            key.into(),
-            state.into(),
-            unix_now().into(),
-        ],
-    )
-    .await?;
+    for objects in objects.chunks(CHUNK) {
+        // Time-ordered ids: rows go in at the end of the table's key and
+        // leave from its start, instead of dirtying a random page each.
+        let ids: Vec<String> = objects
+            .iter()
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect();
+        let rows: Vec<String> = (0..objects.len())
+            .map(|i| format!("(${}, $1, ${}, ${}, $2)", 3 + 3 * i, 4 + 3 * i, 5 + 3 * i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO storage_garbage (id, kind, storage_key, storage_state, created_at) VALUES {}",
+            rows.join(", ")
+        );
+        let now = unix_now();
+        let mut params = vec![Value::Text(kind), now.into()];
+        for (id, (key, state)) in ids.iter().zip(objects) {
+            params.extend([Value::Text(id), Value::Text(key), Value::Text(state)]);
+        }
+        conn.execute(&sql, &params).await?;
+    }
     Ok(())
 }
 
@@ -414,12 +500,130 @@ async fn expire_uploads(
         |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
     )
     .await?;
-    for (id, state) in idle {
-        conn.execute("DELETE FROM uploads WHERE id = $1", &[Value::Text(&id)])
-            .await?;
-        add_garbage(conn, "upload", &id, &state).await?;
-        collected.uploads += 1;
-        collected.reviewed += 1;
+    for chunk in idle.chunks(CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
+        delete_in(conn, "uploads", "id", &ids).await?;
+        let objects: Vec<(&str, &str)> = chunk
+            .iter()
+            .map(|(id, state)| (id.as_str(), state.as_str()))
+            .collect();
+        add_garbage(conn, "upload", &objects).await?;
+        collected.uploads += chunk.len() as u64;
+        collected.reviewed += chunk.len() as u64;
+    }
+    Ok(())
+}
+
+/// `(a = $n AND b = $n+1) OR ...` for `count` pairs bound from `$from` on:
+/// both engines look each pair up in the key's index (SQLite scans the
+/// whole table for a row-value `IN (VALUES ...)`).
+fn pairs_match((a, b): (&str, &str), from: usize, count: usize) -> String {
+    (0..count)
+        .map(|i| format!("({a} = ${} AND {b} = ${})", from + 2 * i, from + 2 * i + 1))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+fn pair_params<'a>(pairs: &[&'a Link]) -> Vec<Value<'a>> {
+    pairs
+        .iter()
+        .flat_map(|(id, digest)| [Value::Int(*id), Value::Text(digest)])
+        .collect()
+}
+
+/// The rows of `select` (its first two columns a [`Link`]) whose `key`
+/// is among `pairs`, taken with `lock`; none for no pairs.
+async fn select_pairs(
+    conn: &mut Conn<'_>,
+    select: &str,
+    key: (&str, &str),
+    pairs: &[&Link],
+    lock: Option<Lock>,
+) -> MetadataResult<HashSet<Link>> {
+    if pairs.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let lock = lock.map_or("", |lock| conn.lock_clause(lock));
+    let sql = format!("{select} WHERE {}{lock}", pairs_match(key, 1, pairs.len()));
+    let rows = conn
+        .query(&sql, &pair_params(pairs), |row| {
+            Ok((row.get::<i64>(0)?, row.get::<String>(1)?))
+        })
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The rows of `select` over `batch (repository_id, digest)`, a table of
+/// `pairs`: for checks that join, where [`pairs_match`] would not be
+/// planned as lookups.
+async fn select_batch(
+    conn: &mut Conn<'_>,
+    select: &str,
+    pairs: &[&Link],
+) -> MetadataResult<Vec<Link>> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<String> = (0..pairs.len())
+        .map(|i| format!("(${}, ${})", 1 + 2 * i, 2 + 2 * i))
+        .collect();
+    let sql = format!(
+        "WITH batch (repository_id, digest) AS (VALUES {}) {select}",
+        rows.join(", ")
+    );
+    conn.query(&sql, &pair_params(pairs), |row| {
+        Ok((row.get::<i64>(0)?, row.get::<String>(1)?))
+    })
+    .await
+}
+
+async fn delete_pairs(
+    conn: &mut Conn<'_>,
+    table: &str,
+    key: (&str, &str),
+    pairs: &[&Link],
+) -> MetadataResult<()> {
+    if !pairs.is_empty() {
+        let sql = format!(
+            "DELETE FROM {table} WHERE {}",
+            pairs_match(key, 1, pairs.len())
+        );
+        conn.execute(&sql, &pair_params(pairs)).await?;
+    }
+    Ok(())
+}
+
+fn texts<'a>(values: &[&'a str]) -> Vec<Value<'a>> {
+    values.iter().map(|v| Value::Text(v)).collect()
+}
+
+/// The rows of `{select} ({values}){tail}`; none for no values.
+async fn select_in<T>(
+    conn: &mut Conn<'_>,
+    select: &str,
+    values: &[&str],
+    tail: &str,
+    each: impl FnMut(&super::db::Row<'_>) -> MetadataResult<T>,
+) -> MetadataResult<Vec<T>> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("{select} ({}){tail}", placeholders(1, values.len()));
+    conn.query(&sql, &texts(values), each).await
+}
+
+async fn delete_in(
+    conn: &mut Conn<'_>,
+    table: &str,
+    column: &str,
+    values: &[&str],
+) -> MetadataResult<()> {
+    for values in values.chunks(CHUNK) {
+        let sql = format!(
+            "DELETE FROM {table} WHERE {column} IN ({})",
+            placeholders(1, values.len())
+        );
+        conn.execute(&sql, &texts(values)).await?;
     }
     Ok(())
 }
@@ -522,12 +726,13 @@ impl CollectorStore {
             .await
     }
 
-    /// Blob-store objects to delete, oldest first.
+    /// Blob-store objects to delete, oldest first (ids are time-ordered
+    /// UUIDs; rows from before they were, in any order).
     pub async fn garbage(&self, limit: u32) -> MetadataResult<Vec<Garbage>> {
         self.db
             .read(async move |conn| {
                 conn.query(
-                    "SELECT id, kind, storage_key, storage_state FROM storage_garbage ORDER BY created_at LIMIT $1",
+                    "SELECT id, kind, storage_key, storage_state FROM storage_garbage ORDER BY id LIMIT $1",
                     &[i64::from(limit).into()],
                     |row| {
                         let (id, kind, key, state): (String, String, String, String) =
@@ -618,14 +823,8 @@ impl CollectorStore {
         let ids = ids.to_vec();
         self.db
             .write(async move |conn| {
-                for id in &ids {
-                    conn.execute(
-                        "DELETE FROM storage_garbage WHERE id = $1",
-                        &[Value::Text(id)],
-                    )
-                    .await?;
-                }
-                Ok(())
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                delete_in(conn, "storage_garbage", "id", &ids).await
             })
             .await
     }

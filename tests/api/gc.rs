@@ -385,7 +385,49 @@ async fn idle_uploads_expire_with_their_staging(app: TestApp) {
     assert_eq!(crate::uploads::staged_files(&app).await, 0);
 }
 
+/// A pass judges its items a batch at a time (200): hundreds of dangling
+/// blobs, some linked into two repositories, all go in one pass, dry run
+/// and real alike, and a manifest's blobs among them stay.
+async fn more_than_a_batch_goes_in_one_pass(app: TestApp) {
+    push(&app, "team/many", "kept", b"config kept", b"layer kept").await;
+    for n in 0..400 {
+        push_blob(&app, "team/many", format!("dangling {n}").as_bytes()).await;
+    }
+    for n in 0..50 {
+        let bytes = format!("dangling in two {n}");
+        push_blob(&app, "team/many", bytes.as_bytes()).await;
+        push_blob(&app, "team/other", bytes.as_bytes()).await;
+    }
+    assert_eq!(stored_blobs(&app).await, 452);
+    let dry = collect(&app, NOW, true).await;
+    assert_eq!(
+        (dry.collected.blob_links, dry.collected.blobs),
+        (500, 450),
+        "{dry:?}"
+    );
+    assert_eq!(stored_blobs(&app).await, 452);
+    let real = collect(&app, NOW, false).await;
+    assert_eq!(
+        (
+            real.collected.blob_links,
+            real.collected.blobs,
+            real.objects_deleted
+        ),
+        (500, 450, 450),
+        "{real:?}"
+    );
+    assert_eq!(stored_blobs(&app).await, 2);
+    pulls_completely(&app, "team/many", "kept").await;
+    let digest = sha256(b"dangling in two 7");
+    assert_eq!(
+        blob_status(&app, "team/other", &digest).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(collect(&app, NOW, false).await.collected.reviewed, 0);
+}
+
 backend_tests!(
+    more_than_a_batch_goes_in_one_pass,
     unreferenced_data_goes_and_referenced_data_stays,
     grace_and_dry_run_delete_nothing,
     deleted_then_pushed_again_is_kept,
@@ -431,4 +473,39 @@ async fn a_collector_never_deletes_a_link_a_push_is_using() {
     let after = collect(&app, NOW, false).await;
     assert_eq!(after.collected.blob_links, 0, "{after:?}");
     pulls_completely(&app, "team/app", "1").await;
+}
+
+/// A blob row a push holds on PostgreSQL (it links the blob in another
+/// repository meanwhile) is skipped, not waited for: its unused link goes,
+/// the blob stays queued, and the next pass collects it once the push has
+/// let go.
+#[tokio::test]
+async fn a_collector_leaves_a_blob_a_push_holds_for_the_next_pass() {
+    use sqlx::Connection;
+    let app = TestApp::start(Backend::Postgres).await;
+    let digest = push_blob(&app, "team/app", b"blob held").await;
+    let mut pusher = sqlx::PgConnection::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    let mut tx = pusher.begin().await.unwrap();
+    let held: Option<String> =
+        sqlx::query_scalar("SELECT digest FROM blobs WHERE digest = $1 FOR SHARE")
+            .bind(&digest)
+            .fetch_optional(&mut *tx)
+            .await
+            .unwrap();
+    assert!(held.is_some());
+
+    let during = collect(&app, NOW, false).await;
+    assert_eq!(
+        (during.collected.blob_links, during.collected.blobs),
+        (1, 0),
+        "{during:?}"
+    );
+    assert_eq!(stored_blobs(&app).await, 1);
+    tx.rollback().await.unwrap();
+
+    let after = collect(&app, NOW, false).await;
+    assert_eq!(after.collected.blobs, 1, "{after:?}");
+    assert_eq!(stored_blobs(&app).await, 0);
 }
