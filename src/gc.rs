@@ -13,9 +13,12 @@
 //! and by `cli` (`berth gc`); read by `ui`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use crate::metadata::{
     Collected, CollectorStore, Garbage, GcPassRecord, MetadataError, PolicyStore,
@@ -23,12 +26,15 @@ use crate::metadata::{
 use crate::metrics::Metrics;
 use crate::policy::retention;
 use crate::setting::Invalid;
-use crate::storage::{BlobStore, StagedUpload};
+use crate::storage::{BlobStore, StagedUpload, StorageError};
 
 /// Review items handled per transaction: small enough that a push never
 /// waits long behind a collector (SQLite has one writer), large enough that
 /// a backlog of thousands goes in seconds.
 const BATCH: u32 = 200;
+
+/// Blob-store deletes in flight at once during a pass.
+const CONCURRENT_DELETES: usize = 8;
 
 /// Passes kept in `gc_passes` for the administration page.
 pub const KEPT_PASSES: u32 = 20;
@@ -178,54 +184,56 @@ impl Collector {
             return Ok(report);
         }
         report.evicted = self.evict_cached().await?;
-        loop {
-            let round = self
-                .metadata
-                .collect(grace, upload_expiry, BATCH, false)
-                .await?;
-            report.collected += round;
-            if round.reviewed == 0 {
-                break;
-            }
-        }
-        loop {
-            let garbage = self.metadata.garbage(BATCH).await?;
-            if garbage.is_empty() {
-                break;
-            }
-            let mut done = Vec::with_capacity(garbage.len());
-            for item in garbage {
-                let (id, result) = match item {
-                    Garbage::Blob { id, key } => {
-                        let result = self.blobs.delete(&key).await;
-                        (id, result)
-                    }
-                    Garbage::Upload {
-                        id,
-                        upload_id,
-                        storage_state,
-                    } => {
-                        let staged = StagedUpload {
-                            id: upload_id,
-                            storage_state,
-                        };
-                        (id, self.blobs.abort_upload(&staged).await)
-                    }
-                };
-                match result {
-                    Ok(()) => done.push(id),
-                    Err(e) => {
-                        report.objects_failed += 1;
-                        tracing::warn!(error = %e, "could not delete a collected object; retrying next pass");
+        // Objects are deleted while later rounds still collect: the rounds
+        // wait on the database, the deletes on blob storage.
+        let collected = Notify::new();
+        let collecting = AtomicBool::new(true);
+        let collect = async {
+            let mut total = Collected::default();
+            let rounds = async {
+                loop {
+                    let round = self
+                        .metadata
+                        .collect(grace, upload_expiry, BATCH, false)
+                        .await?;
+                    total += round;
+                    collected.notify_one();
+                    if round.reviewed == 0 {
+                        return Ok::<_, MetadataError>(());
                     }
                 }
+            };
+            let outcome = rounds.await;
+            collecting.store(false, Ordering::Release);
+            collected.notify_one();
+            outcome.map(|()| total)
+        };
+        let delete = async {
+            let mut deleted = (0, 0);
+            loop {
+                let finished = !collecting.load(Ordering::Acquire);
+                let garbage = self.metadata.garbage(BATCH).await?;
+                if garbage.is_empty() {
+                    if finished {
+                        return Ok(deleted);
+                    }
+                    collected.notified().await;
+                    continue;
+                }
+                let (done, failed) = self.delete_objects(garbage).await;
+                deleted.1 += failed;
+                if done.is_empty() {
+                    // Storage refuses every delete: leave the rest to the next pass.
+                    return Ok(deleted);
+                }
+                deleted.0 += done.len() as u64;
+                self.metadata.forget_garbage(&done).await?;
             }
-            if done.is_empty() {
-                break;
-            }
-            report.objects_deleted += done.len() as u64;
-            self.metadata.forget_garbage(&done).await?;
-        }
+        };
+        let (collected, (deleted, failed)) = tokio::try_join!(collect, delete)?;
+        report.collected = collected;
+        report.objects_deleted = deleted;
+        report.objects_failed = failed;
         report.duration = started.elapsed();
         // The pass is done whether or not its record is kept.
         if let Err(e) = self
@@ -251,6 +259,52 @@ impl Collector {
             );
         }
         Ok(report)
+    }
+
+    /// Deletes collected objects from blob storage, several in flight
+    /// (each is a round trip to S3, or an unlink that may wait on the disk
+    /// to discard); returns the garbage ids of those deleted, and how many
+    /// failed.
+    async fn delete_objects(&self, garbage: Vec<Garbage>) -> (Vec<String>, u64) {
+        let results: Vec<(String, Result<(), StorageError>)> = futures_util::stream::iter(garbage)
+            .map(|item| self.delete_object(item))
+            .buffer_unordered(CONCURRENT_DELETES)
+            .collect()
+            .await;
+        let mut done = Vec::with_capacity(results.len());
+        let mut failed = 0;
+        for (id, result) in results {
+            match result {
+                Ok(()) => done.push(id),
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(error = %e, "could not delete a collected object; retrying next pass");
+                }
+            }
+        }
+        (done, failed)
+    }
+
+    /// Deletes one collected object from blob storage; returns its
+    /// garbage id with the outcome.
+    async fn delete_object(&self, item: Garbage) -> (String, Result<(), StorageError>) {
+        match item {
+            Garbage::Blob { id, key } => {
+                let result = self.blobs.delete(&key).await;
+                (id, result)
+            }
+            Garbage::Upload {
+                id,
+                upload_id,
+                storage_state,
+            } => {
+                let staged = StagedUpload {
+                    id: upload_id,
+                    storage_state,
+                };
+                (id, self.blobs.abort_upload(&staged).await)
+            }
+        }
     }
 
     /// The last passes any instance (or `berth gc`) finished, newest
