@@ -255,15 +255,28 @@ async fn administer(config: Config, command: TopCommand) -> anyhow::Result<()> {
                 redact_url(&config.database_url)
             )
         })?;
+    let outcome = administer_with(&config, &metadata, command).await;
+    // Closed, not dropped at exit: the last SQLite connection to close
+    // checkpoints the WAL and removes it, so the next start need not read
+    // it back (after `bench-load`, hundreds of megabytes).
+    metadata.close().await;
+    outcome
+}
+
+async fn administer_with(
+    config: &Config,
+    metadata: &crate::metadata::Metadata,
+    command: TopCommand,
+) -> anyhow::Result<()> {
     let command = match command {
         TopCommand::Serve { .. } | TopCommand::Tls(_) | TopCommand::Proxy(_) => {
             unreachable!("handled by main")
         }
         TopCommand::Gc { dry_run, grace } => {
-            return collect(&config, &metadata, dry_run, grace).await;
+            return collect(config, metadata, dry_run, grace).await;
         }
         TopCommand::BenchLoad(args) => {
-            return bench_load::bench_load(&config, &metadata, args).await;
+            return bench_load::bench_load(config, metadata, args).await;
         }
         TopCommand::Key(KeyCommand::Rotate) => {
             let kid = crate::auth::keys::KeyRing::rotate(&metadata.accounts).await?;
