@@ -108,7 +108,8 @@ async fn open(config: &Config) -> anyhow::Result<Opened> {
             config.gc,
             Some(metrics.clone()),
         )
-        .with_evictions(Cache::evictions(&config.cache)),
+        .with_evictions(Cache::evictions(&config.cache))
+        .in_background(),
     );
     let collector = gc.clone().spawn();
     let registry = Arc::new(Registry::new(
