@@ -195,6 +195,12 @@ fn berth_binary() -> String {
     std::env::var("BERTH_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth").to_string())
 }
 
+/// `BERTH_BENCH_SERVER_LOG`: a `RUST_LOG` filter for Berth, whose log is
+/// then echoed to the bench's stderr (to see where a slow turn went).
+fn server_log() -> Option<String> {
+    std::env::var("BERTH_BENCH_SERVER_LOG").ok()
+}
+
 /// Berth with `env` added to its environment (another database, say),
 /// which may override the defaults set here (`BERTH_GC_INTERVAL`).
 async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static str) -> Target {
@@ -211,7 +217,7 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
         .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("BERTH_TOKEN_LIFETIME", "1h")
         .env("BERTH_GC_INTERVAL", "off")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", server_log().unwrap_or_else(|| "warn".into()))
         .env("NO_COLOR", "1")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stderr(Stdio::piped())
@@ -227,10 +233,21 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let bound_in = spawned.elapsed();
+    let echo = server_log().is_some();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if echo {
+                eprintln!("  {name}: {line}");
+            }
+        }
+    });
     let base = format!("http://{address}");
     wait_ready(&base).await;
     let ready_in = spawned.elapsed();
+    if echo {
+        eprintln!("  {name}: socket bound within {bound_in:?}, /v2/ answered after {ready_in:?}");
+    }
     let scopes = [
         "repository:bench/large:pull,push",
         "repository:bench/chunked:pull,push",
