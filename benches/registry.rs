@@ -205,6 +205,7 @@ fn server_log() -> Option<String> {
 /// which may override the defaults set here (`BERTH_GC_INTERVAL`).
 async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static str) -> Target {
     let dir = tempfile::tempdir().unwrap();
+    let log = server_log();
     let spawned = Instant::now();
     let mut child = Command::new(berth_binary())
         .arg("serve")
@@ -217,7 +218,7 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
         .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("BERTH_TOKEN_LIFETIME", "1h")
         .env("BERTH_GC_INTERVAL", "off")
-        .env("RUST_LOG", server_log().unwrap_or_else(|| "warn".into()))
+        .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
         .env("NO_COLOR", "1")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stderr(Stdio::piped())
@@ -234,7 +235,7 @@ async fn start_berth_with(fsync: bool, env: &[(String, String)], name: &'static 
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let bound_in = spawned.elapsed();
-    let echo = server_log().is_some();
+    let echo = log.is_some();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             if echo {
